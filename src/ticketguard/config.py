@@ -1,0 +1,235 @@
+"""Typed settings, read once from the environment and `.env`, then passed in.
+
+Variable names are the deployment guide's contract (``DB_HOST``, ``REDIS_URL``, ``JWT_SECRET`` …).
+No database configured means an embedded SQLite file in ``DATA_DIR``; no Redis configured means the
+in-process fallbacks. ``ENVIRONMENT=production`` refuses to start with missing or placeholder secrets.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+from urllib.parse import quote
+
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Environment = Literal["development", "test", "staging", "production"]
+
+# Values shipped in the deployment guide's sample `.env`; running production on them is running without them.
+PLACEHOLDER_SECRETS = frozenset(
+    {
+        "",
+        "changeme",
+        "change-me",
+        "secret",
+        "your-jwt-secret-key-min-32-chars",
+        "your-totp-secret",
+        "your-secure-password-here",
+        "your-redis-password",
+        "your-pagerduty-key",
+        "dev-only-insecure-secret",
+    }
+)
+MIN_JWT_SECRET_LENGTH = 32
+
+
+class SettingsError(ValueError):
+    """Raised when settings cannot be used in the current environment; the message lists every problem."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=False,
+    )
+
+    # --- runtime ---------------------------------------------------------------------------------
+    environment: Environment = "development"
+    debug: bool = False
+    data_dir: Path = Field(default=Path("data"), description="Embedded database, models and reports.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    # --- database: DATABASE_URL wins over the DB_* parts ---------------------------------------------
+    database_url: str | None = None
+    db_host: str | None = None
+    db_port: int = Field(default=5432, ge=1, le=65535)
+    db_name: str = "ticketing"
+    db_user: str = "postgres"
+    db_password: SecretStr | None = None
+    db_pool_size: int = Field(default=5, ge=1, le=100)
+    db_statement_timeout_ms: int = Field(default=5000, ge=100)
+
+    # --- redis: REDIS_URL wins over the REDIS_* parts ------------------------------------------------
+    redis_url: str | None = None
+    redis_host: str | None = None
+    redis_port: int = Field(default=6379, ge=1, le=65535)
+    redis_password: SecretStr | None = None
+    redis_db: int = Field(default=0, ge=0, le=15)
+    redis_timeout_ms: int = Field(default=50, ge=1, le=5000)
+
+    # --- chain -----------------------------------------------------------------------------------
+    web3_provider: str | None = None
+    contract_address: str | None = None
+    infura_key: SecretStr | None = None
+    alchemy_key: SecretStr | None = None
+
+    # --- security --------------------------------------------------------------------------------
+    jwt_secret: SecretStr | None = None
+    admin_mfa_secret: SecretStr | None = None
+
+    # --- notifications ---------------------------------------------------------------------------
+    slack_webhook: SecretStr | None = None
+    pagerduty_api_key: SecretStr | None = None
+
+    # --- model and decisions ---------------------------------------------------------------------
+    model_version: str | None = Field(
+        default=None, description="Pin the served model; unset means the registry's live version."
+    )
+    model_dir: Path | None = Field(default=None, description="Model artifacts; default DATA_DIR/models.")
+    fraud_threshold_block: float = Field(default=0.85, gt=0, lt=1)
+    fraud_threshold_review: float = Field(default=0.65, gt=0, lt=1)
+    fraud_threshold_2fa: float = Field(default=0.40, gt=0, lt=1)
+
+    # --- rate limits (requests per minute) -------------------------------------------------------
+    rate_limit_global: int = Field(default=10000, ge=1)
+    rate_limit_ip: int = Field(default=100, ge=1)
+    rate_limit_user: int = Field(default=500, ge=1)
+    rate_limit_buy: int = Field(default=5, ge=1)
+
+    # --- services --------------------------------------------------------------------------------
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=5001, ge=1, le=65535)
+    api_workers: int = Field(default=2, ge=1, le=64)
+    dashboard_port: int = Field(default=8050, ge=1, le=65535)
+
+    @field_validator("data_dir", mode="after")
+    @classmethod
+    def _expand_data_dir(cls, value: Path) -> Path:
+        return value.expanduser()
+
+    @field_validator("contract_address")
+    @classmethod
+    def _check_contract_address(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        assert value is not None
+        if not (value.startswith("0x") and len(value) == 42):
+            raise ValueError(f"CONTRACT_ADDRESS must be 0x followed by 40 hex digits, got {value!r}")
+        try:
+            int(value[2:], 16)
+        except ValueError:
+            raise ValueError(
+                f"CONTRACT_ADDRESS must be 0x followed by 40 hex digits, got {value!r}"
+            ) from None
+        return value
+
+    @field_validator("database_url", "redis_url", "web3_provider", "db_host", "redis_host")
+    @classmethod
+    def _blank_is_unset(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return value or None
+
+    @model_validator(mode="after")
+    def _check_thresholds(self) -> Settings:
+        two_fa, review, block = (
+            self.fraud_threshold_2fa,
+            self.fraud_threshold_review,
+            self.fraud_threshold_block,
+        )
+        if not two_fa < review < block:
+            raise ValueError(
+                "thresholds must satisfy FRAUD_THRESHOLD_2FA < FRAUD_THRESHOLD_REVIEW < FRAUD_THRESHOLD_BLOCK, "
+                f"got 2fa={two_fa}, review={review}, block={block}"
+            )
+        return self
+
+    # --- derived ---------------------------------------------------------------------------------
+    @cached_property
+    def resolved_database_url(self) -> str:
+        """SQLAlchemy URL: DATABASE_URL, else DB_HOST parts (PostgreSQL), else SQLite in DATA_DIR."""
+        if self.database_url:
+            url = self.database_url
+            if url.startswith("postgres://"):
+                url = "postgresql://" + url[len("postgres://") :]
+            if url.startswith("postgresql://"):
+                url = "postgresql+psycopg://" + url[len("postgresql://") :]
+            return url
+        if self.db_host:
+            password = self.db_password.get_secret_value() if self.db_password else ""
+            auth = quote(self.db_user, safe="")
+            if password:
+                auth += ":" + quote(password, safe="")
+            return f"postgresql+psycopg://{auth}@{self.db_host}:{self.db_port}/{quote(self.db_name, safe='')}"
+        return f"sqlite:///{(self.data_dir / 'ticketguard.db').resolve()}"
+
+    @property
+    def is_embedded_database(self) -> bool:
+        return self.resolved_database_url.startswith("sqlite")
+
+    @cached_property
+    def resolved_redis_url(self) -> str | None:
+        """Redis URL, or None for the in-process fallbacks."""
+        if self.redis_url:
+            return self.redis_url
+        if self.redis_host:
+            password = self.redis_password.get_secret_value() if self.redis_password else ""
+            auth = f":{quote(password, safe='')}@" if password else ""
+            return f"redis://{auth}{self.redis_host}:{self.redis_port}/{self.redis_db}"
+        return None
+
+    @property
+    def resolved_model_dir(self) -> Path:
+        return self.model_dir if self.model_dir is not None else self.data_dir / "models"
+
+    def production_problems(self) -> list[str]:
+        """Everything that makes these settings unsafe for production, one readable line each."""
+        problems: list[str] = []
+        jwt = self.jwt_secret.get_secret_value() if self.jwt_secret else ""
+        if jwt in PLACEHOLDER_SECRETS:
+            problems.append("JWT_SECRET is missing or a placeholder; set a random value of 32+ characters")
+        elif len(jwt) < MIN_JWT_SECRET_LENGTH:
+            problems.append(f"JWT_SECRET must be at least {MIN_JWT_SECRET_LENGTH} characters, got {len(jwt)}")
+        mfa = self.admin_mfa_secret.get_secret_value() if self.admin_mfa_secret else ""
+        if mfa in PLACEHOLDER_SECRETS:
+            problems.append("ADMIN_MFA_SECRET is missing or a placeholder; set a base32 TOTP secret")
+        elif not _is_base32(mfa):
+            problems.append("ADMIN_MFA_SECRET must be base32 (A-Z, 2-7), e.g. from `pyotp.random_base32()`")
+        if self.is_embedded_database:
+            problems.append("no database configured: set DATABASE_URL or DB_HOST (SQLite is for development)")
+        elif self.db_password is not None and self.db_password.get_secret_value() in PLACEHOLDER_SECRETS:
+            problems.append("DB_PASSWORD is a placeholder")
+        if self.redis_password is not None and self.redis_password.get_secret_value() in PLACEHOLDER_SECRETS:
+            problems.append("REDIS_PASSWORD is a placeholder")
+        if self.debug:
+            problems.append("DEBUG must be false in production")
+        return problems
+
+    def check_ready(self) -> None:
+        """Refuse to start when the environment demands more than these settings give."""
+        if self.environment != "production":
+            return
+        problems = self.production_problems()
+        if problems:
+            raise SettingsError(
+                "refusing to start with ENVIRONMENT=production:\n  - " + "\n  - ".join(problems)
+            )
+
+
+def _is_base32(value: str) -> bool:
+    try:
+        base64.b32decode(value.upper() + "=" * (-len(value) % 8), casefold=True)
+    except (binascii.Error, ValueError):
+        return False
+    return len(value) >= 16
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings from env/.env (plus explicit overrides) and check they fit the environment."""
+    settings = Settings(**overrides)  # type: ignore[arg-type]
+    settings.check_ready()
+    return settings

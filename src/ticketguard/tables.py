@@ -1,0 +1,276 @@
+"""The schema, as SQLAlchemy Core tables. Alembic migrations are the only way it reaches a database.
+
+The deployment guide's `schema.sql` tables keep their names, columns and index names; columns we add say
+why. `kpi_hourly` is a materialized view on PostgreSQL and a refreshed table on SQLite (see
+`ticketguard.kit.views`), so it is declared in the migration, not here.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    false,
+    func,
+    true,
+)
+
+from ticketguard.kit.types import JSONType, Money, UTCDateTime
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+DECISIONS = ("APPROVED", "REQUIRE_2FA", "MANUAL_REVIEW", "BLOCKED")
+TRANSACTION_SOURCES = ("api", "chain", "import", "simulator")
+LABEL_SOURCES = ("simulator", "import", "chargeback", "review", "chain")
+
+
+def _transaction_columns() -> list[Column]:  # type: ignore[type-arg]
+    return [
+        Column("transaction_id", String(64), primary_key=True),
+        Column("wallet_address", String(42), nullable=False, comment="buyer"),
+        Column("event_id", String(64), nullable=False),
+        Column("ticket_id", String(64)),
+        Column("price_paid", Money),
+        Column("payment_method", String(32)),
+        Column("is_resale", Boolean, nullable=False, server_default=false()),
+        Column("status", String(16)),
+        Column("timestamp", UTCDateTime, nullable=False, server_default=func.now()),
+        # Added: the counterparty of a resale, for wash-trading and blacklisted-counterparty features.
+        Column("seller_address", String(42)),
+        # Added: where the request came from, for wallets-per-IP and geo-velocity features.
+        Column("ip_address", String(45)),
+        Column("country", String(2)),
+        Column("latitude", Float),
+        Column("longitude", Float),
+        Column("source", String(16), nullable=False, server_default="api"),
+        # Added: on-chain provenance; unique together so the ETL can load idempotently.
+        Column("chain_tx_hash", String(66)),
+        Column("chain_log_index", Integer),
+        Column("block_number", BigInteger),
+    ]
+
+
+def _transaction_indexes(table: str) -> list[Index | UniqueConstraint | CheckConstraint]:
+    suffix = "" if table == "transactions" else "_archive"
+    return [
+        Index(f"idx_transactions{suffix}_wallet", "wallet_address"),
+        Index(f"idx_transactions{suffix}_timestamp", "timestamp"),
+        Index(f"idx_transactions{suffix}_event", "event_id"),
+        # Feature look-ups are "this key, strictly before this time": composite indexes serve them.
+        Index(f"idx_transactions{suffix}_wallet_ts", "wallet_address", "timestamp"),
+        Index(f"idx_transactions{suffix}_event_ts", "event_id", "timestamp"),
+        Index(f"idx_transactions{suffix}_ticket_ts", "ticket_id", "timestamp"),
+        Index(f"idx_transactions{suffix}_ip_ts", "ip_address", "timestamp"),
+        Index(f"idx_transactions{suffix}_seller_ts", "seller_address", "timestamp"),
+        UniqueConstraint("chain_tx_hash", "chain_log_index", name=f"uq_transactions{suffix}_chain_log"),
+    ]
+
+
+transactions = Table("transactions", metadata, *_transaction_columns(), *_transaction_indexes("transactions"))
+
+transactions_archive = Table(
+    "transactions_archive",
+    metadata,
+    *_transaction_columns(),
+    Column("archived_at", UTCDateTime, nullable=False, server_default=func.now()),
+    *_transaction_indexes("transactions_archive"),
+)
+
+
+def _prediction_columns() -> list[Column]:  # type: ignore[type-arg]
+    return [
+        Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+        Column("transaction_id", String(64), nullable=False),
+        # Widened from the guide's DECIMAL(5,3): a stored score must reproduce its decision at the threshold.
+        Column("fraud_score", Float),
+        Column("decision", String(16)),
+        Column("features", JSONType),
+        Column("model_version", String(32)),
+        Column("timestamp", UTCDateTime, nullable=False, server_default=func.now()),
+        Column("confidence", Float),
+        Column("top_features", JSONType),
+        Column("reasons", JSONType),
+        Column("degraded", Boolean, nullable=False, server_default=false()),
+        Column("degraded_reason", String(128)),
+        Column("request_hash", String(64), comment="sha256 of the canonical request, for idempotency"),
+        Column("latency_ms", Float),
+    ]
+
+
+fraud_predictions = Table(
+    "fraud_predictions",
+    metadata,
+    *_prediction_columns(),
+    # Unique (the guide's index, made unique): one prediction per transaction is the idempotency invariant.
+    Index("idx_fraud_predictions_txn", "transaction_id", unique=True),
+    Index("idx_fraud_predictions_timestamp", "timestamp"),
+    Index("idx_fraud_predictions_decision_ts", "decision", "timestamp"),
+)
+
+fraud_predictions_archive = Table(
+    "fraud_predictions_archive",
+    metadata,
+    *_prediction_columns(),
+    Column("archived_at", UTCDateTime, nullable=False, server_default=func.now()),
+    Index("idx_fraud_predictions_archive_txn", "transaction_id", unique=True),
+    Index("idx_fraud_predictions_archive_timestamp", "timestamp"),
+)
+
+security_events = Table(
+    "security_events",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("event_type", String(32), nullable=False),
+    Column("severity", String(16)),
+    Column("source_ip", String(45)),
+    Column("user_id", String(64)),
+    Column("metadata", JSONType),
+    Column("timestamp", UTCDateTime, nullable=False, server_default=func.now()),
+    Index("idx_security_events_type", "event_type"),
+    Index("idx_security_events_timestamp", "timestamp"),
+    Index("idx_security_events_type_ts", "event_type", "timestamp"),
+)
+
+blacklisted_wallets = Table(
+    "blacklisted_wallets",
+    metadata,
+    Column("wallet_address", String(42), primary_key=True),
+    Column("reason", Text),
+    Column("timestamp", UTCDateTime, nullable=False, server_default=func.now()),
+    Column("added_by", String(64), comment="admin user, client or rule that added it"),
+    Column("expires_at", UTCDateTime, comment="NULL: until removed"),
+)
+
+allowlisted_wallets = Table(
+    "allowlisted_wallets",
+    metadata,
+    Column("wallet_address", String(42), primary_key=True),
+    Column("reason", Text),
+    Column("timestamp", UTCDateTime, nullable=False, server_default=func.now()),
+    Column("added_by", String(64)),
+    Column("expires_at", UTCDateTime),
+)
+
+admin_audit_log = Table(
+    "admin_audit_log",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("admin_user", String(64)),
+    Column("action", String(128)),
+    Column("ip_address", String(45)),
+    Column("metadata", JSONType),
+    Column("timestamp", UTCDateTime, nullable=False, server_default=func.now()),
+    Index("idx_admin_audit_log_timestamp", "timestamp"),
+    Index("idx_admin_audit_log_action_ts", "action", "timestamp"),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("event_id", String(64), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("organizer_id", String(64), nullable=False),
+    Column("venue", String(200)),
+    Column("city", String(100)),
+    Column("capacity", Integer, nullable=False),
+    Column("face_value", Money, nullable=False),
+    Column("on_sale_at", UTCDateTime, nullable=False),
+    Column("starts_at", UTCDateTime, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False, server_default=func.now()),
+    CheckConstraint("capacity > 0", name="capacity_positive"),
+    CheckConstraint("face_value >= 0", name="face_value_not_negative"),
+    Index("idx_events_starts_at", "starts_at"),
+    Index("idx_events_organizer", "organizer_id"),
+)
+
+fraud_labels = Table(
+    "fraud_labels",
+    metadata,
+    Column("transaction_id", String(64), primary_key=True),
+    Column("is_fraud", Boolean, nullable=False),
+    Column("pattern", String(32), comment="fraud pattern or legit look-alike tag, when known"),
+    Column("source", String(16), nullable=False),
+    Column("labelled_at", UTCDateTime, nullable=False, comment="when the label became known"),
+    Column("labelled_by", String(64)),
+    Column("notes", Text),
+    Index("idx_fraud_labels_labelled_at", "labelled_at"),
+    Index("idx_fraud_labels_fraud", "is_fraud"),
+)
+
+model_registry = Table(
+    "model_registry",
+    metadata,
+    Column("version", String(32), primary_key=True),
+    Column("created_at", UTCDateTime, nullable=False, server_default=func.now()),
+    Column("artifact_uri", Text, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("feature_names", JSONType, nullable=False),
+    Column("params", JSONType),
+    Column("metrics", JSONType),
+    Column("training_window_start", UTCDateTime),
+    Column("training_window_end", UTCDateTime),
+    Column("n_rows", Integer),
+    Column("n_fraud", Integer),
+    Column("library_versions", JSONType),
+    Column("notes", Text),
+)
+
+model_deployments = Table(
+    "model_deployments",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column(
+        "model_version",
+        String(32),
+        ForeignKey("model_registry.version", ondelete="RESTRICT"),
+        nullable=False,
+    ),
+    Column("action", String(16), nullable=False, comment="promote | rollback"),
+    Column("actor", String(64)),
+    Column("reason", Text),
+    Column("deployed_at", UTCDateTime, nullable=False, server_default=func.now()),
+    Index("idx_model_deployments_deployed_at", "deployed_at"),
+)
+
+admin_users = Table(
+    "admin_users",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("username", String(64), nullable=False, unique=True),
+    Column("password_hash", String(255), nullable=False),
+    Column("totp_secret", String(255), comment="encrypted at rest by the admin module"),
+    Column("role", String(16), nullable=False, server_default="analyst"),
+    Column("is_active", Boolean, nullable=False, server_default=true()),
+    Column("failed_attempts", Integer, nullable=False, server_default="0"),
+    Column("locked_until", UTCDateTime),
+    Column("last_login_at", UTCDateTime),
+    Column("created_at", UTCDateTime, nullable=False, server_default=func.now()),
+)
+
+chain_cursor = Table(
+    "chain_cursor",
+    metadata,
+    Column("name", String(128), primary_key=True, comment="chain id + contract address"),
+    Column("last_block", BigInteger, nullable=False),
+    Column("last_block_hash", String(66)),
+    Column("updated_at", UTCDateTime, nullable=False, server_default=func.now()),
+)
