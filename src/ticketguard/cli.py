@@ -1,0 +1,76 @@
+"""`ticketguard <command>`: thin shells over the services. Each capability registers its own sub-app."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.console import Console
+
+from ticketguard.config import Settings, SettingsError, load_settings
+from ticketguard.kit import migrate
+from ticketguard.kit.db import redact_url
+
+app = typer.Typer(
+    name="ticketguard",
+    help="Fraud, risk and security layer for NFT ticket sales and resales.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+console = Console(stderr=True)
+
+
+def get_settings() -> Settings:
+    """Settings for a CLI command; a settings problem exits with its message instead of a traceback."""
+    try:
+        return load_settings()
+    except (SettingsError, ValueError) as exc:
+        console.print(f"[red]configuration error:[/red] {exc}")
+        raise typer.Exit(code=2) from None
+
+
+db_app = typer.Typer(help="Database schema: migrations through Alembic only.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: str = typer.Argument("head", help="Target revision (default: head).")) -> None:
+    """Migrate the configured database up to REVISION."""
+    settings = get_settings()
+    migrate.upgrade(settings.resolved_database_url, revision)
+    console.print(f"database {redact_url(settings.resolved_database_url)} at {migrate.current(settings.resolved_database_url)}")
+
+
+@db_app.command("downgrade")
+def db_downgrade(revision: str = typer.Argument(..., help="Target revision, e.g. -1 or base.")) -> None:
+    """Migrate the configured database down to REVISION (`base` removes every table)."""
+    settings = get_settings()
+    migrate.downgrade(settings.resolved_database_url, revision)
+    console.print(f"database {redact_url(settings.resolved_database_url)} at {migrate.current(settings.resolved_database_url) or 'base'}")
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """Print the database's revision and whether it is at head."""
+    settings = get_settings()
+    rev = migrate.current(settings.resolved_database_url)
+    head = migrate.head()
+    state = "up to date" if rev == head else f"behind head {head}"
+    typer.echo(f"{rev or 'base'} ({state}) {redact_url(settings.resolved_database_url)}")
+
+
+def _register_subcommands() -> None:
+    # Imported here so `ticketguard --help` stays fast and one broken capability cannot hide the others.
+    from ticketguard.ingest.cli import register as register_ingest
+    from ticketguard.simulate.cli import register as register_simulate
+
+    register_simulate(app)
+    register_ingest(app)
+
+
+_register_subcommands()
+
+
+def main() -> None:  # pragma: no cover - console entry
+    sys.exit(app())
