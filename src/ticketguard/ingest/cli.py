@@ -1,9 +1,152 @@
-"""`ticketguard import FILE` (placeholder until the import capability lands)."""
+"""`ticketguard import FILE`: load a platform's labelled history (CSV or Parquet) into the database."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+from pathlib import Path
+
 import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+# soft_wrap: a problem stays on one line whatever the terminal width, so it can be grepped and copied.
+console = Console(stderr=True, soft_wrap=True)
+
+EXIT_REFUSED = 1  # the file (or mapping) has problems: nothing was written
+EXIT_USAGE = 2  # configuration or database state, before the file was looked at
+
+
+def import_command(
+    file: Path = typer.Argument(..., help="CSV or Parquet file, one row per transaction with its label."),
+    map_items: list[str] = typer.Option(
+        [],
+        "--map",
+        metavar="THEIRS=OURS",
+        help="Rename a column of the file, e.g. --map amount=price_paid. Repeatable.",
+    ),
+    mapping_file: Path | None = typer.Option(
+        None, "--mapping", help="YAML file of `their_column: our_column` lines (--map entries win)."
+    ),
+    file_format: str | None = typer.Option(
+        None, "--format", help="csv or parquet (default: from the extension .csv, .parquet, .pq)."
+    ),
+    delimiter: str = typer.Option(",", help="CSV field separator."),
+    timezone: str | None = typer.Option(
+        None,
+        help="IANA zone for timestamps written without an offset (default: such timestamps are refused).",
+    ),
+    label_delay_days: float = typer.Option(
+        45.0,
+        min=0,
+        help="Without a labelled_at column: a label is taken as known this many days after the "
+        "transaction (never after the import time).",
+    ),
+    quarantine: Path | None = typer.Option(
+        None,
+        help="Import the valid rows and write the rejected ones with their reasons to this CSV "
+        "(default: any bad row refuses the whole file).",
+    ),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Check everything, write nothing."),
+) -> None:
+    """Import labelled transactions (CSV/Parquet). All or nothing unless --quarantine is given."""
+    from sqlalchemy.exc import OperationalError
+
+    from ticketguard.bootstrap import database_engine
+    from ticketguard.cli import get_settings
+    from ticketguard.ingest import ImportValidationError, import_file, write_quarantine
+    from ticketguard.ingest.mapping import load_mapping_file, parse_map_options
+    from ticketguard.kit import migrate
+    from ticketguard.kit.db import redact_url
+
+    settings = get_settings()
+    url = settings.resolved_database_url
+    try:
+        migrated = migrate.is_up_to_date(url)
+    except OperationalError as exc:
+        console.print(
+            f"[red]cannot reach the database {escape(redact_url(url))}:[/red] {escape(str(exc.orig))}"
+        )
+        raise typer.Exit(code=EXIT_USAGE) from None
+    if not migrated:
+        console.print(
+            f"[red]the database {escape(redact_url(url))} is not migrated to the current schema:[/red] "
+            "run `ticketguard db upgrade` first"
+        )
+        raise typer.Exit(code=EXIT_USAGE)
+
+    engine = database_engine(settings)
+    try:
+        mapping = load_mapping_file(mapping_file) if mapping_file is not None else {}
+        mapping.update(parse_map_options(map_items))
+        with Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        ) as progress:
+            task = progress.add_task("starting", total=1.0)
+
+            def show(stage: str, fraction: float) -> None:
+                progress.update(task, description=stage, completed=fraction)
+
+            options = {
+                "file_format": file_format,
+                "delimiter": delimiter,
+                "timezone": timezone,
+                "label_delay": timedelta(days=label_delay_days),
+                "quarantine": quarantine is not None,
+                "progress": show,
+            }
+            if dry_run:
+                with engine.connect() as conn:
+                    report = import_file(conn, file, mapping, dry_run=True, **options)  # type: ignore[arg-type]
+                    conn.rollback()
+            else:
+                with engine.begin() as conn:
+                    report = import_file(conn, file, mapping, **options)  # type: ignore[arg-type]
+    except ImportValidationError as exc:
+        console.print(f"[red]{escape(exc.render())}[/red]")
+        raise typer.Exit(code=EXIT_REFUSED) from None
+    finally:
+        engine.dispose()
+
+    if quarantine is not None:
+        write_quarantine(report, quarantine)
+        if report.rows_rejected:
+            console.print(
+                f"[yellow]{report.rows_rejected} row(s) rejected ({report.problem_count} problem(s)); "
+                f"written to {escape(str(quarantine))}. First ones:[/yellow]"
+            )
+            for problem in report.problems[:10]:
+                console.print(f"  {escape(str(problem))}")
+    for note in report.notes:
+        console.print(f"[yellow]note:[/yellow] {escape(note)}")
+    if report.ignored_columns:
+        console.print(
+            f"[yellow]ignored columns (not imported):[/yellow] {escape(', '.join(report.ignored_columns))}"
+        )
+
+    verb = "would write" if dry_run else "written"
+    table = Table(title=f"import of {file.name}{' (dry run: nothing written)' if dry_run else ''}")
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    table.add_row("rows read", f"{report.rows_read:,}")
+    table.add_row(
+        f"transactions {verb}", f"{report.rows_accepted if dry_run else report.transactions_written:,}"
+    )
+    table.add_row("  of which fraud", f"{report.fraud_count:,}")
+    table.add_row("rows rejected", f"{report.rows_rejected:,}")
+    table.add_row(f"events {'to create' if dry_run else 'created'}", f"{report.events_new:,}")
+    table.add_row("events already known", f"{report.events_existing:,}")
+    table.add_row("time", f"{report.seconds:.1f} s")
+    table.add_row("database", redact_url(url))
+    Console().print(table)
+    if report.rows_rejected and report.rows_read == report.rows_rejected:
+        raise typer.Exit(code=EXIT_REFUSED)
 
 
 def register(app: typer.Typer) -> None:
-    return None
+    app.command("import")(import_command)

@@ -1,0 +1,302 @@
+"""Loading a platform's labelled history: from a file to History frames, and from there into the database.
+
+`read_labelled_file` needs no database (training reads files through it); `import_file` adds the checks
+against the database and writes in the caller's transaction — the entrypoint commits or rolls back.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+import psycopg
+from sqlalchemy import Connection
+from sqlalchemy.exc import IntegrityError
+
+from ticketguard.history import EVENT_COLUMNS, History, empty_frame, write_history
+from ticketguard.ingest import repository
+from ticketguard.ingest.columns import EVENT_SPECS
+from ticketguard.ingest.errors import (
+    FIRST_DATA_ROW,
+    MAX_SHOWN,
+    ImportValidationError,
+    Problem,
+    empty_problems,
+    problems_to_list,
+)
+from ticketguard.ingest.mapping import ColumnPlan, describe_ignored, plan_columns
+from ticketguard.ingest.reader import detect_format, read_header, read_rows
+from ticketguard.ingest.validate import (
+    DEFAULT_LABEL_DELAY,
+    CheckedFrame,
+    ImportOptions,
+    build_history,
+    check_frame,
+    problems_where,
+)
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str, float], None]
+WRITE_CHUNK = 100_000
+# Share of the progress bar each stage takes.
+READ_SHARE, CHECK_SHARE, DB_CHECK_SHARE = 0.5, 0.1, 0.1
+
+
+@dataclass
+class ImportReport:
+    """What an import did. `rejected` holds the quarantined rows (row, errors, the file's columns)."""
+
+    path: str
+    file_format: str
+    rows_read: int
+    rows_accepted: int
+    events_new: int
+    transactions_written: int
+    labels_written: int
+    events_written: int
+    events_existing: int
+    rows_rejected: int
+    fraud_count: int
+    dry_run: bool
+    seconds: float
+    ignored_columns: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    problem_count: int = 0
+    rejected: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+
+@dataclass
+class _Loaded:
+    file_format: str
+    plan: ColumnPlan
+    raw: pd.DataFrame
+    checked: CheckedFrame
+
+
+def _noop(_stage: str, _fraction: float) -> None:
+    return None
+
+
+def _load(
+    path: Path,
+    mapping: Mapping[str, str] | None,
+    *,
+    file_format: str | None,
+    delimiter: str,
+    options: ImportOptions,
+    progress: Progress,
+) -> _Loaded:
+    options.check()
+    fmt = detect_format(path, file_format)
+    plan = plan_columns(read_header(path, fmt, delimiter=delimiter), mapping, str(path))
+    raw = read_rows(
+        path,
+        fmt,
+        plan.used,
+        delimiter=delimiter,
+        progress=lambda fraction: progress(f"reading {path.name}", fraction * READ_SHARE),
+    ).rename(columns=plan.rename)
+    progress("checking rows", READ_SHARE)
+    checked = check_frame(raw, plan.display, options)
+    progress("checked", READ_SHARE + CHECK_SHARE)
+    return _Loaded(file_format=fmt, plan=plan, raw=raw, checked=checked)
+
+
+def read_labelled_file(
+    path: Path | str,
+    mapping: Mapping[str, str] | None = None,
+    *,
+    source: str = "import",
+    file_format: str | None = None,
+    delimiter: str = ",",
+    timezone: str | None = None,
+    label_delay: timedelta = DEFAULT_LABEL_DELAY,
+    now: datetime | None = None,
+    progress: Progress | None = None,
+) -> History:
+    """A labelled CSV/Parquet file as History frames (events derived where the file has none).
+
+    Raises ImportValidationError listing every problem (row and column named) when any row is bad.
+    """
+    path = Path(path)
+    options = ImportOptions(
+        now=now or datetime.now(UTC), timezone=timezone, label_delay=label_delay, source=source
+    )
+    loaded = _load(
+        path,
+        mapping,
+        file_format=file_format,
+        delimiter=delimiter,
+        options=options,
+        progress=progress or _noop,
+    )
+    if len(loaded.checked.problems):
+        raise ImportValidationError.for_rows(str(path), loaded.checked.problems)
+    return build_history(loaded.checked.values, options)
+
+
+def _database_problems(conn: Connection, loaded: _Loaded) -> pd.DataFrame:
+    ids = loaded.checked.values["transaction_id"]
+    present = ids.dropna()
+    taken = repository.existing_transaction_ids(conn, present.unique().tolist())
+    if not taken:
+        return empty_problems()
+    where = ids.map(taken)
+    message = "is already in the database (table " + where.fillna("") + "), got '" + ids.fillna("") + "'"
+    return problems_where(where.notna(), loaded.plan.display("transaction_id"), message)
+
+
+def _rejected_rows(loaded: _Loaded, problems: pd.DataFrame) -> pd.DataFrame:
+    """The rejected rows as the file had them, with their row number and every reason."""
+    if problems.empty:
+        return pd.DataFrame(columns=["row", "errors", *loaded.plan.used])
+    reasons = (
+        ("column " + problems["column"] + ": " + problems["message"])
+        .groupby(problems["position"])
+        .agg("; ".join)
+    )
+    original = loaded.raw.loc[reasons.index].rename(columns={v: k for k, v in loaded.plan.rename.items()})
+    original = original.astype("str").replace({"NaT": ""})
+    frame = pd.DataFrame({"row": reasons.index.to_numpy() + FIRST_DATA_ROW, "errors": reasons.to_numpy()})
+    for column in loaded.plan.used:
+        frame[column] = original[column].to_numpy()
+    return frame
+
+
+def import_file(
+    conn: Connection,
+    path: Path | str,
+    mapping: Mapping[str, str] | None = None,
+    *,
+    file_format: str | None = None,
+    delimiter: str = ",",
+    timezone: str | None = None,
+    label_delay: timedelta = DEFAULT_LABEL_DELAY,
+    quarantine: bool = False,
+    dry_run: bool = False,
+    now: datetime | None = None,
+    progress: Progress | None = None,
+) -> ImportReport:
+    """Check a labelled file against itself and the database, then write it in the caller's transaction.
+
+    Default: any problem raises ImportValidationError before anything is written. With `quarantine`,
+    bad rows are left out and returned in `report.rejected` (write them with `write_quarantine`).
+    `dry_run` checks everything and writes nothing. Events the database lacks are created (from the
+    file's event_* columns, else derived); events it has are left as stored.
+    """
+    began = time.perf_counter()
+    path = Path(path)
+    report_progress = progress or _noop
+    options = ImportOptions(now=now or datetime.now(UTC), timezone=timezone, label_delay=label_delay)
+    loaded = _load(
+        path, mapping, file_format=file_format, delimiter=delimiter, options=options, progress=report_progress
+    )
+    report_progress("checking against the database", READ_SHARE + CHECK_SHARE)
+    problems = pd.concat([loaded.checked.problems, _database_problems(conn, loaded)], ignore_index=True)
+    if len(problems) and not quarantine:
+        raise ImportValidationError.for_rows(str(path), problems)
+    bad = pd.Index(problems["position"].unique())
+    accepted = loaded.checked.values.drop(index=bad)
+    history = build_history(accepted, options)
+    known = repository.existing_event_ids(conn, history.events["event_id"].tolist())
+    notes = []
+    if known:
+        history.events = history.events[~history.events["event_id"].isin(known)].reset_index(drop=True)
+        given = [spec.name for spec in EVENT_SPECS if spec.name in accepted.columns]
+        if given:
+            notes.append(
+                f"{len(known)} event(s) were already in the database and kept their stored details; "
+                f"the file's {', '.join(given)} for them were not used"
+            )
+    report_progress("writing", READ_SHARE + CHECK_SHARE + DB_CHECK_SHARE)
+    counts = {"events": 0, "transactions": 0, "fraud_labels": 0}
+    if not dry_run and len(history):
+        repository.allow_long_statements(conn)
+        counts = _write(conn, history, path, report_progress)
+    report_progress("done", 1.0)
+    ignored = describe_ignored(loaded.plan)
+    report = ImportReport(
+        path=str(path),
+        file_format=loaded.file_format,
+        rows_read=len(loaded.raw),
+        rows_accepted=len(history),
+        events_new=len(history.events),
+        transactions_written=counts["transactions"],
+        labels_written=counts["fraud_labels"],
+        events_written=counts["events"],
+        events_existing=len(known),
+        rows_rejected=len(bad),
+        fraud_count=int(history.labels["is_fraud"].sum()),
+        dry_run=dry_run,
+        seconds=time.perf_counter() - began,
+        ignored_columns=ignored,
+        notes=notes,
+        problems=problems_to_list(problems, MAX_SHOWN),
+        problem_count=len(problems),
+        rejected=_rejected_rows(loaded, problems) if quarantine else pd.DataFrame(),
+    )
+    log.info(
+        "import checked" if dry_run else "import written",
+        extra={
+            "rows_read": report.rows_read,
+            "transactions": report.transactions_written,
+            "rejected": report.rows_rejected,
+            "events": report.events_written,
+            "format": report.file_format,
+        },
+    )
+    return report
+
+
+def _write(conn: Connection, history: History, path: Path, progress: Progress) -> dict[str, int]:
+    start_share = READ_SHARE + CHECK_SHARE + DB_CHECK_SHARE
+    empty_events = empty_frame(EVENT_COLUMNS)
+    try:
+        counts = write_history(
+            conn,
+            History(
+                events=history.events,
+                transactions=history.transactions.iloc[:0],
+                labels=history.labels.iloc[:0],
+            ),
+        )
+        total = len(history)
+        for start in range(0, total, WRITE_CHUNK):
+            part = History(
+                events=empty_events,
+                transactions=history.transactions.iloc[start : start + WRITE_CHUNK],
+                labels=history.labels.iloc[start : start + WRITE_CHUNK],
+            )
+            written = write_history(conn, part)
+            counts["transactions"] += written["transactions"]
+            counts["fraud_labels"] += written["fraud_labels"]
+            done = min(start + WRITE_CHUNK, total)
+            progress(f"writing {done:,}/{total:,}", start_share + (1 - start_share) * done / total)
+    # COPY and executemany run on the driver's cursor, so its own IntegrityError arrives unwrapped.
+    except (IntegrityError, sqlite3.IntegrityError, psycopg.IntegrityError):
+        raise ImportValidationError(
+            str(path),
+            [
+                Problem(
+                    "another writer stored some of these transaction or event ids during the import; "
+                    "nothing was written — run the import again to see which rows clash"
+                )
+            ],
+        ) from None
+    return counts
+
+
+def write_quarantine(report: ImportReport, path: Path | str) -> Path:
+    """Write the rejected rows (row, errors, the file's columns) as CSV; call it once the import committed."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    report.rejected.to_csv(target, index=False)
+    return target

@@ -1,0 +1,132 @@
+"""`ticketguard import` end to end through the CLI, against the database named by DATABASE_URL."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pandas as pd
+from sqlalchemy import func, select
+from typer.testing import CliRunner
+
+from ticketguard import tables
+from ticketguard.cli import app
+from ticketguard.kit.db import make_engine
+
+
+def export_file(path: Path, n: int = 6) -> Path:
+    """A platform export with its own column names, including one naive-looking local timestamp column."""
+    pd.DataFrame(
+        {
+            "ref": [f"r-{i}" for i in range(n)],
+            "wallet": [f"0x{i + 1:040x}" for i in range(n)],
+            "event": ["concert-1"] * n,
+            "amount": [f"{30 + i}.00" for i in range(n)],
+            "created_at": [f"2026-01-05T1{i}:00:00Z" for i in range(n)],
+            "chargeback": ["1" if i == 2 else "0" for i in range(n)],
+        }
+    ).to_csv(path, index=False)
+    return path
+
+
+MAP_ARGS = [
+    "--map",
+    "ref=transaction_id",
+    "--map",
+    "wallet=wallet_address",
+    "--map",
+    "event=event_id",
+    "--map",
+    "amount=price_paid",
+    "--map",
+    "created_at=timestamp",
+    "--map",
+    "chargeback=is_fraud",
+]
+
+
+def stored(url: str) -> int:
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(tables.transactions)).scalar_one())
+    finally:
+        engine.dispose()
+
+
+def run(url: str, *args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(app, ["import", *args], env={"DATABASE_URL": url})
+    return result.exit_code, result.output
+
+
+def test_import_with_a_mapping_writes_and_summarises(db_url: str, tmp_path: Path) -> None:
+    code, output = run(db_url, str(export_file(tmp_path / "export.csv")), *MAP_ARGS)
+    assert code == 0, output
+    assert re.search(r"rows read\s+│\s+6 │", output), output
+    assert re.search(r"transactions written\s+│\s+6 │", output), output
+    assert re.search(r"of which fraud\s+│\s+1 │", output), output
+    assert stored(db_url) == 6
+
+
+def test_mapping_file_option(db_url: str, tmp_path: Path) -> None:
+    mapping = tmp_path / "mapping.yaml"
+    pairs = [MAP_ARGS[i + 1] for i in range(0, len(MAP_ARGS), 2)]
+    mapping.write_text("".join(f"{p.split('=')[0]}: {p.split('=')[1]}\n" for p in pairs))
+    code, output = run(db_url, str(export_file(tmp_path / "export.csv")), "--mapping", str(mapping))
+    assert code == 0, output
+    assert stored(db_url) == 6
+
+
+def test_a_bad_row_refuses_the_file_with_row_and_column(db_url: str, tmp_path: Path) -> None:
+    path = export_file(tmp_path / "export.csv")
+    frame = pd.read_csv(path, dtype=str)
+    frame.loc[3, "amount"] = "-5"
+    frame.to_csv(path, index=False)
+    code, output = run(db_url, str(path), *MAP_ARGS)
+    assert code == 1
+    assert "1 problem, nothing imported" in output
+    assert "row 5, column 'amount' (mapped to price_paid): must be a decimal > 0" in output
+    assert "got '-5'" in output
+    assert stored(db_url) == 0
+
+
+def test_missing_mapping_lists_what_is_accepted(db_url: str, tmp_path: Path) -> None:
+    code, output = run(db_url, str(export_file(tmp_path / "export.csv")))
+    assert code == 1
+    assert "missing required column(s) 'transaction_id'" in output
+    assert "accepted: required transaction_id, wallet_address" in output
+
+
+def test_dry_run_and_quarantine(db_url: str, tmp_path: Path) -> None:
+    path = export_file(tmp_path / "export.csv")
+    code, output = run(db_url, str(path), *MAP_ARGS, "--dry-run")
+    assert code == 0, output
+    assert "dry run: nothing written" in output
+    assert stored(db_url) == 0
+
+    frame = pd.read_csv(path, dtype=str)
+    frame.loc[0, "wallet"] = "not-a-wallet"
+    frame.to_csv(path, index=False)
+    report = tmp_path / "rejected.csv"
+    code, output = run(db_url, str(path), *MAP_ARGS, "--quarantine", str(report))
+    assert code == 0, output
+    assert "1 row(s) rejected" in output
+    assert stored(db_url) == 5
+    rejected = pd.read_csv(report, dtype=str)
+    assert rejected["row"].tolist() == ["2"]
+    assert rejected.loc[0, "wallet"] == "not-a-wallet"
+
+
+def test_refuses_an_unmigrated_database(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'blank.db'}"
+    code, output = run(url, str(export_file(tmp_path / "export.csv")), *MAP_ARGS)
+    assert code == 2
+    assert "is not migrated to the current schema" in output
+    assert "ticketguard db upgrade" in output
+
+
+def test_help_lists_the_options() -> None:
+    result = CliRunner().invoke(app, ["import", "--help"])
+    assert result.exit_code == 0
+    for option in ("--map", "--mapping", "--format", "--dry-run", "--quarantine", "--timezone"):
+        assert option in result.output

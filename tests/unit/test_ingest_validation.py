@@ -1,0 +1,327 @@
+"""read_labelled_file: every kind of bad value is refused with its row and column named; good files load."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from ticketguard.history import EVENT_COLUMNS, LABEL_COLUMNS, TRANSACTION_COLUMNS
+from ticketguard.ingest import ImportValidationError, read_labelled_file
+
+NOW = datetime(2026, 3, 1, tzinfo=UTC)
+
+
+def make_rows(n: int = 5, **overrides: list[str]) -> pd.DataFrame:
+    """n valid rows as a platform would export them (all text); `column=[values]` replaces a column."""
+    rows = pd.DataFrame(
+        {
+            "transaction_id": [f"tx-{i}" for i in range(n)],
+            "wallet_address": [f"0x{i:040x}" for i in range(n)],
+            "event_id": ["ev-a" if i % 2 == 0 else "ev-b" for i in range(n)],
+            "ticket_id": [f"tk-{i}" for i in range(n)],
+            "price_paid": [f"{10 + i}.50" for i in range(n)],
+            "timestamp": [f"2026-01-{5 + i % 20:02d}T10:{i % 60:02d}:00Z" for i in range(n)],
+            "is_fraud": ["true" if i % 3 == 0 else "false" for i in range(n)],
+            "ip_address": [f"10.0.0.{i % 250}" for i in range(n)],
+            "country": ["DE"] * n,
+        }
+    )
+    for column, values in overrides.items():
+        rows[column] = values
+    return rows
+
+
+def write_csv(frame: pd.DataFrame, path: Path) -> Path:
+    frame.to_csv(path, index=False)
+    return path
+
+
+def problems_of(path: Path, mapping: dict[str, str] | None = None, **kwargs: object) -> list[str]:
+    kwargs.setdefault("now", NOW)
+    with pytest.raises(ImportValidationError) as caught:
+        read_labelled_file(path, mapping, **kwargs)  # type: ignore[arg-type]
+    return [str(p) for p in caught.value.problems]
+
+
+def test_valid_file_loads_into_history_frames(tmp_path: Path) -> None:
+    rows = make_rows(4)
+    rows.loc[0, "wallet_address"] = "0xABCDEF0123456789ABCDEF0123456789ABCDEF01"
+    rows.loc[1, "country"] = "fr"
+    rows.loc[2, "ip_address"] = "2001:DB8:0:0::1"
+    history = read_labelled_file(write_csv(rows, tmp_path / "h.csv"), now=NOW)
+
+    assert list(history.transactions.columns) == list(TRANSACTION_COLUMNS)
+    assert list(history.labels.columns) == list(LABEL_COLUMNS)
+    assert list(history.events.columns) == list(EVENT_COLUMNS)
+    tx = history.transactions
+    assert tx["transaction_id"].tolist() == ["tx-0", "tx-1", "tx-2", "tx-3"]
+    assert tx.loc[0, "wallet_address"] == "0xabcdef0123456789abcdef0123456789abcdef01"
+    assert tx.loc[1, "country"] == "FR"
+    assert tx.loc[2, "ip_address"] == "2001:db8::1"
+    assert set(tx["source"]) == {"import"}
+    assert not tx["is_resale"].any()
+    assert str(tx["timestamp"].dtype) == "datetime64[us, UTC]"
+    assert history.labels["is_fraud"].tolist() == [True, False, False, True]
+
+
+def test_labelled_at_defaults_to_timestamp_plus_delay_but_never_after_the_import(tmp_path: Path) -> None:
+    rows = make_rows(2, timestamp=["2026-01-05T10:00:00Z", "2026-02-20T10:00:00Z"])
+    labels = read_labelled_file(write_csv(rows, tmp_path / "h.csv"), now=NOW).labels
+    assert labels.loc[0, "labelled_at"] == pd.Timestamp("2026-02-19T10:00:00Z")  # + 45 days
+    assert labels.loc[1, "labelled_at"] == pd.Timestamp(NOW)  # + 45 days would be after the import
+
+    short = read_labelled_file(tmp_path / "h.csv", now=NOW, label_delay=timedelta(days=2)).labels
+    assert short.loc[0, "labelled_at"] == pd.Timestamp("2026-01-07T10:00:00Z")
+
+
+def test_given_labelled_at_is_kept(tmp_path: Path) -> None:
+    rows = make_rows(2)
+    rows["labelled_at"] = ["2026-02-01T00:00:00Z", ""]
+    labels = read_labelled_file(write_csv(rows, tmp_path / "h.csv"), now=NOW).labels
+    assert labels.loc[0, "labelled_at"] == pd.Timestamp("2026-02-01T00:00:00Z")
+    assert labels.loc[1, "labelled_at"] == pd.Timestamp("2026-01-06T10:01:00Z") + timedelta(days=45)
+
+
+def test_price_survives_at_eight_decimals(tmp_path: Path) -> None:
+    rows = make_rows(3, price_paid=["1234567.12345678", "0.00000001", "9999999.99999999"])
+    prices = read_labelled_file(write_csv(rows, tmp_path / "h.csv"), now=NOW).transactions["price_paid"]
+    assert [f"{p:.8f}" for p in prices] == ["1234567.12345678", "0.00000001", "9999999.99999999"]
+    assert Decimal(f"{prices[0]:.8f}") == Decimal("1234567.12345678")
+
+
+def test_events_are_derived_from_the_sales_when_the_file_has_none(tmp_path: Path) -> None:
+    rows = make_rows(
+        4,
+        event_id=["ev-a"] * 4,
+        price_paid=["10", "20", "30", "500"],
+        ticket_id=["t1", "t2", "t3", "t1"],
+        timestamp=[
+            "2026-01-05T10:00:00Z",
+            "2026-01-06T10:00:00Z",
+            "2026-01-07T10:00:00Z",
+            "2026-01-09T10:00:00Z",
+        ],
+    )
+    rows["is_resale"] = ["false", "false", "false", "true"]
+    events = read_labelled_file(write_csv(rows, tmp_path / "h.csv"), now=NOW).events
+    assert len(events) == 1
+    event = events.iloc[0]
+    assert event["event_id"] == "ev-a"
+    assert event["name"] == "ev-a"
+    assert event["organizer_id"] == "unknown"
+    assert event["capacity"] == 3  # distinct tickets seen
+    assert event["face_value"] == 20.0  # median primary price; the resale at 500 is not a face value
+    assert event["on_sale_at"] == pd.Timestamp("2026-01-05T10:00:00Z")
+    assert event["starts_at"] == pd.Timestamp("2026-01-09T11:00:00Z")  # last sale + 1 h
+
+
+def test_event_columns_in_the_file_are_used(tmp_path: Path) -> None:
+    rows = make_rows(2, event_id=["ev-a", "ev-a"])
+    rows["event_capacity"] = ["5000", ""]
+    rows["event_face_value"] = ["", "45.00"]
+    rows["event_starts_at"] = ["2026-04-01T19:00:00Z", "2026-04-01T19:00:00Z"]
+    rows["event_name"] = ["Spring Gala", "Spring Gala"]
+    event = read_labelled_file(write_csv(rows, tmp_path / "h.csv"), now=NOW).events.iloc[0]
+    assert (event["name"], event["capacity"], event["face_value"]) == ("Spring Gala", 5000, 45.0)
+    assert event["starts_at"] == pd.Timestamp("2026-04-01T19:00:00Z")
+    assert event["on_sale_at"] == pd.Timestamp("2026-01-05T10:00:00Z")  # first sale: not in the file
+
+
+BAD_VALUES = [
+    ("price_paid", "-5", "must be a decimal > 0", "got '-5'"),
+    ("price_paid", "0", "must be a decimal > 0", "got '0'"),
+    ("price_paid", "1.123456789", "at most 8 decimal places", "got '1.123456789'"),
+    ("price_paid", "10000000", "below 10,000,000", "got '10000000'"),
+    ("price_paid", "1,50", "no thousands separators", "got '1,50'"),
+    ("price_paid", "ten", "must be a decimal", "got 'ten'"),
+    ("price_paid", "", "is required, got an empty value", ""),
+    ("wallet_address", "0x12", "must be 0x followed by 40 hexadecimal digits", "got '0x12'"),
+    ("wallet_address", "0x" + "g" * 40, "must be 0x followed by 40 hexadecimal digits", "got '0xggg"),
+    ("is_fraud", "maybe", "must be a boolean: true/false, t/f, yes/no, y/n or 1/0", "got 'maybe'"),
+    ("is_fraud", "", "is required, got an empty value", ""),
+    ("timestamp", "yesterday", "must be an ISO 8601 timestamp", "got 'yesterday'"),
+    ("timestamp", "2026-02-30T10:00:00Z", "must be an ISO 8601 timestamp", "got '2026-02-30T10:00:00Z'"),
+    ("timestamp", "2026-01-05T10:00:00", "has no UTC offset", "got '2026-01-05T10:00:00'"),
+    ("timestamp", "2026-03-02T10:00:00Z", "must not be after the import time", "2026-03-02 10:00:00+00:00"),
+    ("ip_address", "1.2.3.256", "must be an IPv4 or IPv6 address", "got '1.2.3.256'"),
+    ("country", "XX", "must be an ISO 3166-1 alpha-2 country code", "got 'XX'"),
+    ("country", "DEU", "must be an ISO 3166-1 alpha-2 country code", "got 'DEU'"),
+    ("transaction_id", "x" * 65, "must be at most 64 characters", "got 65 characters"),
+    ("event_id", "", "is required, got an empty value", ""),
+]
+
+
+@pytest.mark.parametrize(("column", "value", "reason", "shown"), BAD_VALUES)
+def test_bad_value_is_named_by_row_and_column(
+    tmp_path: Path, column: str, value: str, reason: str, shown: str
+) -> None:
+    rows = make_rows(5)
+    rows.loc[2, column] = value  # third data row: row 4 of the file (header is row 1)
+    problems = problems_of(write_csv(rows, tmp_path / "h.csv"))
+    assert len(problems) == 1, problems
+    assert problems[0].startswith(f"row 4, column '{column}': ")
+    assert reason in problems[0]
+    assert shown in problems[0]
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "reason"),
+    [
+        ("is_resale", "sometimes", "must be a boolean"),
+        ("latitude", "91", "must be a latitude in degrees between -90 and 90"),
+        ("longitude", "east", "must be a longitude in degrees between -180 and 180"),
+        ("seller_address", "0xabc", "must be 0x followed by 40 hexadecimal digits"),
+        ("event_capacity", "0", "must be a whole number between 1 and"),
+        ("event_face_value", "-1", "must be a decimal >= 0"),
+        ("pattern", "p" * 33, "must be at most 32 characters"),
+    ],
+)
+def test_bad_optional_value_is_named_by_row_and_column(
+    tmp_path: Path, column: str, value: str, reason: str
+) -> None:
+    rows = make_rows(5)
+    rows[column] = ""
+    rows.loc[4, column] = value
+    problems = problems_of(write_csv(rows, tmp_path / "h.csv"))
+    assert problems == [problems[0]]
+    assert problems[0].startswith(f"row 6, column '{column}': {reason}")
+
+
+def test_labelled_at_before_the_transaction_is_refused(tmp_path: Path) -> None:
+    rows = make_rows(3)
+    rows["labelled_at"] = ["", "2026-01-01T00:00:00Z", ""]
+    problems = problems_of(write_csv(rows, tmp_path / "h.csv"))
+    assert problems == [
+        "row 3, column 'labelled_at': must not be before the transaction's timestamp "
+        "2026-01-06 10:01:00+00:00, got '2026-01-01 00:00:00+00:00'"
+    ]
+
+
+def test_duplicate_transaction_ids_name_every_row(tmp_path: Path) -> None:
+    rows = make_rows(6)
+    rows.loc[4, "transaction_id"] = "tx-1"
+    problems = problems_of(write_csv(rows, tmp_path / "h.csv"))
+    reason = "must be unique in the file, but 2 rows use it (first on row 3), got 'tx-1'"
+    assert problems == [f"row {row}, column 'transaction_id': {reason}" for row in (3, 6)]
+
+
+def test_an_event_must_agree_with_itself(tmp_path: Path) -> None:
+    rows = make_rows(4, event_id=["ev-a"] * 4)
+    rows["event_capacity"] = ["500", "500", "600", ""]
+    problems = problems_of(write_csv(rows, tmp_path / "h.csv"))
+    assert problems == [
+        "row 4, column 'event_capacity': event 'ev-a' has 500 on row 2, this row says 600; "
+        "an event's columns must agree on every row"
+    ]
+
+
+def test_every_problem_is_listed_and_the_message_is_capped(tmp_path: Path) -> None:
+    rows = make_rows(120, price_paid=["-1"] * 120)
+    with pytest.raises(ImportValidationError) as caught:
+        read_labelled_file(write_csv(rows, tmp_path / "h.csv"), now=NOW)
+    error = caught.value
+    assert error.total == 120
+    assert len(error.row_problems) == 120
+    text = str(error)
+    assert text.splitlines()[0].endswith("120 problems, nothing imported")
+    assert "row 51, column 'price_paid'" in text  # the 50th problem
+    assert "row 52," not in text
+    assert text.splitlines()[-1] == "  … and 70 more"
+
+
+def test_naive_timestamps_are_read_in_the_given_timezone(tmp_path: Path) -> None:
+    rows = make_rows(2, timestamp=["2026-01-05T10:00:00", "2026-01-05 12:30:00+00:00"])
+    tx = read_labelled_file(
+        write_csv(rows, tmp_path / "h.csv"), now=NOW, timezone="Europe/Berlin"
+    ).transactions
+    assert tx["timestamp"].tolist() == [
+        pd.Timestamp("2026-01-05T09:00:00Z"),
+        pd.Timestamp("2026-01-05T12:30:00Z"),
+    ]
+
+
+def test_a_local_time_skipped_by_daylight_saving_is_refused(tmp_path: Path) -> None:
+    rows = make_rows(2, timestamp=["2026-01-05T10:00:00Z", "2026-03-29T02:30:00"])
+    problems = problems_of(
+        write_csv(rows, tmp_path / "h.csv"), now=datetime(2026, 4, 1, tzinfo=UTC), timezone="Europe/Berlin"
+    )
+    assert problems == [
+        "row 3, column 'timestamp': is ambiguous or does not exist in Europe/Berlin "
+        "(a daylight-saving change), got '2026-03-29T02:30:00'"
+    ]
+
+
+def test_an_unknown_timezone_is_refused(tmp_path: Path) -> None:
+    problems = problems_of(write_csv(make_rows(2), tmp_path / "h.csv"), timezone="Mars/Olympus")
+    assert problems == ["timezone 'Mars/Olympus' is not a known IANA zone; use e.g. UTC or Europe/Berlin"]
+
+
+def test_blank_lines_are_skipped_without_shifting_row_numbers(tmp_path: Path) -> None:
+    path = tmp_path / "h.csv"
+    lines = write_csv(make_rows(3), path).read_text().splitlines()
+    lines[3] = lines[3].replace("12.50", "-12.50")  # the third data row, line 4
+    path.write_text("\n".join([*lines[:2], "", *lines[2:]]) + "\n")
+    assert problems_of(path)[0].startswith("row 5, column 'price_paid'")  # line 5 once the blank is counted
+
+
+def test_spaces_around_values_and_a_byte_order_mark_are_ignored(tmp_path: Path) -> None:
+    rows = make_rows(2)
+    rows["price_paid"] = [" 10.5 ", "11"]
+    path = tmp_path / "h.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + rows.to_csv(index=False).encode())
+    assert read_labelled_file(path, now=NOW).transactions["price_paid"].tolist() == [10.5, 11.0]
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        ("", "is empty: expected a header line with column names"),
+        ("transaction_id,wallet_address\n", "missing required column(s)"),
+        ("a,a\n1,2\n", "column 'a' appears twice in the header (columns 1 and 2)"),
+    ],
+)
+def test_unusable_files_are_refused_as_a_whole(tmp_path: Path, content: str, expected: str) -> None:
+    path = tmp_path / "h.csv"
+    path.write_text(content)
+    problems = problems_of(path)
+    assert expected in problems[0]
+
+
+def test_a_header_without_rows_is_refused(tmp_path: Path) -> None:
+    path = write_csv(make_rows(0), tmp_path / "h.csv")
+    assert problems_of(path) == ["has a header but no data rows"]
+
+
+def test_rows_with_more_or_fewer_fields_than_the_header_are_refused(tmp_path: Path) -> None:
+    path = write_csv(make_rows(3), tmp_path / "h.csv")
+    wallet = "0x" + "1" * 40
+    path.write_text(
+        path.read_text()
+        + f"tx-8,{wallet},ev,tk,1,2026-01-05T10:00:00Z,true,,DE,surplus\n"
+        + f"tx-9,{wallet},ev,tk,1,2026-01-05T10:00:00Z,true\n"
+    )
+    assert problems_of(path) == [
+        "row 5: has 10 fields but the header has 9; quote values that contain the delimiter",
+        "row 6: has 7 fields but the header has 9; quote values that contain the delimiter",
+    ]
+
+
+def test_unknown_extension_needs_a_format(tmp_path: Path) -> None:
+    path = write_csv(make_rows(2), tmp_path / "h.txt")
+    assert "cannot tell the format from the extension '.txt'" in problems_of(path)[0]
+    assert len(read_labelled_file(path, now=NOW, file_format="csv")) == 2
+
+
+def test_semicolon_separated_files_load_with_a_delimiter(tmp_path: Path) -> None:
+    path = tmp_path / "h.csv"
+    make_rows(3).to_csv(path, index=False, sep=";")
+    assert len(read_labelled_file(path, now=NOW, delimiter=";")) == 3
+
+
+def test_an_unknown_source_is_refused(tmp_path: Path) -> None:
+    problems = problems_of(write_csv(make_rows(2), tmp_path / "h.csv"), source="api")
+    assert problems[0].startswith("source must be one of")
