@@ -7,6 +7,7 @@ so every later message can name the row a person sees (index + 2, the header bei
 from __future__ import annotations
 
 import csv
+import io
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -116,9 +117,8 @@ def _check_field_counts(path: Path, delimiter: str, expected: int, progress: Pro
     size = max(path.stat().st_size, 1)
     problems: list[Problem] = []
     total = 0
-    with path.open("rb") as handle:
-        lines = (line.decode("utf-8-sig") for line in handle)
-        reader = csv.reader(lines, delimiter=delimiter)
+    with path.open("rb") as handle, io.TextIOWrapper(handle, encoding="utf-8-sig", newline="") as text:
+        reader = csv.reader(text, delimiter=delimiter)
         try:
             next(reader, None)
             for position, record in enumerate(reader):

@@ -150,8 +150,12 @@ def _database_problems(conn: Connection, loaded: _Loaded) -> pd.DataFrame:
     if not taken:
         return empty_problems()
     where = ids.map(taken)
-    message = "is already in the database (table " + where.fillna("") + "), got '" + ids.fillna("") + "'"
-    return problems_where(where.notna(), loaded.plan.display("transaction_id"), message)
+    return problems_where(
+        where.notna(),
+        loaded.plan.display("transaction_id"),
+        lambda rows: "is already in the database (table " + where.loc[rows] + ")",
+        got=ids,
+    )
 
 
 def _rejected_rows(loaded: _Loaded, problems: pd.DataFrame) -> pd.DataFrame:

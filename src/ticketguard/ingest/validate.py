@@ -14,9 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
+from functools import partial
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import numpy as np
 import pandas as pd
 import pycountry
 
@@ -98,21 +98,33 @@ class CheckedFrame:
         return pd.Index(self.problems["position"].unique())
 
 
+Message = str | pd.Series | Callable[[pd.Index], pd.Series]
+
+
 class _Problems:
     def __init__(self) -> None:
         self.parts: list[pd.DataFrame] = []
 
-    def add(self, mask: pd.Series, column: str, message: str | pd.Series) -> None:
+    def add(self, mask: pd.Series, column: str, message: Message, *, got: pd.Series | None = None) -> None:
+        """Record `message` (+ `, got '<value>'` from `got`) for the rows where `mask` holds.
+
+        Messages are built for those rows only: on a million good rows this costs nothing.
+        """
         where = mask[mask.fillna(False).astype(bool)].index
         if len(where) == 0:
             return
-        text = (
-            np.full(len(where), message, dtype=object)
-            if isinstance(message, str)
-            else (message.loc[where].to_numpy(dtype=object))
-        )
+        if callable(message):
+            message = message(where)
+        if isinstance(message, str):
+            text = pd.Series(message, index=where, dtype=object)
+        else:
+            text = message.loc[where].astype(object)
+        if got is not None:
+            text = text + _shown(got.loc[where])
         self.parts.append(
-            pd.DataFrame({"position": where.to_numpy(dtype="int64"), "column": column, "message": text})
+            pd.DataFrame(
+                {"position": where.to_numpy(dtype="int64"), "column": column, "message": text.to_numpy()}
+            )
         )
 
     def frame(self) -> pd.DataFrame:
@@ -121,16 +133,18 @@ class _Problems:
         return pd.concat(self.parts, ignore_index=True)
 
 
-def problems_where(mask: pd.Series, column: str, message: str | pd.Series) -> pd.DataFrame:
+def problems_where(
+    mask: pd.Series, column: str, message: Message, *, got: pd.Series | None = None
+) -> pd.DataFrame:
     """A problems frame for the rows where `mask` holds (used by callers adding their own checks)."""
     collector = _Problems()
-    collector.add(mask, column, message)
+    collector.add(mask, column, message, got=got)
     return collector.frame()
 
 
 def _shown(raw: pd.Series) -> pd.Series:
     """`, got '<value>'` for each row, long values cut."""
-    text = raw.astype("str") if not pd.api.types.is_string_dtype(raw) else raw
+    text = raw.astype("str")
     cut = text.str.slice(0, SHOWN_VALUE_CHARS)
     cut = cut.where(text.str.len() <= SHOWN_VALUE_CHARS, cut + "…")
     return ", got '" + cut + "'"
@@ -184,10 +198,11 @@ def _country(raw: pd.Series, _spec: ColumnSpec) -> Parsed:
     )
 
 
-def _decimal_places(raw: pd.Series) -> pd.Series:
-    plain = ~raw.str.contains("[eE]", regex=True)
-    places = raw.str.extract(r"\.(\d*?)0*$", expand=False).str.len().fillna(0)
-    for position in raw.index[~plain]:
+def _decimal_places(raw: pd.Series, shaped: pd.Series) -> pd.Series:
+    """Decimal places of well-shaped numbers once trailing zeros go ("12.500" has 1)."""
+    # Arrow string kernels for plain notation; the rare exponent form ("1e-05") goes through Decimal.
+    places = raw.str.replace(r"^[^.]*\.?", "", regex=True).str.rstrip("0").str.len().astype("int64")
+    for position in raw.index[shaped & raw.str.contains("[eE]", regex=True)]:
         try:
             exponent = Decimal(str(raw.loc[position])).normalize().as_tuple().exponent
         except InvalidOperation:
@@ -200,7 +215,7 @@ def _amount(raw: pd.Series, *, allow_zero: bool) -> Parsed:
     shaped = raw.str.fullmatch(DECIMAL_RE)
     numbers = pd.to_numeric(raw.where(shaped, None), errors="coerce").astype("float64")
     lower_ok = numbers >= 0 if allow_zero else numbers > 0
-    ok = shaped & lower_ok & (numbers < MAX_AMOUNT_EXCLUSIVE) & (_decimal_places(raw) <= MAX_DECIMALS)
+    ok = shaped & lower_ok & (numbers < MAX_AMOUNT_EXCLUSIVE) & (_decimal_places(raw, shaped) <= MAX_DECIMALS)
     bound = ">= 0" if allow_zero else "> 0"
     reason = (
         f"must be a decimal {bound} and below {MAX_AMOUNT_EXCLUSIVE:,} with at most {MAX_DECIMALS} "
@@ -262,15 +277,17 @@ def _timestamps(raw: pd.Series, timezone: str | None, problems: _Problems, colum
             problems.add(
                 raw.notna(),
                 column,
-                "is a timestamp without a timezone; store it with one or set the import timezone (--timezone)"
-                + _shown(raw.astype("str")),
+                "is a timestamp without a timezone; store it with one or set the import timezone "
+                "(--timezone)",
+                got=raw,
             )
             return pd.Series(pd.NaT, index=raw.index, dtype="datetime64[us, UTC]")
         typed = _localize(raw, timezone)
         problems.add(
             raw.notna() & typed.isna(),
             column,
-            f"is ambiguous or does not exist in {timezone} (a daylight-saving change)" + _shown(raw),
+            f"is ambiguous or does not exist in {timezone} (a daylight-saving change)",
+            got=raw,
         )
         return typed.astype("datetime64[us, UTC]")
     present = raw != ""
@@ -282,20 +299,22 @@ def _timestamps(raw: pd.Series, timezone: str | None, problems: _Problems, colum
     if isinstance(naive.dtype, pd.DatetimeTZDtype):  # an offset the pattern above did not know
         naive = pd.Series(pd.NaT, index=raw.index, dtype="datetime64[us]")
     unparsed = (with_offset & typed.isna()) | (naive_rows & naive.isna())
-    problems.add(unparsed, column, f"must be {TIMESTAMP_HINT}" + _shown(raw))
+    problems.add(unparsed, column, f"must be {TIMESTAMP_HINT}", got=raw)
     needs_zone = naive_rows & naive.notna()
     if timezone is None:
         problems.add(
             needs_zone,
             column,
-            "has no UTC offset; add one (Z or +02:00) or set the import timezone (--timezone)" + _shown(raw),
+            "has no UTC offset; add one (Z or +02:00) or set the import timezone (--timezone)",
+            got=raw,
         )
     elif needs_zone.any():
         local = _localize(naive.where(needs_zone), timezone).astype("datetime64[us, UTC]")
         problems.add(
             needs_zone & local.isna(),
             column,
-            f"is ambiguous or does not exist in {timezone} (a daylight-saving change)" + _shown(raw),
+            f"is ambiguous or does not exist in {timezone} (a daylight-saving change)",
+            got=raw,
         )
         typed = typed.where(~needs_zone, local)
     return typed
@@ -313,6 +332,10 @@ PARSERS: dict[str, Callable[[pd.Series, ColumnSpec], Parsed]] = {
     "longitude": _longitude,
     "capacity": _capacity,
 }
+
+
+def _too_long(lengths: pd.Series, reason: str, where: pd.Index) -> pd.Series:
+    return reason + ", got " + lengths.loc[where].astype("str") + " characters"
 
 
 def check_frame(raw: pd.DataFrame, display: Callable[[str], str], options: ImportOptions) -> CheckedFrame:
@@ -333,9 +356,9 @@ def check_frame(raw: pd.DataFrame, display: Callable[[str], str], options: Impor
         typed, bad, reason = PARSERS[spec.kind](column, spec)
         bad = bad.fillna(True).astype(bool) & ~empty
         if spec.kind == "text":
-            problems.add(bad, label, reason + ", got " + column.str.len().astype("str") + " characters")
+            problems.add(bad, label, partial(_too_long, column.str.len(), reason))
         else:
-            problems.add(bad, label, reason + _shown(column))
+            problems.add(bad, label, reason, got=column)
         values[name] = typed.where(~bad, None) if typed.dtype == object else typed.where(~bad)
     _check_rows_against_each_other(values, display, options, problems)
     return CheckedFrame(values=values, problems=problems.frame())
@@ -361,30 +384,30 @@ def _check_rows_against_each_other(
             + " rows use it (first on row "
             + first.astype("str")
             + ")"
-            + _shown(group)
         )
-        problems.add(repeated, display("transaction_id"), message)
+        problems.add(repeated, display("transaction_id"), message, got=group)
 
     latest = pd.Timestamp(options.now).tz_convert(UTC) + CLOCK_SKEW
     ts = values["timestamp"]
     problems.add(
         ts > latest,
         display("timestamp"),
-        f"must not be after the import time {options.now.isoformat()}" + _shown(ts.astype("str")),
+        f"must not be after the import time {options.now.isoformat()}",
+        got=ts,
     )
     if "labelled_at" in values.columns:
         labelled = values["labelled_at"]
         problems.add(
             labelled > latest,
             display("labelled_at"),
-            f"must not be after the import time {options.now.isoformat()}" + _shown(labelled.astype("str")),
+            f"must not be after the import time {options.now.isoformat()}",
+            got=labelled,
         )
         problems.add(
             labelled < ts,
             display("labelled_at"),
-            "must not be before the transaction's timestamp "
-            + ts.astype("str")
-            + _shown(labelled.astype("str")),
+            lambda where: "must not be before the transaction's timestamp " + ts.loc[where].astype("str"),
+            got=labelled,
         )
 
     events = values["event_id"]
@@ -398,27 +421,34 @@ def _check_rows_against_each_other(
         keyed = column[given]
         first_value = keyed.groupby(events[given]).transform("first")
         first_row = _row_numbers(values.index)[given].groupby(events[given]).transform("min")
-        differs = pd.Series(False, index=values.index)
-        differs[given] = (keyed != first_value).to_numpy()
-        message = pd.Series("", index=values.index, dtype=object)
-        message[given] = (
-            "event "
-            + events[given].map(repr)
-            + " has "
-            + first_value.astype("str")
-            + " on row "
-            + first_row.astype("str")
-            + ", this row says "
-            + keyed.astype("str")
-            + "; an event's columns must agree on every row"
-        ).to_numpy()
-        problems.add(differs, display(spec.name), message)
+        differs = (keyed != first_value).reindex(values.index, fill_value=False)
+
+        def conflict(
+            where: pd.Index,
+            keyed: pd.Series = keyed,
+            first_value: pd.Series = first_value,
+            first_row: pd.Series = first_row,
+        ) -> pd.Series:
+            return (
+                "event "
+                + events.loc[where].map(repr)
+                + " has "
+                + first_value.loc[where].astype("str")
+                + " on row "
+                + first_row.loc[where].astype("str")
+                + ", this row says "
+                + keyed.loc[where].astype("str")
+                + "; an event's columns must agree on every row"
+            )
+
+        problems.add(differs, display(spec.name), conflict)
     if "event_on_sale_at" in values.columns and "event_starts_at" in values.columns:
         on_sale, starts = values["event_on_sale_at"], values["event_starts_at"]
         problems.add(
             on_sale > starts,
             display("event_starts_at"),
-            "must not be before event_on_sale_at " + on_sale.astype("str") + _shown(starts.astype("str")),
+            lambda where: "must not be before event_on_sale_at " + on_sale.loc[where].astype("str"),
+            got=starts,
         )
 
 
