@@ -130,3 +130,31 @@ def test_help_lists_the_options() -> None:
     assert result.exit_code == 0
     for option in ("--map", "--mapping", "--format", "--dry-run", "--quarantine", "--timezone"):
         assert option in result.output
+
+
+def test_events_file_option_creates_the_described_events(db_url: str, tmp_path: Path) -> None:
+    events = tmp_path / "events.csv"
+    pd.DataFrame(
+        {
+            "event_id": ["concert-1", "concert-2"],
+            "name": ["Spring Concert", "Unsold Show"],
+            "organizer_id": ["org-7", "org-7"],
+            "capacity": ["2500", "100"],
+            "face_value": ["29.99", "10"],
+            "on_sale_at": ["2026-01-01T09:00:00Z", "2026-01-01T09:00:00Z"],
+            "starts_at": ["2026-02-14T20:00:00+01:00", "2026-03-01T20:00:00Z"],
+        }
+    ).to_csv(events, index=False)
+    code, output = run(db_url, str(export_file(tmp_path / "export.csv")), *MAP_ARGS, "--events", str(events))
+    assert code == 0, output
+    assert "1 event(s) of the events file have no imported transaction; not created" in output
+    engine = make_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(select(tables.events)).all()
+    finally:
+        engine.dispose()
+    assert [(r.event_id, r.name, r.organizer_id, r.capacity, str(r.face_value)) for r in rows] == [
+        ("concert-1", "Spring Concert", "org-7", 2500, "29.99000000")
+    ]
+    assert rows[0].starts_at.isoformat() == "2026-02-14T19:00:00+00:00"

@@ -325,3 +325,64 @@ def test_semicolon_separated_files_load_with_a_delimiter(tmp_path: Path) -> None
 def test_an_unknown_source_is_refused(tmp_path: Path) -> None:
     problems = problems_of(write_csv(make_rows(2), tmp_path / "h.csv"), source="api")
     assert problems[0].startswith("source must be one of")
+
+
+def events_file(path: Path, rows: dict[str, list[str]]) -> Path:
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
+def test_an_events_file_describes_the_events(tmp_path: Path) -> None:
+    rows = make_rows(4)
+    rows["event_capacity"] = "77"  # the events file wins over the rows' own event columns
+    events = events_file(
+        tmp_path / "events.csv",
+        {
+            "event_id": ["ev-a", "ev-b", "ev-unsold"],
+            "name": ["Gala A", "Gala B", "Never sold"],
+            "capacity": ["1200", "", "5"],
+            "face_value": ["45.5", "60", "1"],
+            "starts_at": ["2026-04-01T19:00:00Z", "2026-04-02T19:00:00+02:00", "2026-05-01T19:00:00Z"],
+            "created_at": ["x", "y", "z"],
+        },
+    )
+    history = read_labelled_file(write_csv(rows, tmp_path / "h.csv"), now=NOW, events_path=events)
+    frame = history.events.set_index("event_id")
+    assert sorted(frame.index) == ["ev-a", "ev-b"]  # only events with imported sales
+    assert frame.loc["ev-a", "name"] == "Gala A"
+    assert frame.loc["ev-a", "capacity"] == 1200
+    assert frame.loc["ev-b", "capacity"] == 77  # empty in the events file: the rows' event_capacity
+    assert frame.loc["ev-b", "face_value"] == 60.0
+    assert frame.loc["ev-b", "starts_at"] == pd.Timestamp("2026-04-02T17:00:00Z")
+    assert frame.loc["ev-a", "on_sale_at"] == pd.Timestamp("2026-01-05T10:00:00Z")  # derived: first sale
+
+
+def test_problems_in_the_events_file_name_its_rows_and_columns(tmp_path: Path) -> None:
+    events = events_file(
+        tmp_path / "events.csv",
+        {
+            "event_id": ["ev-a", "ev-b", "ev-a"],
+            "capacity": ["100", "lots", "100"],
+            "on_sale_at": ["2026-05-01T00:00:00Z", "", ""],
+            "starts_at": ["2026-04-01T19:00:00Z", "", ""],
+        },
+    )
+    with pytest.raises(ImportValidationError) as caught:
+        read_labelled_file(write_csv(make_rows(3), tmp_path / "h.csv"), now=NOW, events_path=events)
+    assert caught.value.source == str(events)
+    assert [str(p) for p in caught.value.problems] == [
+        "row 2, column 'event_id': must be unique in the events file, got 'ev-a'",
+        "row 2, column 'starts_at': must not be before 'on_sale_at' (2026-05-01 00:00:00+00:00), "
+        "got '2026-04-01 19:00:00+00:00'",
+        "row 3, column 'capacity': must be a whole number between 1 and 2147483647, got 'lots'",
+        "row 4, column 'event_id': must be unique in the events file, got 'ev-a'",
+    ]
+
+
+def test_an_events_file_needs_an_event_id_column(tmp_path: Path) -> None:
+    events = events_file(tmp_path / "events.csv", {"id": ["ev-a"], "capacity": ["5"]})
+    problems = problems_of(write_csv(make_rows(2), tmp_path / "h.csv"), events_path=events)
+    assert problems == [
+        "an events file needs an 'event_id' column; accepted columns: event_id, name, organizer_id, venue, "
+        "city, capacity, face_value, on_sale_at, starts_at"
+    ]

@@ -29,6 +29,12 @@ def import_command(
     mapping_file: Path | None = typer.Option(
         None, "--mapping", help="YAML file of `their_column: our_column` lines (--map entries win)."
     ),
+    events_file: Path | None = typer.Option(
+        None,
+        "--events",
+        help="CSV/Parquet with one row per event (event_id, name, organizer_id, venue, city, capacity, "
+        "face_value, on_sale_at, starts_at); without it events come from event_* columns or the sales.",
+    ),
     file_format: str | None = typer.Option(
         None, "--format", help="csv or parquet (default: from the extension .csv, .parquet, .pq)."
     ),
@@ -93,6 +99,7 @@ def import_command(
                 progress.update(task, description=stage, completed=fraction)
 
             options = {
+                "events_path": events_file,
                 "file_format": file_format,
                 "delimiter": delimiter,
                 "timezone": timezone,

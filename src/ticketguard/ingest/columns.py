@@ -110,3 +110,9 @@ BY_NAME: dict[str, ColumnSpec] = {spec.name: spec for spec in COLUMNS}
 REQUIRED: tuple[str, ...] = tuple(spec.name for spec in COLUMNS if spec.required)
 OPTIONAL: tuple[str, ...] = tuple(spec.name for spec in COLUMNS if not spec.required)
 EVENT_SPECS: tuple[ColumnSpec, ...] = tuple(spec for spec in COLUMNS if spec.target == "event")
+
+# An events file (`--events`) uses the events table's own names, as `ticketguard simulate -o` writes them.
+EVENT_FILE_COLUMNS: dict[str, str] = {
+    "event_id": "event_id",
+    **{spec.field: spec.name for spec in EVENT_SPECS},
+}

@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ticketguard.history import EVENT_COLUMNS, History, empty_frame, write_history
 from ticketguard.ingest import repository
-from ticketguard.ingest.columns import EVENT_SPECS
+from ticketguard.ingest.columns import EVENT_FILE_COLUMNS, EVENT_SPECS
 from ticketguard.ingest.errors import (
     FIRST_DATA_ROW,
     MAX_SHOWN,
@@ -31,12 +31,13 @@ from ticketguard.ingest.errors import (
     problems_to_list,
 )
 from ticketguard.ingest.mapping import ColumnPlan, describe_ignored, plan_columns
-from ticketguard.ingest.reader import detect_format, read_header, read_rows
+from ticketguard.ingest.reader import EXTENSIONS, detect_format, read_header, read_rows
 from ticketguard.ingest.validate import (
     DEFAULT_LABEL_DELAY,
     CheckedFrame,
     ImportOptions,
     build_history,
+    check_events_frame,
     check_frame,
     problems_where,
 )
@@ -79,22 +80,51 @@ class _Loaded:
     plan: ColumnPlan
     raw: pd.DataFrame
     checked: CheckedFrame
+    events: pd.DataFrame | None = None  # checked events file (event_* columns), when one was given
+    events_ignored: list[str] = field(default_factory=list)
 
 
 def _noop(_stage: str, _fraction: float) -> None:
     return None
 
 
+def _load_events(
+    path: Path, *, file_format: str | None, delimiter: str, options: ImportOptions
+) -> tuple[pd.DataFrame, list[str]]:
+    """A checked events file; any problem in it refuses the import (its rows describe many transactions)."""
+    fmt = EXTENSIONS.get(path.suffix.lower()) or detect_format(path, file_format)
+    header = read_header(path, fmt, delimiter=delimiter)
+    used = [c for c in header if c in EVENT_FILE_COLUMNS]
+    if "event_id" not in used:
+        accepted = ", ".join(EVENT_FILE_COLUMNS)
+        raise ImportValidationError(
+            str(path), [Problem(f"an events file needs an 'event_id' column; accepted columns: {accepted}")]
+        )
+    raw = read_rows(path, fmt, used, delimiter=delimiter).rename(columns=EVENT_FILE_COLUMNS)
+    ours_to_file = {ours: theirs for theirs, ours in EVENT_FILE_COLUMNS.items()}
+    checked = check_events_frame(raw, lambda name: repr(ours_to_file[name]), options)
+    if len(checked.problems):
+        raise ImportValidationError.for_rows(str(path), checked.problems)
+    return checked.values, [c for c in header if c not in EVENT_FILE_COLUMNS]
+
+
 def _load(
     path: Path,
     mapping: Mapping[str, str] | None,
     *,
+    events_path: Path | None,
     file_format: str | None,
     delimiter: str,
     options: ImportOptions,
     progress: Progress,
 ) -> _Loaded:
     options.check()
+    events: pd.DataFrame | None = None
+    events_ignored: list[str] = []
+    if events_path is not None:
+        events, events_ignored = _load_events(
+            events_path, file_format=file_format, delimiter=delimiter, options=options
+        )
     fmt = detect_format(path, file_format)
     plan = plan_columns(read_header(path, fmt, delimiter=delimiter), mapping, str(path))
     raw = read_rows(
@@ -107,7 +137,9 @@ def _load(
     progress("checking rows", READ_SHARE)
     checked = check_frame(raw, plan.display, options)
     progress("checked", READ_SHARE + CHECK_SHARE)
-    return _Loaded(file_format=fmt, plan=plan, raw=raw, checked=checked)
+    return _Loaded(
+        file_format=fmt, plan=plan, raw=raw, checked=checked, events=events, events_ignored=events_ignored
+    )
 
 
 def read_labelled_file(
@@ -115,6 +147,7 @@ def read_labelled_file(
     mapping: Mapping[str, str] | None = None,
     *,
     source: str = "import",
+    events_path: Path | str | None = None,
     file_format: str | None = None,
     delimiter: str = ",",
     timezone: str | None = None,
@@ -122,9 +155,11 @@ def read_labelled_file(
     now: datetime | None = None,
     progress: Progress | None = None,
 ) -> History:
-    """A labelled CSV/Parquet file as History frames (events derived where the file has none).
+    """A labelled CSV/Parquet file as History frames.
 
-    Raises ImportValidationError listing every problem (row and column named) when any row is bad.
+    Events come from `events_path` (one row per event, events-table column names) if given, then from the
+    file's event_* columns, else are derived from the sales. Raises ImportValidationError listing every
+    problem (row and column named) when any row is bad.
     """
     path = Path(path)
     options = ImportOptions(
@@ -133,6 +168,7 @@ def read_labelled_file(
     loaded = _load(
         path,
         mapping,
+        events_path=None if events_path is None else Path(events_path),
         file_format=file_format,
         delimiter=delimiter,
         options=options,
@@ -140,7 +176,7 @@ def read_labelled_file(
     )
     if len(loaded.checked.problems):
         raise ImportValidationError.for_rows(str(path), loaded.checked.problems)
-    return build_history(loaded.checked.values, options)
+    return build_history(loaded.checked.values, options, loaded.events)
 
 
 def _database_problems(conn: Connection, loaded: _Loaded) -> pd.DataFrame:
@@ -180,6 +216,7 @@ def import_file(
     path: Path | str,
     mapping: Mapping[str, str] | None = None,
     *,
+    events_path: Path | str | None = None,
     file_format: str | None = None,
     delimiter: str = ",",
     timezone: str | None = None,
@@ -194,39 +231,53 @@ def import_file(
     Default: any problem raises ImportValidationError before anything is written. With `quarantine`,
     bad rows are left out and returned in `report.rejected` (write them with `write_quarantine`).
     `dry_run` checks everything and writes nothing. Events the database lacks are created (from the
-    file's event_* columns, else derived); events it has are left as stored.
+    events file, else the file's event_* columns, else derived); events it has are left as stored.
     """
     began = time.perf_counter()
     path = Path(path)
     report_progress = progress or _noop
     options = ImportOptions(now=now or datetime.now(UTC), timezone=timezone, label_delay=label_delay)
     loaded = _load(
-        path, mapping, file_format=file_format, delimiter=delimiter, options=options, progress=report_progress
+        path,
+        mapping,
+        events_path=None if events_path is None else Path(events_path),
+        file_format=file_format,
+        delimiter=delimiter,
+        options=options,
+        progress=report_progress,
     )
     report_progress("checking against the database", READ_SHARE + CHECK_SHARE)
+    repository.allow_long_statements(conn)
     problems = pd.concat([loaded.checked.problems, _database_problems(conn, loaded)], ignore_index=True)
     if len(problems) and not quarantine:
         raise ImportValidationError.for_rows(str(path), problems)
     bad = pd.Index(problems["position"].unique())
     accepted = loaded.checked.values.drop(index=bad)
-    history = build_history(accepted, options)
+    history = build_history(accepted, options, loaded.events)
     known = repository.existing_event_ids(conn, history.events["event_id"].tolist())
     notes = []
     if known:
         history.events = history.events[~history.events["event_id"].isin(known)].reset_index(drop=True)
         given = [spec.name for spec in EVENT_SPECS if spec.name in accepted.columns]
+        if loaded.events is not None:
+            given.insert(0, "events file rows")
         if given:
             notes.append(
                 f"{len(known)} event(s) were already in the database and kept their stored details; "
                 f"the file's {', '.join(given)} for them were not used"
             )
+    if loaded.events is not None:
+        unsold = set(loaded.events["event_id"]) - set(accepted["event_id"])
+        if unsold:
+            notes.append(
+                f"{len(unsold)} event(s) of the events file have no imported transaction; not created"
+            )
     report_progress("writing", READ_SHARE + CHECK_SHARE + DB_CHECK_SHARE)
     counts = {"events": 0, "transactions": 0, "fraud_labels": 0}
     if not dry_run and len(history):
-        repository.allow_long_statements(conn)
         counts = _write(conn, history, path, report_progress)
     report_progress("done", 1.0)
-    ignored = describe_ignored(loaded.plan)
+    ignored = describe_ignored(loaded.plan) + [f"{c!r} (events file)" for c in loaded.events_ignored]
     report = ImportReport(
         path=str(path),
         file_format=loaded.file_format,

@@ -342,6 +342,28 @@ def check_frame(raw: pd.DataFrame, display: Callable[[str], str], options: Impor
     """Check every cell, then rows against each other; returns typed values and all problems."""
     options.check()
     problems = _Problems()
+    values = _check_cells(raw, display, options, problems)
+    _check_rows_against_each_other(values, display, options, problems)
+    return CheckedFrame(values=values, problems=problems.frame())
+
+
+def check_events_frame(
+    raw: pd.DataFrame, display: Callable[[str], str], options: ImportOptions
+) -> CheckedFrame:
+    """Check an events file (columns already renamed to the event_* names): one row per event."""
+    options.check()
+    problems = _Problems()
+    values = _check_cells(raw, display, options, problems)
+    ids = values["event_id"]
+    repeated = ids.notna() & ids.duplicated(keep=False)
+    problems.add(repeated, display("event_id"), "must be unique in the events file", got=ids)
+    _check_event_dates(values, display, problems)
+    return CheckedFrame(values=values, problems=problems.frame())
+
+
+def _check_cells(
+    raw: pd.DataFrame, display: Callable[[str], str], options: ImportOptions, problems: _Problems
+) -> pd.DataFrame:
     values = pd.DataFrame(index=raw.index)
     for name in raw.columns:
         spec = BY_NAME[name]
@@ -360,8 +382,7 @@ def check_frame(raw: pd.DataFrame, display: Callable[[str], str], options: Impor
         else:
             problems.add(bad, label, reason, got=column)
         values[name] = typed.where(~bad, None) if typed.dtype == object else typed.where(~bad)
-    _check_rows_against_each_other(values, display, options, problems)
-    return CheckedFrame(values=values, problems=problems.frame())
+    return values
 
 
 def _row_numbers(index: pd.Index) -> pd.Series:
@@ -442,12 +463,18 @@ def _check_rows_against_each_other(
             )
 
         problems.add(differs, display(spec.name), conflict)
+    _check_event_dates(values, display, problems)
+
+
+def _check_event_dates(values: pd.DataFrame, display: Callable[[str], str], problems: _Problems) -> None:
     if "event_on_sale_at" in values.columns and "event_starts_at" in values.columns:
         on_sale, starts = values["event_on_sale_at"], values["event_starts_at"]
         problems.add(
             on_sale > starts,
             display("event_starts_at"),
-            lambda where: "must not be before event_on_sale_at " + on_sale.loc[where].astype("str"),
+            lambda where: (
+                f"must not be before {display('event_on_sale_at')} (" + on_sale.loc[where].astype("str") + ")"
+            ),
             got=starts,
         )
 
@@ -459,8 +486,14 @@ def _column(values: pd.DataFrame, name: str) -> pd.Series:
     return pd.Series(None, index=values.index, dtype=object)
 
 
-def build_history(values: pd.DataFrame, options: ImportOptions) -> History:
-    """Transactions, labels and events (given or derived) for rows that passed every check."""
+def build_history(
+    values: pd.DataFrame, options: ImportOptions, events: pd.DataFrame | None = None
+) -> History:
+    """Transactions, labels and events for rows that passed every check.
+
+    An event's details come from `events` (a checked events file) first, then the rows' event_* columns,
+    then are derived from its sales (see `derive_events`).
+    """
     transactions = pd.DataFrame(index=values.index)
     for name in TRANSACTION_COLUMNS:
         if name == "source":
@@ -487,14 +520,15 @@ def build_history(values: pd.DataFrame, options: ImportOptions) -> History:
         }
     )
     return History(
-        events=derive_events(values),
+        events=derive_events(values, events),
         transactions=conform(transactions, TRANSACTION_COLUMNS),
         labels=conform(labels, LABEL_COLUMNS),
     )
 
 
-def derive_events(values: pd.DataFrame) -> pd.DataFrame:
-    """One row per event: the file's event_* columns where given, otherwise values derived from its sales.
+def derive_events(values: pd.DataFrame, event_file: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per event sold in `values`: details from `event_file` (rows keyed by event_id, event_* columns)
+    where given, else from the rows' event_* columns, else derived from its sales.
 
     capacity = distinct tickets seen (plus primary sales without a ticket id), face value = median primary
     price (all prices when the file has no primary sale), on sale = first sale, start = last sale + 1 h.
@@ -513,10 +547,18 @@ def derive_events(values: pd.DataFrame) -> pd.DataFrame:
     untracked = (~resale & tickets.isna()).groupby(events).sum().reindex(first_sale.index).fillna(0)
     capacity = (seen_tickets + untracked).clip(lower=1).astype("int64")
 
+    described = None
+    if event_file is not None and not event_file.empty:
+        described = event_file.dropna(subset=["event_id"]).set_index("event_id")
+
     def given(name: str) -> pd.Series:
-        if name not in values.columns:
-            return pd.Series(None, index=first_sale.index, dtype=object)
-        return values.groupby(events)[name].first().reindex(first_sale.index)
+        from_rows = pd.Series(None, index=first_sale.index, dtype=object)
+        if name in values.columns:
+            from_rows = values.groupby(events)[name].first().reindex(first_sale.index)
+        if described is None or name not in described.columns:
+            return from_rows
+        from_file = described[name].reindex(first_sale.index)
+        return from_file.where(from_file.notna(), from_rows) if from_rows.notna().any() else from_file
 
     starts = given("event_starts_at")
     starts = starts.where(starts.notna(), last_sale + DERIVED_START_AFTER_LAST_SALE)
