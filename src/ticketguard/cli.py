@@ -62,11 +62,13 @@ def db_current() -> None:
 
 def _register_subcommands() -> None:
     # Imported here so `ticketguard --help` stays fast and one broken capability cannot hide the others.
+    from ticketguard.chain.cli import register as register_chain
     from ticketguard.ingest.cli import register as register_ingest
     from ticketguard.simulate.cli import register as register_simulate
 
     register_simulate(app)
     register_ingest(app)
+    register_chain(app)
 
 
 _register_subcommands()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -79,6 +80,21 @@ class Settings(BaseSettings):
     infura_key: SecretStr | None = None
     alchemy_key: SecretStr | None = None
 
+    # --- chain ETL (`ticketguard etl run`, see docs/chain-etl.md) -----------------------------------
+    chain_start_block: int = Field(
+        default=0, ge=0, description="First block to read: the contract's deployment block."
+    )
+    chain_confirmations: int = Field(
+        default=12, ge=0, le=10_000, description="Read a block only once this many blocks sit on top of it."
+    )
+    chain_batch_blocks: int = Field(
+        default=2000, ge=1, le=100_000, description="Blocks per eth_getLogs call and per committed batch."
+    )
+    chain_retry_attempts: int = Field(default=5, ge=1, le=20, description="Tries per provider call.")
+    chain_retry_base_delay: timedelta = Field(default=timedelta(seconds=0.5), gt=timedelta(0))
+    chain_retry_max_delay: timedelta = Field(default=timedelta(seconds=30), gt=timedelta(0))
+    chain_rpc_timeout: timedelta = Field(default=timedelta(seconds=30), gt=timedelta(0))
+
     # --- security --------------------------------------------------------------------------------
     jwt_secret: SecretStr | None = None
     admin_mfa_secret: SecretStr | None = None
@@ -107,6 +123,17 @@ class Settings(BaseSettings):
     api_port: int = Field(default=5001, ge=1, le=65535)
     api_workers: int = Field(default=2, ge=1, le=64)
     dashboard_port: int = Field(default=8050, ge=1, le=65535)
+
+    @field_validator("chain_retry_base_delay", "chain_retry_max_delay", "chain_rpc_timeout", mode="before")
+    @classmethod
+    def _seconds_as_duration(cls, value: object) -> object:
+        # `.env` files say `CHAIN_RPC_TIMEOUT=30`; pydantic reads a bare number string only as ISO 8601.
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                return value
+        return value
 
     @field_validator("data_dir", mode="after")
     @classmethod

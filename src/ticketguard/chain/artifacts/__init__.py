@@ -1,0 +1,1 @@
+"""Compiled contract artifacts (JSON), rebuilt by contracts/build.sh."""
