@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 
 import pytest
@@ -14,6 +15,14 @@ from ticketguard.chain.reader import is_transient, reader_from_settings, web3_fo
 from ticketguard.config import Settings
 
 ADDRESS = "0x" + "ab" * 20
+
+
+@pytest.fixture(autouse=True)
+def _no_chain_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The shared fixture clears the database variables; the chain ones are cleared here."""
+    for name in list(os.environ):
+        if name.startswith("CHAIN_") or name in ("WEB3_PROVIDER", "CONTRACT_ADDRESS"):
+            monkeypatch.delenv(name)
 
 
 def test_backoff_doubles_until_the_cap() -> None:
