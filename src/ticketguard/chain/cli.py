@@ -76,7 +76,10 @@ def _print_report(report: EtlReport) -> None:
     table.add_row("provider retries", f"{report.retries:,}")
     table.add_row("cursor now at block", f"{report.last_block:,}")
     table.add_row("safe head", f"{report.safe_head:,}" + ("" if report.up_to_date else " (not reached)"))
-    table.add_row("time", f"{report.duration_s:.2f} s")
+    table.add_row(
+        "time",
+        f"{report.duration_s:.2f} s (node {report.read_s:.2f} s, decode + database {report.write_s:.2f} s)",
+    )
     table.add_row("blocks/s", f"{report.blocks_per_second:,.0f}")
     table.add_row("logs/s", f"{report.logs_per_second:,.0f}")
     Console().print(table)

@@ -134,8 +134,10 @@ class TicketMarket:
         return str(self.contract.functions.ownerOf(token_id).call()).lower()
 
 
-def in_process_web3() -> Web3:
+def in_process_web3(accounts: int = 10) -> Web3:
     """A fresh in-process chain (eth-tester on py-evm, a dev dependency) with funded, unlocked accounts."""
+    from eth_tester import EthereumTester, PyEVMBackend
     from web3 import EthereumTesterProvider
 
-    return Web3(EthereumTesterProvider())
+    backend = PyEVMBackend(genesis_state=PyEVMBackend.generate_genesis_state(num_accounts=accounts))
+    return Web3(EthereumTesterProvider(EthereumTester(backend)))

@@ -41,6 +41,9 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 DEFAULT_CHECKPOINTS_KEPT = 64
+# A chain that reorganises again right after every rewind (or a load balancer alternating between nodes
+# that disagree) must stop the run, not loop forever.
+MAX_REWINDS_PER_RUN = 8
 
 
 class EtlError(Exception):
@@ -117,6 +120,8 @@ class BatchResult:
     logs: int
     rows_inserted: int
     events_upserted: int
+    read_s: float = 0.0  # waiting for the provider (logs and headers, retries included)
+    write_s: float = 0.0  # decoding and the database transaction
 
     @property
     def blocks(self) -> int:
@@ -138,6 +143,8 @@ class EtlReport:
     rows_deleted: int = 0
     retries: int = 0
     duration_s: float = 0.0
+    read_s: float = 0.0
+    write_s: float = 0.0
     batch_results: list[BatchResult] = field(default_factory=list, repr=False)
 
     @property
@@ -281,6 +288,8 @@ class ChainEtl:
                 report.logs += batch.logs
                 report.rows_inserted += batch.rows_inserted
                 report.events_upserted += batch.events_upserted
+                report.read_s += batch.read_s
+                report.write_s += batch.write_s
                 report.last_block = batch.to_block
                 report.batch_results.append(batch)
                 if on_batch is not None:
@@ -311,6 +320,7 @@ class ChainEtl:
 
     def _load(self, cursor: repo.Cursor, first: int, last: int, report: EtlReport) -> BatchResult:
         """Read, check and commit blocks first..last (raises _ChainMoved / _CursorOrphaned)."""
+        began = self._clock()
         raw_logs = self._retrying(
             f"eth_getLogs {first}..{last}",
             partial(self._reader.logs, self._config.contract_address, first, last),
@@ -335,6 +345,7 @@ class ChainEtl:
             header = headers.get(position.block_number)
             if header is None or header.hash != position.block_hash:
                 raise _ChainMoved(f"{position.describe()} is not in the canonical chain")
+        read_done = self._clock()
         decoded = decode_logs(raw_logs)
         rows = [transaction_row(m, headers[m.position.block_number].timestamp) for m in decoded.movements]
         events = [event_row(e) for e in decoded.events]
@@ -357,10 +368,18 @@ class ChainEtl:
             "chain etl batch committed",
             extra={"from_block": first, "to_block": last, "logs": len(raw_logs), "rows_inserted": inserted},
         )
-        return BatchResult(first, last, len(raw_logs), inserted, upserted)
+        done = self._clock()
+        return BatchResult(
+            first, last, len(raw_logs), inserted, upserted, read_done - began, done - read_done
+        )
 
     # ----------------------------------------------------------------------------------- reorgs
     def _rewind_after_reorg(self, name: str, cursor: repo.Cursor, report: EtlReport) -> None:
+        if report.reorgs >= MAX_REWINDS_PER_RUN:
+            raise EtlError(
+                f"the chain reorganised under the ETL {report.reorgs} times in one run; is WEB3_PROVIDER "
+                "a load balancer over nodes that disagree? Stopped; re-run when the chain is stable."
+            )
         with self._engine.connect() as conn:
             kept = repo.checkpoints(conn, name)
         ancestor: repo.Checkpoint | None = None
