@@ -166,6 +166,20 @@ def test_etl_command_loads_a_node_over_http(
     assert f"{int(w3.eth.block_number):,}" in status.output
     assert "blocks behind" in status.output
 
+    rewind = runner.invoke(app, ["etl", "rewind", "--to-block", str(deployed_at - 1), "--yes"])
+    assert rewind.exit_code == 0, rewind.output
+    assert "5 chain transaction(s) deleted" in rewind.output
+    assert _count(db_url) == 0
+    assert runner.invoke(app, ["etl", "run"]).exit_code == 0
+    assert _count(db_url) == 5
+
+
+def test_etl_command_names_missing_settings(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", sqlite_url)
+    result = CliRunner().invoke(app, ["etl", "run"])
+    assert result.exit_code == 2
+    assert "WEB3_PROVIDER and CONTRACT_ADDRESS must be set" in result.output
+
 
 def test_reorg_over_http_uses_batched_header_reads(anvil_url: str, sqlite_url: str) -> None:
     w3 = web3_for_url(anvil_url)
