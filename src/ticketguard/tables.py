@@ -274,3 +274,82 @@ chain_cursor = Table(
     Column("last_block_hash", String(66)),
     Column("updated_at", UTCDateTime, nullable=False, server_default=func.now()),
 )
+
+# --- data control (migration 0002): job runs, worker lock, data quality, admin sessions, audit archive ---
+# event_analytics and wallet_segments are views (materialized on PostgreSQL, refreshed tables on SQLite):
+# declared in the migration and read through ticketguard.views.
+
+job_runs = Table(
+    "job_runs",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("job_name", String(64), nullable=False),
+    Column("trigger", String(16), nullable=False, comment="schedule | manual"),
+    Column("status", String(16), nullable=False, comment="running|succeeded|failed|skipped|abandoned"),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("finished_at", UTCDateTime),
+    Column("counts", JSONType),
+    Column("error", Text),
+    Column("runner", String(128), comment="host:pid that ran it"),
+    Index("idx_job_runs_name_started", "job_name", "started_at"),
+    Index("idx_job_runs_status", "status"),
+)
+
+# A lease per lock name, for SQLite (PostgreSQL uses advisory locks): a holder keeps it by heartbeat and
+# loses it when expires_at passes, so a killed worker never blocks the next one for longer than a lease.
+worker_locks = Table(
+    "worker_locks",
+    metadata,
+    Column("name", String(128), primary_key=True),
+    Column("holder", String(128), nullable=False),
+    Column("acquired_at", UTCDateTime, nullable=False),
+    Column("heartbeat_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+)
+
+data_quality_results = Table(
+    "data_quality_results",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("run_id", String(32), nullable=False, comment="one id per data-quality run"),
+    Column("check_name", String(64), nullable=False),
+    Column("table_name", String(64), nullable=False),
+    Column("status", String(8), nullable=False, comment="pass | fail | skipped"),
+    Column("severity", String(16), nullable=False),
+    Column("observed", Float),
+    Column("expected", String(200)),
+    Column("message", Text, nullable=False),
+    Column("details", JSONType),
+    Column("checked_at", UTCDateTime, nullable=False),
+    Index("idx_data_quality_results_check_ts", "check_name", "checked_at"),
+    Index("idx_data_quality_results_run", "run_id"),
+)
+
+admin_sessions = Table(
+    "admin_sessions",
+    metadata,
+    # The token itself is never stored: a leaked table must not be a list of live sessions.
+    Column("id", String(64), primary_key=True, comment="sha256 of the session token"),
+    Column("admin_user_id", Integer, ForeignKey("admin_users.id", ondelete="CASCADE"), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False, server_default=func.now()),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("last_seen_at", UTCDateTime, nullable=False, server_default=func.now()),
+    Column("ip_address", String(45)),
+    Column("user_agent_hash", String(64)),
+    Column("revoked_at", UTCDateTime),
+    Index("idx_admin_sessions_user", "admin_user_id"),
+    Index("idx_admin_sessions_expires_at", "expires_at"),
+)
+
+admin_audit_log_archive = Table(
+    "admin_audit_log_archive",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False),
+    Column("admin_user", String(64)),
+    Column("action", String(128)),
+    Column("ip_address", String(45)),
+    Column("metadata", JSONType),
+    Column("timestamp", UTCDateTime, nullable=False, server_default=func.now()),
+    Column("archived_at", UTCDateTime, nullable=False, server_default=func.now()),
+    Index("idx_admin_audit_log_archive_timestamp", "timestamp"),
+)
