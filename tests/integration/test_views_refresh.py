@@ -1,0 +1,265 @@
+"""Reporting views on real SQLite and PostgreSQL: the figures they compute, and that refreshing them
+never blocks a reader."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pandas as pd
+import psycopg
+import pytest
+from sqlalchemy import Engine, Integer, make_url, text
+
+from ticketguard import tables
+from ticketguard.kit.db import bulk_insert, make_engine
+from ticketguard.kit.types import UTCDateTime
+from ticketguard.views import VIEW_NAMES, refresh_view, refresh_views
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+
+ALLOW, NEW, VIP, REGULAR, CASUAL, SCALPER, BUYER2 = (f"0x{i:040x}" for i in range(1, 8))
+
+
+def _ago(days: float) -> datetime:
+    return NOW - timedelta(days=days)
+
+
+def _tx(
+    tid: str, wallet: str, event: str, price: str | None, days: float, **extra: object
+) -> dict[str, object]:
+    row: dict[str, object] = {
+        "transaction_id": tid,
+        "wallet_address": wallet,
+        "event_id": event,
+        "ticket_id": f"{event}-{tid}",
+        "price_paid": price,
+        "payment_method": "card",
+        "is_resale": False,
+        "status": "completed",
+        "timestamp": _ago(days),
+        "source": "simulator",
+    }
+    row.update(extra)
+    return row
+
+
+def _seed(engine: Engine) -> None:
+    events = [
+        {
+            "event_id": "EV1",
+            "name": "one",
+            "organizer_id": "o",
+            "capacity": 20,
+            "face_value": Decimal("100"),
+            "on_sale_at": _ago(500),
+            "starts_at": NOW + timedelta(days=30),
+        },
+    ] + [
+        {
+            "event_id": f"EV{i}",
+            "name": f"e{i}",
+            "organizer_id": "o",
+            "capacity": 50,
+            "face_value": Decimal("150"),
+            "on_sale_at": _ago(300),
+            "starts_at": NOW + timedelta(days=60),
+        }
+        for i in range(2, 6)
+    ]
+    live = [
+        _tx("allow-1", ALLOW, "EV1", "100", 100),
+        _tx("new-1", NEW, "EV1", "100", 5),
+        _tx("new-2", NEW, "EV1", "100", 4),  # blocked by the scorer: not sold
+        *[_tx(f"reg-{i}", REGULAR, "EV1", "100", 60 + i) for i in range(3)],
+        _tx("reg-failed", REGULAR, "EV1", "100", 59, status="failed"),
+        _tx("casual-1", CASUAL, "EV1", "100", 100),
+        *[_tx(f"scalp-buy-{i}", SCALPER, "EV1", "100", 70) for i in range(4)],
+        *[
+            _tx(f"scalp-sell-{i}", BUYER2, "EV1", "150", 50, is_resale=True, seller_address=SCALPER)
+            for i in range(3)
+        ],
+        _tx("transfer-1", ALLOW, "EV1", None, 20, is_resale=True, seller_address=BUYER2),
+    ]
+    vip_events = ["EV2"] * 3 + ["EV3"] * 3 + ["EV4"] * 2 + ["EV5"] * 2
+    live += [_tx(f"vip-{i}", VIP, ev, "150", 40 + 9 * i) for i, ev in enumerate(vip_events)]
+    archived = [_tx("casual-old", CASUAL, "EV1", "100", 400)]
+    predictions = [
+        {"transaction_id": "new-1", "fraud_score": 0.1, "decision": "APPROVED", "timestamp": _ago(5)},
+        {"transaction_id": "new-2", "fraud_score": 0.95, "decision": "BLOCKED", "timestamp": _ago(4)},
+        {
+            "transaction_id": "scalp-sell-0",
+            "fraud_score": 0.7,
+            "decision": "MANUAL_REVIEW",
+            "timestamp": _ago(50),
+        },
+    ]
+    with engine.begin() as conn:
+        conn.execute(tables.events.insert(), events)
+        bulk_insert(conn, tables.transactions, pd.DataFrame(live))
+        bulk_insert(conn, tables.transactions_archive, pd.DataFrame(archived))
+        conn.execute(tables.fraud_predictions.insert(), predictions)
+        conn.execute(
+            tables.fraud_predictions_archive.insert(),
+            [
+                {
+                    "id": 1000,
+                    "transaction_id": "casual-old",
+                    "fraud_score": 0.05,
+                    "decision": "APPROVED",
+                    "timestamp": _ago(400),
+                }
+            ],
+        )
+        conn.execute(tables.allowlisted_wallets.insert(), [{"wallet_address": ALLOW, "reason": "vip"}])
+
+
+def test_views_compute_event_analytics_segments_and_hourly_kpis(engine: Engine) -> None:
+    _seed(engine)
+    results = refresh_views(engine, now=NOW)
+    assert [r.name for r in results] == list(VIEW_NAMES)
+
+    with engine.connect() as conn:
+        ev1 = conn.execute(text("SELECT * FROM event_analytics WHERE event_id = 'EV1'")).mappings().one()
+        # Sold: allow 1 + new 1 (the blocked one excluded) + regular 3 (the failed one excluded)
+        # + casual 2 (one of them archived) + scalper 4.
+        assert ev1["primary_sold"] == 11
+        assert ev1["sold_ratio"] == pytest.approx(11 / 20)
+        assert Decimal(ev1["primary_revenue"]) == Decimal(1100)
+        assert ev1["resale_count"] == 3
+        assert Decimal(ev1["resale_revenue"]) == Decimal(450)
+        assert ev1["avg_resale_markup"] == pytest.approx(0.5)
+        assert ev1["transfer_count"] == 1
+        assert (
+            ev1["scored_count"],
+            ev1["approved_count"],
+            ev1["manual_review_count"],
+            ev1["blocked_count"],
+        ) == (
+            4,
+            2,
+            1,
+            1,
+        )
+        assert ev1["avg_fraud_score"] == pytest.approx((0.1 + 0.95 + 0.7 + 0.05) / 4)
+        ev2 = conn.execute(
+            text("SELECT primary_sold, resale_count FROM event_analytics WHERE event_id='EV2'")
+        ).one()
+        assert tuple(ev2) == (3, 0)
+
+        segments = {
+            row.wallet_address: (row.segment, row.behaviour)
+            for row in conn.execute(text("SELECT wallet_address, segment, behaviour FROM wallet_segments"))
+        }
+        assert segments == {
+            ALLOW: ("vip", "none"),
+            NEW: ("new", "none"),
+            VIP: ("vip", "collector"),
+            REGULAR: ("regular", "none"),
+            CASUAL: ("casual", "none"),
+            SCALPER: ("regular", "scalper"),
+            BUYER2: ("regular", "none"),
+        }
+        scalper = conn.execute(
+            text(
+                "SELECT tickets_bought_365d, resales_sold_365d, avg_sell_markup FROM wallet_segments "
+                "WHERE wallet_address = :w"
+            ),
+            {"w": SCALPER},
+        ).one()
+        assert (scalper[0], scalper[1]) == (4, 3)
+        assert scalper[2] == pytest.approx(0.5)
+        casual = conn.execute(
+            text("SELECT first_seen_at, tickets_bought_365d FROM wallet_segments WHERE wallet_address = :w")
+            .bindparams(w=CASUAL)
+            .columns(first_seen_at=UTCDateTime(), tickets_bought_365d=Integer())
+        ).one()
+        # The 400-day-old purchase (archived) is outside the year but still sets first_seen_at.
+        assert casual.tickets_bought_365d == 1
+        assert abs(casual.first_seen_at - _ago(400)) < timedelta(seconds=1)
+        new_blocked = conn.execute(
+            text("SELECT blocked_count FROM wallet_segments WHERE wallet_address = :w"), {"w": NEW}
+        ).scalar_one()
+        assert new_blocked == 1
+
+        kpi = conn.execute(
+            text("SELECT sum(total_transactions), sum(blocked_count), count(*) FROM kpi_hourly")
+        ).one()
+        assert (int(kpi[0]), int(kpi[1]), kpi[2]) == (2, 1, 2)
+
+
+def test_refresh_replaces_old_rows_and_rejects_unknown_views(engine: Engine) -> None:
+    _seed(engine)
+    refresh_views(engine, now=NOW)
+    with engine.begin() as conn:
+        conn.execute(tables.transactions.delete().where(tables.transactions.c.wallet_address == VIP))
+        assert refresh_view(conn, "wallet_segments", now=NOW) == 6
+    with pytest.raises(ValueError, match="unknown view nope; accepted: kpi_hourly"):
+        refresh_views(engine, ("nope",))
+
+
+def test_sqlite_reader_sees_old_rows_while_a_refresh_is_open(sqlite_url: str) -> None:
+    engine = make_engine(sqlite_url)
+    _seed(engine)
+    refresh_views(engine, now=NOW)
+    writer = engine.connect()
+    writer.begin()
+    writer.execute(tables.transactions.delete())
+    refresh_view(writer, "wallet_segments", now=NOW)  # now empty inside the open transaction
+    try:
+        reader = make_engine(sqlite_url)
+        started = time.perf_counter()
+        with reader.connect() as conn:
+            count = conn.execute(text("SELECT count(*) FROM wallet_segments")).scalar_one()
+        assert count == 7
+        assert time.perf_counter() - started < 1.0
+        reader.dispose()
+    finally:
+        writer.rollback()
+        writer.close()
+        engine.dispose()
+
+
+def _psycopg_url(url: str) -> str:
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+@pytest.mark.postgres
+def test_postgres_concurrent_refresh_does_not_block_readers(postgres_url: str) -> None:
+    engine = make_engine(postgres_url)
+    _seed(engine)
+    refresh_views(engine)
+    engine.dispose()
+    dsn = _psycopg_url(postgres_url)
+
+    def read_with(lock_timeout_ms: int) -> tuple[int | None, float, str | None]:
+        started = time.perf_counter()
+        with psycopg.connect(dsn, autocommit=True) as reader:
+            reader.execute(f"SET lock_timeout = {lock_timeout_ms}")
+            try:
+                row = reader.execute("SELECT count(*) FROM event_analytics").fetchone()
+                return (row[0] if row else None), time.perf_counter() - started, None
+            except psycopg.errors.LockNotAvailable as exc:
+                return None, time.perf_counter() - started, type(exc).__name__
+
+    for concurrently, expect_blocked in ((True, False), (False, True)):
+        with psycopg.connect(dsn) as refresher:
+            # The refresh's locks stay held until this transaction ends: a refresh that takes as long as
+            # we like. A reader in another thread must not wait for it when it runs CONCURRENTLY.
+            mode = "CONCURRENTLY " if concurrently else ""
+            refresher.execute(f"REFRESH MATERIALIZED VIEW {mode}event_analytics")
+            outcome: list[tuple[int | None, float, str | None]] = []
+            thread = threading.Thread(target=lambda out=outcome: out.append(read_with(2000)))
+            thread.start()
+            thread.join(timeout=10)
+            refresher.rollback()
+        count, seconds, error = outcome[0]
+        if expect_blocked:
+            # The control: a plain refresh takes ACCESS EXCLUSIVE and the same reader times out.
+            assert error == "LockNotAvailable"
+        else:
+            assert error is None
+            assert count == 5
+            assert seconds < 1.0
