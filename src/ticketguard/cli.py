@@ -64,11 +64,15 @@ def _register_subcommands() -> None:
     # Imported here so `ticketguard --help` stays fast and one broken capability cannot hide the others.
     from ticketguard.chain.cli import register as register_chain
     from ticketguard.ingest.cli import register as register_ingest
+    from ticketguard.retention.cli import register as register_retention
     from ticketguard.simulate.cli import register as register_simulate
+    from ticketguard.views.cli import register as register_views
 
     register_simulate(app)
     register_ingest(app)
     register_chain(app)
+    register_views(app)
+    register_retention(app)
 
 
 _register_subcommands()

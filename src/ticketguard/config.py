@@ -95,6 +95,41 @@ class Settings(BaseSettings):
     chain_retry_max_delay: timedelta = Field(default=timedelta(seconds=30), gt=timedelta(0))
     chain_rpc_timeout: timedelta = Field(default=timedelta(seconds=30), gt=timedelta(0))
 
+    # --- data control: retention, erasure, data quality, worker (see docs/data-control.md) -------------
+    # Ages count from each row's own timestamp: "hot" rows older than *_HOT_DAYS move to the archive table;
+    # archived rows older than *_ARCHIVE_DAYS are deleted for good.
+    retention_transactions_hot_days: int = Field(default=90, ge=1, le=36_500)
+    retention_transactions_archive_days: int = Field(default=730, ge=1, le=36_500)
+    retention_predictions_hot_days: int = Field(default=180, ge=1, le=36_500)
+    retention_predictions_archive_days: int = Field(default=1825, ge=1, le=36_500)
+    retention_audit_hot_days: int = Field(default=365, ge=1, le=36_500)
+    retention_audit_archive_days: int = Field(default=2555, ge=1, le=36_500)
+    retention_sessions_days: int = Field(
+        default=30, ge=1, le=36_500, description="Admin sessions are deleted this long after they ended."
+    )
+    retention_batch_rows: int = Field(
+        default=10_000, ge=1, le=1_000_000, description="Rows moved per batch (one transaction each)."
+    )
+    pseudonym_key: SecretStr | None = Field(
+        default=None, description="HMAC key for GDPR erasure pseudonyms; required by erase-wallet."
+    )
+    job_statement_timeout_ms: int = Field(
+        default=1_800_000, ge=1000, description="Statement timeout for scheduled jobs (PostgreSQL)."
+    )
+    quality_lookback_hours: float = Field(
+        default=24, gt=0, le=24 * 365, description="Null and duplicate checks look at rows this recent."
+    )
+    quality_freshness_max_hours: float = Field(
+        default=6, gt=0, le=24 * 365, description="The newest transaction must be younger than this."
+    )
+    quality_volume_tolerance: float = Field(
+        default=0.5, gt=0, le=10, description="Allowed relative distance of the last day from the median."
+    )
+    quality_volume_baseline_days: int = Field(default=7, ge=1, le=90)
+    worker_lock_lease_seconds: float = Field(
+        default=60, ge=5, le=3600, description="SQLite worker lease; heartbeats renew it every third."
+    )
+
     # --- security --------------------------------------------------------------------------------
     jwt_secret: SecretStr | None = None
     admin_mfa_secret: SecretStr | None = None
@@ -160,6 +195,18 @@ class Settings(BaseSettings):
     @classmethod
     def _blank_is_unset(cls, value: str | None, info: ValidationInfo) -> str | None:
         return value or None
+
+    @model_validator(mode="after")
+    def _check_retention_horizons(self) -> Settings:
+        for kind in ("transactions", "predictions", "audit"):
+            hot = getattr(self, f"retention_{kind}_hot_days")
+            archive = getattr(self, f"retention_{kind}_archive_days")
+            if archive < hot:
+                raise ValueError(
+                    f"RETENTION_{kind.upper()}_ARCHIVE_DAYS ({archive}) must be at least "
+                    f"RETENTION_{kind.upper()}_HOT_DAYS ({hot}): rows leave the archive after they enter it"
+                )
+        return self
 
     @model_validator(mode="after")
     def _check_thresholds(self) -> Settings:

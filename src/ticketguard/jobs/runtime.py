@@ -1,0 +1,37 @@
+"""What every job entrypoint needs: an engine fit for long statements, on a migrated database."""
+
+from __future__ import annotations
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError
+
+from ticketguard.config import Settings
+from ticketguard.kit import migrate
+from ticketguard.kit.db import make_engine, redact_url
+
+
+class DatabaseNotReady(RuntimeError):
+    """The database cannot be reached or is not at the code's migration head."""
+
+
+def job_engine(settings: Settings) -> Engine:
+    """Jobs move and scan many rows: they get JOB_STATEMENT_TIMEOUT_MS, requests keep the short one."""
+    return make_engine(
+        settings.resolved_database_url,
+        pool_size=2,
+        statement_timeout_ms=settings.job_statement_timeout_ms,
+    )
+
+
+def check_database_ready(settings: Settings) -> None:
+    url = settings.resolved_database_url
+    try:
+        current = migrate.current(url)
+    except OperationalError as exc:
+        raise DatabaseNotReady(f"cannot reach the database {redact_url(url)}: {exc.orig}") from None
+    head = migrate.head()
+    if current != head:
+        raise DatabaseNotReady(
+            f"the database {redact_url(url)} is at revision {current or 'base'}, the code needs {head}: "
+            "run `ticketguard db upgrade` first"
+        )

@@ -1,0 +1,247 @@
+"""Retention on real SQLite and PostgreSQL: rows move by the policy, and an interrupted run — an error
+between batches, a failing statement inside a batch, a SIGKILLed process — loses and duplicates nothing;
+the next run finishes the job."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+
+import pandas as pd
+import pytest
+from sqlalchemy import Engine, select, text
+
+from ticketguard import tables
+from ticketguard.config import Settings
+from ticketguard.kit.db import bulk_insert, make_engine
+from ticketguard.retention.policy import policy_from_settings
+from ticketguard.retention.service import run_retention
+
+NOW = datetime.now(UTC)
+
+
+def _transactions(n: int, days_ago: float, prefix: str) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "transaction_id": [f"{prefix}-{i:06d}" for i in range(n)],
+            "wallet_address": [f"0x{i:040x}" for i in range(n)],
+            "event_id": "EV1",
+            "price_paid": "10.5",
+            "is_resale": False,
+            "timestamp": [NOW - timedelta(days=days_ago, seconds=i) for i in range(n)],
+            "source": "simulator",
+        }
+    )
+
+
+def _ids(engine: Engine, table: str) -> list[str]:
+    t = tables.metadata.tables[table]
+    with engine.connect() as conn:
+        return list(conn.execute(select(t.c.transaction_id)).scalars())
+
+
+def _assert_conserved(engine: Engine, expected: set[str]) -> tuple[int, int]:
+    live, archive = _ids(engine, "transactions"), _ids(engine, "transactions_archive")
+    assert len(set(live) & set(archive)) == 0, "a row is both live and archived"
+    assert len(archive) == len(set(archive))
+    assert set(live) | set(archive) == expected
+    return len(live), len(archive)
+
+
+def test_retention_applies_the_policy_per_table(engine: Engine) -> None:
+    with engine.begin() as conn:
+        bulk_insert(conn, tables.transactions, _transactions(3, 10, "hot"))
+        bulk_insert(conn, tables.transactions, _transactions(4, 100, "warm"))
+        bulk_insert(conn, tables.transactions, _transactions(2, 800, "expired"))
+        bulk_insert(conn, tables.transactions_archive, _transactions(5, 900, "old-archived"))
+        bulk_insert(conn, tables.transactions_archive, _transactions(1, 300, "kept-archived"))
+        conn.execute(
+            tables.fraud_predictions.insert(),
+            [
+                {"transaction_id": f"p{i}", "decision": "APPROVED", "timestamp": NOW - timedelta(days=d)}
+                for i, d in enumerate((1, 179, 181, 2000))
+            ],
+        )
+        conn.execute(
+            tables.admin_audit_log.insert(),
+            [{"action": "x", "timestamp": NOW - timedelta(days=d)} for d in (10, 400, 3000)],
+        )
+        conn.execute(tables.admin_users.insert().values(id=1, username="ana", password_hash="x"))
+        conn.execute(
+            tables.admin_sessions.insert(),
+            [
+                {
+                    "id": "a" * 64,
+                    "admin_user_id": 1,
+                    "expires_at": NOW - timedelta(days=40),
+                    "revoked_at": None,
+                },
+                {
+                    "id": "b" * 64,
+                    "admin_user_id": 1,
+                    "expires_at": NOW - timedelta(days=5),
+                    "revoked_at": None,
+                },
+                {
+                    "id": "c" * 64,
+                    "admin_user_id": 1,
+                    "expires_at": NOW + timedelta(days=1),
+                    "revoked_at": NOW - timedelta(days=31),
+                },
+                {
+                    "id": "d" * 64,
+                    "admin_user_id": 1,
+                    "expires_at": NOW + timedelta(hours=8),
+                    "revoked_at": None,
+                },
+            ],
+        )
+    policy = policy_from_settings(Settings(retention_batch_rows=2))
+
+    dry = run_retention(engine, policy, now=NOW, dry_run=True)
+    assert dry.counts() == {
+        "transactions.archived": 6,
+        "transactions_archive.purged": 7,
+        "fraud_predictions.archived": 2,
+        "fraud_predictions_archive.purged": 1,
+        "admin_audit_log.archived": 2,
+        "admin_audit_log_archive.purged": 1,
+        "admin_sessions.deleted": 2,
+    }
+    assert len(_ids(engine, "transactions")) == 9  # a dry run changes nothing
+
+    report = run_retention(engine, policy, now=NOW)
+    assert report.counts() == dry.counts()
+    assert sorted(_ids(engine, "transactions")) == [f"hot-{i:06d}" for i in range(3)]
+    assert sorted(_ids(engine, "transactions_archive")) == sorted(
+        [f"warm-{i:06d}" for i in range(4)] + ["kept-archived-000000"]
+    )
+    with engine.connect() as conn:
+        archived = conn.execute(
+            select(tables.transactions_archive).where(
+                tables.transactions_archive.c.transaction_id == "warm-000001"
+            )
+        ).one()
+        assert str(archived.price_paid) == "10.50000000"
+        assert archived.timestamp == pd.Timestamp(NOW - timedelta(days=100, seconds=1)).to_pydatetime()
+        assert archived.archived_at == NOW
+        assert conn.execute(select(tables.fraud_predictions.c.transaction_id)).scalars().all() == ["p0", "p1"]
+        assert sorted(conn.execute(select(tables.fraud_predictions_archive.c.transaction_id)).scalars()) == [
+            "p2"
+        ]
+        assert conn.execute(text("SELECT count(*) FROM admin_audit_log_archive")).scalar_one() == 1
+        assert sorted(conn.execute(select(tables.admin_sessions.c.id)).scalars()) == ["b" * 64, "d" * 64]
+
+    again = run_retention(engine, policy, now=NOW)
+    assert again.rows == 0
+
+
+def test_an_error_between_batches_keeps_every_row_once_and_a_rerun_finishes(engine: Engine) -> None:
+    with engine.begin() as conn:
+        bulk_insert(conn, tables.transactions, _transactions(25, 200, "old"))
+        bulk_insert(conn, tables.transactions, _transactions(3, 1, "new"))
+    expected = set(_ids(engine, "transactions"))
+    policy = policy_from_settings(Settings(retention_batch_rows=10))
+    calls: list[int] = []
+
+    def fail_on_second_batch(table: str, phase: str, rows: int) -> None:
+        calls.append(rows)
+        if len(calls) == 2:
+            raise RuntimeError("worker killed")
+
+    with pytest.raises(RuntimeError, match="worker killed"):
+        run_retention(engine, policy, now=NOW, on_batch=fail_on_second_batch)
+    assert _assert_conserved(engine, expected) == (8, 20)
+
+    report = run_retention(engine, policy, now=NOW)
+    assert report.counts()["transactions.archived"] == 5
+    assert _assert_conserved(engine, expected) == (3, 25)
+
+
+def _install_failing_trigger(engine: Engine, transaction_id: str) -> None:
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(
+                text(
+                    "CREATE FUNCTION refuse_archive() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                    f"IF NEW.transaction_id = '{transaction_id}' THEN RAISE EXCEPTION 'disk full'; END IF; "
+                    "RETURN NEW; END $$"
+                )
+            )
+            conn.execute(
+                text(
+                    "CREATE TRIGGER refuse_archive BEFORE INSERT ON transactions_archive "
+                    "FOR EACH ROW EXECUTE FUNCTION refuse_archive()"
+                )
+            )
+        else:
+            conn.execute(
+                text(
+                    "CREATE TRIGGER refuse_archive BEFORE INSERT ON transactions_archive "
+                    f"WHEN NEW.transaction_id = '{transaction_id}' "
+                    "BEGIN SELECT RAISE(ABORT, 'disk full'); END"
+                )
+            )
+
+
+def test_a_statement_failing_inside_a_batch_rolls_back_that_whole_batch(engine: Engine) -> None:
+    with engine.begin() as conn:
+        bulk_insert(conn, tables.transactions, _transactions(25, 200, "old"))
+    expected = set(_ids(engine, "transactions"))
+    # Rows are taken oldest first; old-000014 is the 15th oldest... of 25 (ids count back in time), so
+    # the oldest batch of 10 (000015..000024) commits and the second batch (000005..000014) fails.
+    _install_failing_trigger(engine, "old-000010")
+    policy = policy_from_settings(Settings(retention_batch_rows=10))
+    with pytest.raises(Exception, match="disk full"):
+        run_retention(engine, policy, now=NOW)
+    assert _assert_conserved(engine, expected) == (15, 10)
+    assert set(_ids(engine, "transactions_archive")) == {f"old-{i:06d}" for i in range(15, 25)}
+
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "DROP TRIGGER refuse_archive"
+                + (" ON transactions_archive" if engine.dialect.name == "postgresql" else "")
+            )
+        )
+    run_retention(engine, policy, now=NOW)
+    assert _assert_conserved(engine, expected) == (0, 25)
+
+
+def test_a_killed_retention_process_loses_and_duplicates_nothing(db_url: str) -> None:
+    engine = make_engine(db_url)
+    total = 1500
+    with engine.begin() as conn:
+        bulk_insert(conn, tables.transactions, _transactions(total, 200, "old"))
+    expected = set(_ids(engine, "transactions"))
+    env = {**os.environ, "DATABASE_URL": db_url, "RETENTION_BATCH_ROWS": "1", "ENVIRONMENT": "development"}
+    process = subprocess.Popen(
+        [sys.executable, "-c", "from ticketguard.cli import app; app()", "retention", "run"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        archived = 0
+        while time.monotonic() < deadline and process.poll() is None:
+            with engine.connect() as conn:
+                archived = conn.execute(text("SELECT count(*) FROM transactions_archive")).scalar_one()
+            if archived >= 20:
+                break
+            time.sleep(0.02)
+        assert process.poll() is None, f"retention ended before it could be killed: {process.stderr.read()!r}"  # type: ignore[union-attr]
+        process.send_signal(signal.SIGKILL)
+    finally:
+        process.wait(timeout=10)
+    live, archive = _assert_conserved(engine, expected)
+    assert 20 <= archive < total
+    assert live + archive == total
+
+    run_retention(engine, policy_from_settings(Settings(retention_batch_rows=500)), now=datetime.now(UTC))
+    assert _assert_conserved(engine, expected) == (0, total)
+    engine.dispose()
