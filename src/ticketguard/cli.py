@@ -64,6 +64,7 @@ def _register_subcommands() -> None:
     # Imported here so `ticketguard --help` stays fast and one broken capability cannot hide the others.
     from ticketguard.chain.cli import register as register_chain
     from ticketguard.ingest.cli import register as register_ingest
+    from ticketguard.quality.cli import register as register_quality
     from ticketguard.retention.cli import register as register_retention
     from ticketguard.simulate.cli import register as register_simulate
     from ticketguard.views.cli import register as register_views
@@ -73,6 +74,7 @@ def _register_subcommands() -> None:
     register_chain(app)
     register_views(app)
     register_retention(app)
+    register_quality(app)
 
 
 _register_subcommands()

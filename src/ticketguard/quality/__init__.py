@@ -1,0 +1,1 @@
+"""Data-quality checks: required columns, duplicates, freshness and volume, recorded and alerted."""
