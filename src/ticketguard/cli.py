@@ -64,6 +64,7 @@ def _register_subcommands() -> None:
     # Imported here so `ticketguard --help` stays fast and one broken capability cannot hide the others.
     from ticketguard.chain.cli import register as register_chain
     from ticketguard.ingest.cli import register as register_ingest
+    from ticketguard.jobs.cli import register as register_jobs
     from ticketguard.quality.cli import register as register_quality
     from ticketguard.retention.cli import register as register_retention
     from ticketguard.simulate.cli import register as register_simulate
@@ -75,6 +76,7 @@ def _register_subcommands() -> None:
     register_views(app)
     register_retention(app)
     register_quality(app)
+    register_jobs(app)
 
 
 _register_subcommands()

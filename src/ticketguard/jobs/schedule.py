@@ -1,0 +1,49 @@
+"""The schedule: every recurring job and when it runs, in one place (UTC). The worker reads only this;
+docs/data-control.md shows the same table as crontab lines for those who prefer cron."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from apscheduler.triggers.base import BaseTrigger
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+# Retraining runs every 14 days counted from this Sunday, after the nightly ETL (02:00) and the weekly
+# retention (Sun 03:00) have finished; cron's "*/14" day-of-month is not every 14 days.
+RETRAIN_ANCHOR = datetime(2026, 1, 4, 4, 0, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class ScheduledJob:
+    job: str
+    cron: str | None = (
+        None  # five crontab fields, UTC; day names, not numbers (APScheduler counts from Monday)
+    )
+    every: timedelta | None = None
+    anchor: datetime | None = None
+    # A run due while the worker was busy or paused still starts if it is no later than this.
+    grace: timedelta = timedelta(minutes=10)
+
+    def trigger(self) -> BaseTrigger:
+        if self.cron is not None:
+            return CronTrigger.from_crontab(self.cron, timezone=UTC)
+        assert self.every is not None
+        return IntervalTrigger(seconds=self.every.total_seconds(), start_date=self.anchor, timezone=UTC)
+
+    def describe(self) -> str:
+        if self.cron is not None:
+            return f"cron {self.cron} (UTC)"
+        assert self.every is not None
+        since = f" from {self.anchor:%Y-%m-%d %H:%M} UTC" if self.anchor else ""
+        return f"every {self.every.days} days{since}" if self.every.days else f"every {self.every}{since}"
+
+
+SCHEDULE: tuple[ScheduledJob, ...] = (
+    ScheduledJob("etl", cron="0 2 * * *", grace=timedelta(hours=2)),
+    ScheduledJob("refresh-views", cron="*/5 * * * *", grace=timedelta(minutes=4)),
+    ScheduledJob("retention", cron="0 3 * * sun", grace=timedelta(hours=6)),
+    ScheduledJob("data-quality", cron="15 * * * *", grace=timedelta(minutes=30)),
+    ScheduledJob("retrain", every=timedelta(days=14), anchor=RETRAIN_ANCHOR, grace=timedelta(hours=6)),
+)

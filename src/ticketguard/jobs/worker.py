@@ -1,0 +1,115 @@
+"""`ticketguard worker`: one process runs the schedule, and only one at a time.
+
+The worker takes the database lock "worker" first (advisory lock on PostgreSQL, lease row on SQLite). A
+second worker refuses to start, or with ``wait`` stands by until the first one stops — a warm spare.
+Jobs run in a small thread pool via APScheduler (cron triggers in UTC); each run takes its own job lock
+too, so a hand-started `jobs run` and the schedule never overlap.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from datetime import timedelta
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+from sqlalchemy import Engine
+
+from ticketguard.config import Settings
+from ticketguard.jobs.locks import NamedLock, current_holder, make_lock
+from ticketguard.jobs.registry import JOBS, Job, get_job
+from ticketguard.jobs.runner import run_job
+from ticketguard.jobs.schedule import SCHEDULE, ScheduledJob
+
+log = logging.getLogger(__name__)
+
+WORKER_LOCK = "worker"
+# Enough threads that a long retrain or ETL never starves the 5-minute view refresh.
+WORKER_THREADS = 4
+
+
+class WorkerAlreadyRunning(RuntimeError):
+    """Another worker holds the lock."""
+
+
+def build_scheduler(
+    settings: Settings,
+    engine: Engine,
+    schedule: Sequence[ScheduledJob] = SCHEDULE,
+    jobs: Mapping[str, Job] = JOBS,
+) -> BackgroundScheduler:
+    scheduler = BackgroundScheduler(
+        timezone="UTC",
+        executors={"default": ThreadPoolExecutor(WORKER_THREADS)},
+        job_defaults={"coalesce": True, "max_instances": 1},
+    )
+    for entry in schedule:
+        get_job(entry.job, jobs)  # a schedule naming an unknown job fails at start, not at 03:00 on Sunday
+        scheduler.add_job(
+            run_job,
+            entry.trigger(),
+            args=[entry.job, settings, engine],
+            kwargs={"trigger": "schedule", "jobs": jobs},
+            id=entry.job,
+            name=entry.job,
+            misfire_grace_time=int(entry.grace.total_seconds()),
+        )
+    return scheduler
+
+
+def acquire_worker_lock(
+    settings: Settings, engine: Engine, *, wait: bool, stop: threading.Event, poll_seconds: float = 2.0
+) -> NamedLock | None:
+    """The worker lock; None if ``stop`` was set while waiting for it."""
+    lock = make_lock(engine, WORKER_LOCK, lease=timedelta(seconds=settings.worker_lock_lease_seconds))
+    if lock.acquire(wait=False):
+        return lock
+    holder = current_holder(engine, WORKER_LOCK) or "another process"
+    if not wait:
+        raise WorkerAlreadyRunning(f"another worker is running ({holder}); only one may run at a time")
+    log.warning("another worker is running; waiting for its lock", extra={"holder": holder})
+    while not stop.wait(poll_seconds):
+        if lock.acquire(wait=False):
+            return lock
+    return None
+
+
+def run_worker(
+    settings: Settings,
+    engine: Engine,
+    *,
+    stop: threading.Event,
+    wait: bool = False,
+    schedule: Sequence[ScheduledJob] = SCHEDULE,
+    jobs: Mapping[str, Job] = JOBS,
+    check_seconds: float = 5.0,
+    on_started: Callable[[BackgroundScheduler], None] | None = None,
+) -> None:
+    """Hold the worker lock and run the schedule until ``stop`` is set or the lock is lost.
+
+    Raises WorkerAlreadyRunning (without ``wait``) when another worker holds the lock, and RuntimeError
+    when the lock is lost while running (the caller exits non-zero so a supervisor restarts it)."""
+    lock = acquire_worker_lock(settings, engine, wait=wait, stop=stop, poll_seconds=min(check_seconds, 2.0))
+    if lock is None:
+        return
+    scheduler = build_scheduler(settings, engine, schedule, jobs)
+    lost = False
+    try:
+        scheduler.start()
+        log.info("worker started", extra={"holder": lock.holder, "jobs": [e.job for e in schedule]})
+        if on_started is not None:
+            on_started(scheduler)
+        while not stop.wait(check_seconds):
+            if not lock.is_held():
+                lost = True
+                log.error("worker lock lost; stopping so that no two workers run the schedule")
+                break
+    finally:
+        # Let running jobs finish: each is safe to interrupt, but finishing is cheaper than redoing.
+        scheduler.shutdown(wait=True)
+        lock.release()
+        log.info("worker stopped")
+    if lost:
+        raise RuntimeError("worker lock lost")
