@@ -80,8 +80,9 @@ def list_command() -> None:
     except typer.Exit:
         latest = {}
     table = Table(title="jobs")
-    for column in ("job", "schedule", "last run (UTC)", "status", "what it does"):
-        table.add_column(column)
+    for column in ("job", "schedule", "last run (UTC)", "status"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("what it does")
     for name, job in JOBS.items():
         run = latest.get(name)
         started = f"{run['started_at']:%Y-%m-%d %H:%M}" if run else "-"
@@ -140,8 +141,9 @@ def history_command(
     finally:
         engine.dispose()
     table = Table(title="job runs")
-    for column in ("id", "job", "trigger", "started (UTC)", "seconds", "status", "counts / error"):
-        table.add_column(column)
+    for column in ("id", "job", "trigger", "started (UTC)", "seconds", "status"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("counts / error")
     for run in runs:
         style = _STYLE.get(run["status"], "white")
         seconds = (
