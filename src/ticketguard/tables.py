@@ -353,3 +353,31 @@ admin_audit_log_archive = Table(
     Column("archived_at", UTCDateTime, nullable=False, server_default=func.now()),
     Index("idx_admin_audit_log_archive_timestamp", "timestamp"),
 )
+
+# --- features (migration 0003): daily point-in-time snapshots of the wallet transfer graph ---------------
+# social_graph_centrality is PageRank, a batch computation: a snapshot dated D scores every wallet from the
+# resales strictly before D 00:00 UTC; online scoring reads the latest snapshot at or before the request.
+
+wallet_graph_snapshots = Table(
+    "wallet_graph_snapshots",
+    metadata,
+    Column("snapshot_at", UTCDateTime, primary_key=True, comment="00:00 UTC of the day it is for"),
+    Column("computed_at", UTCDateTime, nullable=False, server_default=func.now()),
+    Column("nodes", Integer, nullable=False),
+    Column("edges", Integer, nullable=False),
+    Column("iterations", Integer, nullable=False),
+    Column("damping", Float, nullable=False),
+)
+
+wallet_graph_scores = Table(
+    "wallet_graph_scores",
+    metadata,
+    Column(
+        "snapshot_at",
+        UTCDateTime,
+        ForeignKey("wallet_graph_snapshots.snapshot_at", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("wallet_address", String(42), primary_key=True),
+    Column("centrality", Float, nullable=False, comment="PageRank × node count (1 = average wallet)"),
+)

@@ -1,0 +1,84 @@
+"""Online execution of the feature catalogue: the features of one transaction from the stores' current state.
+
+The scoring API calls ``OnlineFeatures.compute(txn) -> dict[str, float]`` inside a request. Where the
+primitives come from is a small interface, `FeatureSource`: `SqlFeatureSource` reads them from the database
+(one round trip, plus one when the request has a location); a cache (Redis, in-process) can implement the
+same protocol in front of it. The primitives are finished by the same `specs.finish` the offline side uses,
+so a parity test (tests/integration/test_features_parity.py) holds both executions equal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Protocol
+
+import numpy as np
+from sqlalchemy import Connection, Engine
+
+from ticketguard.features.repository import TransactionFacts, epoch_seconds, read_primitives
+from ticketguard.features.specs import FEATURE_NAMES, FeatureParams, finish, primitive_names
+
+
+class FeatureSource(Protocol):
+    """Where online features read their primitives (counts, sums, times known before the transaction)."""
+
+    def primitives(self, txn: TransactionFacts) -> dict[str, float]: ...
+
+
+class SqlFeatureSource:
+    """Primitives straight from the database: one short read-only connection per call, or the caller's."""
+
+    def __init__(self, engine: Engine, params: FeatureParams) -> None:
+        self.engine = engine
+        self.params = params
+
+    def primitives(self, txn: TransactionFacts) -> dict[str, float]:
+        with self.engine.connect() as conn:
+            return read_primitives(conn, txn, self.params)
+
+    def primitives_in(self, conn: Connection, txn: TransactionFacts) -> dict[str, float]:
+        """Inside a transaction the caller owns (the API's request transaction)."""
+        return read_primitives(conn, txn, self.params)
+
+
+class OnlineFeatures:
+    """``compute(txn)`` → the catalogue's features, in `FEATURE_NAMES` order."""
+
+    def __init__(self, source: FeatureSource, params: FeatureParams) -> None:
+        self.source = source
+        self.params = params
+        self._expected = set(primitive_names(params))
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        return FEATURE_NAMES
+
+    def compute(self, txn: TransactionFacts) -> dict[str, float]:
+        return self.finish(txn, self.source.primitives(txn))
+
+    def compute_many(self, txns: Iterable[TransactionFacts]) -> list[dict[str, float]]:
+        return [self.compute(txn) for txn in txns]
+
+    def finish(self, txn: TransactionFacts, primitives: dict[str, float]) -> dict[str, float]:
+        missing = self._expected - primitives.keys()
+        if missing:
+            raise ValueError(f"feature source returned no value for primitives {sorted(missing)}")
+        p = {name: np.array([primitives[name]], dtype=np.float64) for name in self._expected}
+        q = {
+            "timestamp_s": np.array([epoch_seconds(txn.timestamp)]),
+            "price_paid": np.array([float(txn.price_paid)]),
+            "is_resale": np.array([txn.is_resale]),
+            "has_seller": np.array([txn.seller_address is not None]),
+            "has_payment_method": np.array([txn.payment_method is not None]),
+            "has_ticket": np.array([txn.ticket_id is not None]),
+            "has_ip": np.array([txn.ip_address is not None]),
+            "latitude": np.array([np.nan if txn.latitude is None else txn.latitude], dtype=np.float64),
+            "longitude": np.array([np.nan if txn.longitude is None else txn.longitude], dtype=np.float64),
+        }
+        features = finish(p, q, self.params)
+        return {name: float(features[name][0]) for name in FEATURE_NAMES}
+
+
+def as_vector(features: dict[str, float], names: Iterable[str] = FEATURE_NAMES) -> np.ndarray:
+    """A float32 row in the model's feature order (what `ml.serving` predicts on)."""
+    return np.array([features[name] for name in names], dtype=np.float32)

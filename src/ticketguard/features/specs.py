@@ -1,0 +1,443 @@
+"""The feature catalogue: every feature defined once, executed offline (history) and online (one request).
+
+A feature is computed in two steps, and only the first differs between the executions:
+
+1. **Primitives** — counts, sums, first/last times over a key and a time window, always over what was known
+   *strictly before* the transaction's time ``t`` (rows at exactly ``t``, the transaction itself included,
+   are not seen). Most primitives are declared below as `Aggregate` values and executed generically:
+   `ticketguard.features.offline` over a whole history with sorted numpy arrays, `ticketguard.features.online`
+   as SQL against the stores. A few (hold times, geo velocity, graph centrality, blacklist, buyer–seller
+   pair) are written out in both, with the same definition in their docstrings here.
+2. **Finishing** — `finish()` turns primitives and the transaction's own fields into the features. It is
+   one vectorised function used by both executions (offline on a million rows, online on one).
+
+Labels are used point-in-time: a label counts only if it became known strictly before ``t``
+(``labelled_at < t``) *and* its transaction lies in a risk window that ends a configurable label delay before
+``t`` (see `FeatureParams`). The delay keeps training and serving alike: at serving time the labels of the
+last days are mostly not known yet, so a window touching them would read lower fraud rates live than in
+training.
+
+Values with no history are fixed numbers, never NaN (features are stored as JSON with each prediction):
+counts and sums are 0; durations and ratios that need history are ``-1`` (`MISSING`), which the trees learn
+to split on like any other value.
+
+Pure: numpy only — no database, no clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Literal
+
+import numpy as np
+
+MISSING = -1.0
+HOUR_S = 3600.0
+DAY_S = 86400.0
+EARTH_RADIUS_KM = 6371.0088
+# Days-until-event below one hour would make the popularity score explode for sales at the door.
+MIN_DAYS_UNTIL_EVENT = 1.0 / 24.0
+
+
+@dataclass(frozen=True)
+class FeatureParams:
+    """Windows and delays the definitions depend on (from Settings, see `params_from_settings`)."""
+
+    label_delay: timedelta = timedelta(days=7)
+    risk_window: timedelta = timedelta(days=30)
+    geo_window: timedelta = timedelta(hours=1)
+    geo_distance_km: float = 500.0
+    pagerank_damping: float = 0.85
+    pagerank_tolerance: float = 1e-10
+    pagerank_max_iter: int = 100
+
+    def __post_init__(self) -> None:
+        if self.label_delay < timedelta(0):
+            raise ValueError(f"label_delay must be >= 0, got {self.label_delay}")
+        if self.risk_window <= timedelta(0):
+            raise ValueError(f"risk_window must be > 0, got {self.risk_window}")
+        if self.geo_window <= timedelta(0):
+            raise ValueError(f"geo_window must be > 0, got {self.geo_window}")
+        if self.geo_distance_km <= 0:
+            raise ValueError(f"geo_distance_km must be > 0, got {self.geo_distance_km}")
+        if not 0 < self.pagerank_damping < 1:
+            raise ValueError(f"pagerank_damping must be in (0, 1), got {self.pagerank_damping}")
+
+
+# ---------------------------------------------------------------------------------------------- primitives
+Agg = Literal["count", "sum", "min_time", "max_time", "distinct"]
+RowFilter = Literal["all", "primary", "resale", "known_fraud", "located"]
+
+
+@dataclass(frozen=True)
+class Aggregate:
+    """One primitive: aggregate the transactions whose ``match`` columns equal the query's, strictly before t.
+
+    ``match`` pairs (column of the past transaction, column of the transaction being scored). Rows whose
+    match or aggregated column is null never match / are ignored. ``window`` restricts to
+    ``[t - offset - window, t - offset)``; no window means all history before ``t - offset``.
+    ``known_fraud`` keeps rows labelled fraud whose label was known before t (``labelled_at < t``);
+    ``located`` keeps rows with both latitude and longitude.
+    """
+
+    name: str
+    match: tuple[tuple[str, str], ...]
+    agg: Agg
+    value: str | None = None
+    window: timedelta | None = None
+    offset: timedelta = timedelta(0)
+    rows: RowFilter = "all"
+
+    @property
+    def item_columns(self) -> tuple[str, ...]:
+        return tuple(item for item, _ in self.match)
+
+    @property
+    def query_columns(self) -> tuple[str, ...]:
+        return tuple(query for _, query in self.match)
+
+
+W = "wallet_address"
+E = "event_id"
+K = "ticket_id"
+S = "seller_address"
+IP = "ip_address"
+PM = "payment_method"
+HOUR = timedelta(hours=1)
+DAY = timedelta(days=1)
+
+
+def aggregates(params: FeatureParams) -> tuple[Aggregate, ...]:
+    """The declared primitives; names are the keys `finish` reads."""
+    risk = {"window": params.risk_window, "offset": params.label_delay}
+    return (
+        Aggregate("w_n_1h", ((W, W),), "count", window=HOUR),
+        Aggregate("w_n_24h", ((W, W),), "count", window=DAY),
+        Aggregate("w_spend_24h", ((W, W),), "sum", value="price_paid", window=DAY),
+        Aggregate("w_n_all", ((W, W),), "count"),
+        Aggregate("w_spend_all", ((W, W),), "sum", value="price_paid"),
+        Aggregate("w_last_ts", ((W, W),), "max_time"),
+        Aggregate("w_first_buy_ts", ((W, W),), "min_time"),
+        Aggregate("w_first_sell_ts", ((S, W),), "min_time"),
+        Aggregate("w_events", ((W, W),), "distinct", value=E),
+        Aggregate("w_events_24h", ((W, W),), "distinct", value=E, window=DAY),
+        Aggregate("ip_n_1h", ((IP, IP),), "count", window=HOUR),
+        Aggregate("e_located_n", ((E, E),), "count", rows="located"),
+        Aggregate("e_lat_sum", ((E, E),), "sum", value="latitude", rows="located"),
+        Aggregate("e_lon_sum", ((E, E),), "sum", value="longitude", rows="located"),
+        Aggregate("w_pms", ((W, W),), "distinct", value=PM),
+        Aggregate("w_pm_seen", ((W, W), (PM, PM)), "count"),
+        Aggregate("w_ip_seen", ((W, W), (IP, IP)), "count"),
+        Aggregate("w_located_n", ((W, W),), "count", rows="located"),
+        Aggregate("w_lat_sum", ((W, W),), "sum", value="latitude", rows="located"),
+        Aggregate("w_lon_sum", ((W, W),), "sum", value="longitude", rows="located"),
+        Aggregate("we_n_1h", ((W, W), (E, E)), "count", window=HOUR),
+        Aggregate("e_sold", ((E, E),), "count", rows="primary"),
+        Aggregate("e_n_all", ((E, E),), "count"),
+        Aggregate("e_spend_all", ((E, E),), "sum", value="price_paid"),
+        Aggregate("ip_wallets_24h", ((IP, IP),), "distinct", value=W, window=DAY),
+        Aggregate("ipw_n_24h", ((IP, IP), (W, W)), "count", window=DAY),
+        Aggregate("k_n", ((K, K),), "count"),
+        Aggregate("k_first_ts", ((K, K),), "min_time"),
+        Aggregate("k_last_ts", ((K, K),), "max_time"),
+        Aggregate("k_first_resale_ts", ((K, K),), "min_time", rows="resale"),
+        Aggregate("kw_n", ((K, K), (W, W)), "count"),
+        Aggregate("e_risk_n", ((E, E),), "count", **risk),  # type: ignore[arg-type]
+        Aggregate("e_risk_fraud", ((E, E),), "count", rows="known_fraud", **risk),  # type: ignore[arg-type]
+        Aggregate("s_risk_n", ((S, S),), "count", **risk),  # type: ignore[arg-type]
+        Aggregate("s_risk_fraud", ((S, S),), "count", rows="known_fraud", **risk),  # type: ignore[arg-type]
+    )
+
+
+# Primitives computed by hand in both executions (definitions in the feature docs below).
+SPECIAL_PRIMITIVES = (
+    "w_hold_n",  # resales strictly before t where the wallet was the seller and the ticket's previous
+    "w_hold_sum_s",  # transaction is known: their count and the sum of (resale time − that previous time), s
+    "pair_n",  # transactions strictly before t between this buyer and seller, in either direction
+    "geo_max_km",  # max distance to the wallet's located transactions in [t − geo_window, t); NaN if none
+    "cp_known_fraud",  # the seller's transactions (as buyer or seller) labelled fraud with labelled_at < t
+    "cp_blacklisted",  # 1 if the seller is on the blacklist at t (added before t, not expired at t)
+    "centrality",  # PageRank × nodes of the buyer in the latest daily graph snapshot at or before t
+    "ev_capacity",  # the event's capacity, face value and start (epoch s); NaN when the event is unknown
+    "ev_face_value",
+    "ev_starts_s",
+)
+
+
+# ---------------------------------------------------------------------------------------------- catalogue
+@dataclass(frozen=True)
+class FeatureSpec:
+    name: str
+    unit: str
+    doc: str
+
+
+FEATURES: tuple[FeatureSpec, ...] = (
+    FeatureSpec(
+        "txn_velocity_1h", "count", "Transactions the buyer wallet made in [t − 1 h, t). 0 without history."
+    ),
+    FeatureSpec(
+        "txn_velocity_24h", "count", "Transactions the buyer wallet made in [t − 24 h, t). 0 without history."
+    ),
+    FeatureSpec(
+        "spend_24h",
+        "currency",
+        "Sum of price_paid of the buyer wallet's transactions in [t − 24 h, t). 0 without history.",
+    ),
+    FeatureSpec(
+        "seconds_since_last_txn",
+        "seconds",
+        "t minus the time of the buyer wallet's latest transaction strictly before t; −1 if none.",
+    ),
+    FeatureSpec(
+        "wallet_age_days",
+        "days",
+        "t minus the wallet's first appearance strictly before t, as buyer or as seller; 0 if never seen.",
+    ),
+    FeatureSpec(
+        "avg_ticket_hold_time",
+        "hours",
+        "Mean hours the wallet held the tickets it resold strictly before t: for each resale with the "
+        "wallet as seller, resale time minus the ticket's previous transaction. −1 if it resold none.",
+    ),
+    FeatureSpec(
+        "event_popularity_score",
+        "ratio",
+        "sold / capacity × days_until_event^−0.5, sold = primary sales of the event strictly before t, "
+        "days_until_event = (event start − t) in days, at least 1 hour. 0 if the event is unknown.",
+    ),
+    FeatureSpec(
+        "price_deviation_ratio",
+        "ratio",
+        "(price_paid − reference) / reference, reference = the event's face value, or the mean price "
+        "of the event's transactions strictly before t when it has none; 0 without a reference.",
+    ),
+    FeatureSpec(
+        "price_vs_wallet_mean",
+        "ratio",
+        "price_paid / mean price_paid of the buyer's transactions strictly before t; −1 if none.",
+    ),
+    FeatureSpec(
+        "cross_event_attendance",
+        "count",
+        "Distinct events the buyer wallet bought tickets for strictly before t. 0 without history.",
+    ),
+    FeatureSpec(
+        "geo_velocity_flag",
+        "0/1",
+        "1 if any of the wallet's transactions with a location in [t − geo_window, t) lies more than "
+        "geo_distance_km (great circle) from this transaction's location; 0 otherwise or unlocated.",
+    ),
+    FeatureSpec(
+        "payment_method_diversity",
+        "count",
+        "Distinct payment methods of the wallet's transactions strictly before t, plus this one's if "
+        "it is new. 0 without history and method.",
+    ),
+    FeatureSpec(
+        "social_graph_centrality",
+        "score",
+        "PageRank (damping 0.85) of the buyer in the wallet transfer graph (seller → buyer, one edge "
+        "weight per resale) built daily from resales strictly before 00:00 UTC of the snapshot day, "
+        "times the graph's node count (1 = average). Uses the latest snapshot at or before t; 0 if the "
+        "wallet is not in it.",
+    ),
+    FeatureSpec(
+        "time_to_first_resale",
+        "minutes",
+        "For a resale: minutes from the ticket's first transaction (mint) strictly before t to its "
+        "first resale (an earlier one, else this one). −1 for primary sales or an unseen ticket.",
+    ),
+    FeatureSpec(
+        "same_event_tickets_1h",
+        "count",
+        "Transactions of the buyer wallet for the same event in [t − 1 h, t) (bot bursts).",
+    ),
+    FeatureSpec(
+        "wallets_per_ip_24h",
+        "count",
+        "Distinct other buyer wallets with a transaction from the same IP in [t − 24 h, t). 0 without IP.",
+    ),
+    FeatureSpec(
+        "ticket_returns_to_owner",
+        "0/1",
+        "1 if the buyer already bought this ticket strictly before t (it comes back: wash trading).",
+    ),
+    FeatureSpec(
+        "repeat_pair_count",
+        "count",
+        "Transactions strictly before t between this buyer and this seller, either direction. 0 for "
+        "primary sales.",
+    ),
+    FeatureSpec(
+        "counterparty_blacklisted",
+        "0/1",
+        "1 if the seller is on the blacklist at t (added before t, not expired). 0 for primary sales.",
+    ),
+    FeatureSpec(
+        "counterparty_known_fraud",
+        "0/1",
+        "1 if the seller took part (as buyer or seller) in a transaction labelled fraud whose label "
+        "was known strictly before t.",
+    ),
+    FeatureSpec(
+        "event_fraud_rate",
+        "ratio",
+        "Known-fraud share of the event's transactions in [t − label_delay − risk_window, "
+        "t − label_delay): fraud labels known before t / all transactions there. 0 if none.",
+    ),
+    FeatureSpec(
+        "seller_fraud_rate",
+        "ratio",
+        "The same rate over the transactions where this transaction's seller was the seller. 0 if none "
+        "or a primary sale.",
+    ),
+    FeatureSpec("is_resale", "0/1", "1 for a resale, 0 for a primary sale."),
+    FeatureSpec(
+        "ticket_hold_hours",
+        "hours",
+        "For a resale: hours since the ticket's previous transaction strictly before t (how long the "
+        "seller held it). −1 for primary sales or an unseen ticket.",
+    ),
+    FeatureSpec(
+        "ticket_prior_transfers",
+        "count",
+        "Transactions of this ticket strictly before t (hops through the market).",
+    ),
+    FeatureSpec(
+        "new_payment_method",
+        "0/1",
+        "1 if this transaction has a payment method the wallet never used strictly before t.",
+    ),
+    FeatureSpec(
+        "new_ip_for_wallet",
+        "0/1",
+        "1 if this transaction has an IP address the wallet never used strictly before t.",
+    ),
+    FeatureSpec(
+        "km_from_usual_location",
+        "km",
+        "Great-circle km from this transaction's location to the mean latitude/longitude of the "
+        "wallet's located transactions strictly before t; −1 if either is unknown.",
+    ),
+    FeatureSpec(
+        "km_from_event_crowd",
+        "km",
+        "Great-circle km from this transaction's location to the mean location of the event's located "
+        "transactions strictly before t (where its buyers are); −1 if either is unknown.",
+    ),
+    FeatureSpec(
+        "events_24h", "count", "Distinct events the buyer wallet bought tickets for in [t − 24 h, t)."
+    ),
+    FeatureSpec(
+        "ip_txn_1h",
+        "count",
+        "Transactions from the same IP address, any wallet, in [t − 1 h, t). 0 without IP.",
+    ),
+)
+FEATURE_NAMES: tuple[str, ...] = tuple(spec.name for spec in FEATURES)
+BY_NAME = {spec.name: spec for spec in FEATURES}
+
+# Fields of the transaction being scored that `finish` reads.
+QUERY_FIELDS = (
+    "timestamp_s",
+    "price_paid",
+    "is_resale",
+    "has_seller",
+    "has_payment_method",
+    "has_ticket",
+    "has_ip",
+    "latitude",
+    "longitude",
+)
+
+
+# ---------------------------------------------------------------------------------------------- finishing
+def haversine_km(lat1: np.ndarray, lon1: np.ndarray, lat2: np.ndarray, lon2: np.ndarray) -> np.ndarray:
+    """Great-circle distance in km between points in degrees (NaN in, NaN out)."""
+    p1, p2 = np.radians(lat1), np.radians(lat2)
+    dphi = p2 - p1
+    dlmb = np.radians(lon2) - np.radians(lon1)
+    a = np.sin(dphi / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(dlmb / 2) ** 2
+    return 2 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0)))
+
+
+def _safe_div(num: np.ndarray, den: np.ndarray, fallback: float) -> np.ndarray:
+    ok = den > 0
+    return np.where(ok, num / np.where(ok, den, 1.0), fallback)
+
+
+def finish(
+    p: Mapping[str, np.ndarray], q: Mapping[str, np.ndarray], params: FeatureParams
+) -> dict[str, np.ndarray]:
+    """Features from primitives ``p`` and the scored transactions' fields ``q`` (see QUERY_FIELDS).
+
+    Arrays of one length; times are epoch seconds (float64) with NaN for "none".
+    """
+    t = q["timestamp_s"]
+    price = q["price_paid"]
+    resale = q["is_resale"].astype(bool)
+    has_seller = q["has_seller"].astype(bool) & resale
+    has_ticket = q["has_ticket"].astype(bool)
+
+    first_seen = np.fmin(p["w_first_buy_ts"], p["w_first_sell_ts"])
+    days_until = np.maximum((p["ev_starts_s"] - t) / DAY_S, MIN_DAYS_UNTIL_EVENT)
+    popularity = _safe_div(p["e_sold"], p["ev_capacity"], 0.0) * days_until**-0.5
+    popularity = np.where(np.isnan(p["ev_capacity"]) | np.isnan(p["ev_starts_s"]), 0.0, popularity)
+    face = np.nan_to_num(p["ev_face_value"], nan=0.0)
+    event_mean = _safe_div(p["e_spend_all"], p["e_n_all"], 0.0)
+    reference = np.where(face > 0, face, event_mean)
+    new_pm = q["has_payment_method"].astype(bool) & (p["w_pm_seen"] == 0)
+    first_resale = np.fmin(p["k_first_resale_ts"], t)
+    ticket_known = has_ticket & resale & ~np.isnan(p["k_first_ts"])
+    geo = np.nan_to_num(p["geo_max_km"], nan=0.0) > params.geo_distance_km
+    new_ip = q["has_ip"].astype(bool) & (p["w_ip_seen"] == 0)
+    usual_lat = _safe_div(p["w_lat_sum"], p["w_located_n"], np.nan)
+    usual_lon = _safe_div(p["w_lon_sum"], p["w_located_n"], np.nan)
+    from_usual = haversine_km(q["latitude"], q["longitude"], usual_lat, usual_lon)
+    crowd_lat = _safe_div(p["e_lat_sum"], p["e_located_n"], np.nan)
+    crowd_lon = _safe_div(p["e_lon_sum"], p["e_located_n"], np.nan)
+    from_crowd = haversine_km(q["latitude"], q["longitude"], crowd_lat, crowd_lon)
+
+    out = {
+        "txn_velocity_1h": p["w_n_1h"],
+        "txn_velocity_24h": p["w_n_24h"],
+        "spend_24h": p["w_spend_24h"],
+        "seconds_since_last_txn": np.where(np.isnan(p["w_last_ts"]), MISSING, t - p["w_last_ts"]),
+        "wallet_age_days": np.where(np.isnan(first_seen), 0.0, (t - first_seen) / DAY_S),
+        "avg_ticket_hold_time": _safe_div(p["w_hold_sum_s"] / HOUR_S, p["w_hold_n"], MISSING),
+        "event_popularity_score": popularity,
+        "price_deviation_ratio": _safe_div(price - reference, reference, 0.0),
+        "price_vs_wallet_mean": _safe_div(price, _safe_div(p["w_spend_all"], p["w_n_all"], 0.0), MISSING),
+        "cross_event_attendance": p["w_events"],
+        "geo_velocity_flag": geo.astype(np.float64),
+        "payment_method_diversity": p["w_pms"] + new_pm,
+        "social_graph_centrality": np.nan_to_num(p["centrality"], nan=0.0),
+        "time_to_first_resale": np.where(ticket_known, (first_resale - p["k_first_ts"]) / 60.0, MISSING),
+        "same_event_tickets_1h": p["we_n_1h"],
+        "wallets_per_ip_24h": p["ip_wallets_24h"] - (p["ipw_n_24h"] > 0),
+        "ticket_returns_to_owner": (has_ticket & (p["kw_n"] > 0)).astype(np.float64),
+        "repeat_pair_count": np.where(has_seller, p["pair_n"], 0.0),
+        "counterparty_blacklisted": np.where(has_seller, p["cp_blacklisted"] > 0, 0.0),
+        "counterparty_known_fraud": np.where(has_seller, p["cp_known_fraud"] > 0, 0.0),
+        "event_fraud_rate": _safe_div(p["e_risk_fraud"], p["e_risk_n"], 0.0),
+        "seller_fraud_rate": np.where(has_seller, _safe_div(p["s_risk_fraud"], p["s_risk_n"], 0.0), 0.0),
+        "is_resale": resale.astype(np.float64),
+        "ticket_hold_hours": np.where(
+            ticket_known & ~np.isnan(p["k_last_ts"]), (t - p["k_last_ts"]) / HOUR_S, MISSING
+        ),
+        "ticket_prior_transfers": np.where(has_ticket, p["k_n"], 0.0),
+        "new_payment_method": new_pm.astype(np.float64),
+        "new_ip_for_wallet": new_ip.astype(np.float64),
+        "km_from_usual_location": np.where(np.isnan(from_usual), MISSING, from_usual),
+        "km_from_event_crowd": np.where(np.isnan(from_crowd), MISSING, from_crowd),
+        "events_24h": p["w_events_24h"],
+        "ip_txn_1h": p["ip_n_1h"],
+    }
+    return {name: np.asarray(out[name], dtype=np.float64) for name in FEATURE_NAMES}
+
+
+def primitive_names(params: FeatureParams) -> tuple[str, ...]:
+    return tuple(a.name for a in aggregates(params)) + SPECIAL_PRIMITIVES
