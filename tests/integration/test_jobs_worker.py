@@ -19,7 +19,7 @@ from ticketguard.jobs.locks import PostgresAdvisoryLock, SqliteLeaseLock, curren
 from ticketguard.jobs.registry import JOBS, Job, JobContext
 from ticketguard.jobs.runner import run_job
 from ticketguard.jobs.schedule import ScheduledJob
-from ticketguard.jobs.worker import WorkerAlreadyRunning, acquire_worker_lock, run_worker
+from ticketguard.jobs.worker import WorkerAlreadyRunning, acquire_worker_lock, missed_jobs, run_worker
 from ticketguard.kit.db import make_engine
 
 SETTINGS = Settings(worker_lock_lease_seconds=5)
@@ -215,3 +215,42 @@ def test_a_second_worker_process_refuses_to_start(db_url: str) -> None:
     assert '"msg": "worker stopped"' in stderr
     assert current_holder(engine, "worker") is None
     engine.dispose()
+
+
+def test_a_run_missed_while_no_worker_was_up_runs_once_at_start(engine: Engine) -> None:
+    schedule = [
+        ScheduledJob("refresh-views", cron="*/5 * * * *"),
+        ScheduledJob("data-quality", cron="15 * * * *"),
+    ]
+    now = datetime.now(UTC)
+    with engine.begin() as conn:  # data-quality already ran since it was last due; refresh-views did not
+        conn.execute(
+            tables.job_runs.insert().values(
+                job_name="data-quality",
+                trigger="schedule",
+                status="failed",
+                started_at=now - timedelta(seconds=1),
+            )
+        )
+    assert missed_jobs(engine, schedule, now) == ["refresh-views"]
+
+    stop = threading.Event()
+    thread = threading.Thread(
+        target=run_worker,
+        kwargs={
+            "settings": SETTINGS,
+            "engine": engine,
+            "stop": stop,
+            "schedule": schedule,
+            "check_seconds": 0.2,
+        },
+    )
+    thread.start()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and ("refresh-views", "catch-up", "succeeded") not in _runs(engine):
+        time.sleep(0.1)
+    stop.set()
+    thread.join(timeout=10)
+    assert ("refresh-views", "catch-up", "succeeded") in _runs(engine)
+    assert [r for r in _runs(engine) if r[0] == "data-quality"] == [("data-quality", "schedule", "failed")]
+    assert missed_jobs(engine, schedule, datetime.now(UTC)) == []

@@ -62,3 +62,16 @@ def test_retraining_runs_every_fourteen_days_on_sunday_after_etl_and_retention(a
     assert [b - a for a, b in itertools.pairwise(fires)] == [timedelta(days=14)] * 2
     assert all(f.strftime("%A %H:%M") == "Sunday 04:00" for f in fires)
     assert fires[0] - after <= timedelta(days=14)
+
+
+def test_previous_fire_is_the_latest_due_time_not_after_now() -> None:
+    wednesday = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+    assert BY_JOB["retention"].previous_fire(wednesday) == datetime(2026, 11, 22, 3, 0, tzinfo=UTC)
+    assert BY_JOB["etl"].previous_fire(wednesday) == datetime(2026, 11, 25, 2, 0, tzinfo=UTC)
+    assert BY_JOB["refresh-views"].previous_fire(datetime(2026, 11, 25, 12, 5, tzinfo=UTC)) == datetime(
+        2026, 11, 25, 12, 5, tzinfo=UTC
+    )
+    retrain = BY_JOB["retrain"].previous_fire(wednesday)
+    assert retrain is not None
+    assert timedelta(0) <= wednesday - retrain < timedelta(days=14)
+    assert retrain.strftime("%A %H:%M") == "Sunday 04:00"

@@ -15,10 +15,13 @@ class DatabaseNotReady(RuntimeError):
 
 
 def job_engine(settings: Settings) -> Engine:
-    """Jobs move and scan many rows: they get JOB_STATEMENT_TIMEOUT_MS, requests keep the short one."""
+    """Jobs move and scan many rows: they get JOB_STATEMENT_TIMEOUT_MS, requests keep the short one.
+
+    On PostgreSQL each running job holds one connection for its lock and uses another for its work, and
+    the worker holds one for its own lock: the pool (6, overflow 6) leaves room for all worker threads."""
     return make_engine(
         settings.resolved_database_url,
-        pool_size=2,
+        pool_size=6,
         statement_timeout_ms=settings.job_statement_timeout_ms,
     )
 

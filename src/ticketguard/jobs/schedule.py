@@ -32,6 +32,18 @@ class ScheduledJob:
         assert self.every is not None
         return IntervalTrigger(seconds=self.every.total_seconds(), start_date=self.anchor, timezone=UTC)
 
+    def previous_fire(self, now: datetime) -> datetime | None:
+        """The latest time at or before ``now`` this job was due (None if never, within a week or
+        one interval back)."""
+        trigger = self.trigger()
+        lookback = self.every if self.every is not None else timedelta(days=8)
+        due = trigger.get_next_fire_time(None, now - lookback)
+        last = None
+        while due is not None and due <= now:
+            last = due
+            due = trigger.get_next_fire_time(due, due + timedelta(microseconds=1))
+        return last
+
     def describe(self) -> str:
         if self.cron is not None:
             return f"cron {self.cron} (UTC)"

@@ -11,12 +11,13 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
-from sqlalchemy import Engine
+from sqlalchemy import Engine, func, select
 
+from ticketguard import tables
 from ticketguard.config import Settings
 from ticketguard.jobs.locks import NamedLock, current_holder, make_lock
 from ticketguard.jobs.registry import JOBS, Job, get_job
@@ -59,6 +60,26 @@ def build_scheduler(
     return scheduler
 
 
+def missed_jobs(engine: Engine, schedule: Sequence[ScheduledJob], now: datetime) -> list[str]:
+    """Jobs whose latest due time passed with no run started since (the worker was down then).
+
+    A run that started after that time counts whatever its outcome: a job that failed is not retried
+    in a loop by a crash-restarting worker."""
+    runs = tables.job_runs
+    missed: list[str] = []
+    with engine.connect() as conn:
+        for entry in schedule:
+            due = entry.previous_fire(now)
+            if due is None:
+                continue
+            started = conn.execute(
+                select(func.count()).where(runs.c.job_name == entry.job, runs.c.started_at >= due)
+            ).scalar_one()
+            if not started:
+                missed.append(entry.job)
+    return missed
+
+
 def acquire_worker_lock(
     settings: Settings, engine: Engine, *, wait: bool, stop: threading.Event, poll_seconds: float = 2.0
 ) -> NamedLock | None:
@@ -95,6 +116,20 @@ def run_worker(
     if lock is None:
         return
     scheduler = build_scheduler(settings, engine, schedule, jobs)
+    # Runs missed while no worker was up run once now (a restart at 02:05 must not skip a day's ETL).
+    now = datetime.now(UTC)
+    for name in missed_jobs(engine, schedule, now):
+        scheduler.add_job(
+            run_job,
+            "date",
+            run_date=now,
+            args=[name, settings, engine],
+            kwargs={"trigger": "catch-up", "jobs": jobs},
+            id=f"{name}:catch-up",
+            name=f"{name} (catch-up)",
+            misfire_grace_time=None,
+        )
+        log.info("missed run scheduled now", extra={"job": name})
     lost = False
     try:
         scheduler.start()
