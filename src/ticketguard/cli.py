@@ -65,6 +65,7 @@ def _register_subcommands() -> None:
     from ticketguard.chain.cli import register as register_chain
     from ticketguard.ingest.cli import register as register_ingest
     from ticketguard.jobs.cli import register as register_jobs
+    from ticketguard.ml.cli import register as register_ml
     from ticketguard.quality.cli import register as register_quality
     from ticketguard.retention.cli import register as register_retention
     from ticketguard.simulate.cli import register as register_simulate
@@ -77,6 +78,7 @@ def _register_subcommands() -> None:
     register_retention(app)
     register_quality(app)
     register_jobs(app)
+    register_ml(app)
 
 
 _register_subcommands()

@@ -147,6 +147,44 @@ class Settings(BaseSettings):
     fraud_threshold_review: float = Field(default=0.65, gt=0, lt=1)
     fraud_threshold_2fa: float = Field(default=0.40, gt=0, lt=1)
 
+    # --- features, training, evaluation (see docs/ml.md) ----------------------------------------
+    feature_label_delay_days: float = Field(
+        default=7, ge=0, le=365, description="Label features read a risk window ending this long before t."
+    )
+    feature_risk_window_days: float = Field(default=30, gt=0, le=3650)
+    feature_geo_window_minutes: float = Field(default=60, gt=0, le=10_080)
+    feature_geo_distance_km: float = Field(default=500, gt=0, le=20_040)
+    graph_snapshot_keep_days: int = Field(default=7, ge=1, le=3650, description="Daily graph snapshots kept.")
+    train_test_days: float = Field(default=21, gt=0, le=3650, description="Last days held out as test set.")
+    train_gap_days: float = Field(
+        default=14, ge=0, le=3650, description="Dropped between train and test: labels still maturing."
+    )
+    train_validation_days: float = Field(
+        default=14, gt=0, le=3650, description="End of the train part: early stopping and weight choice."
+    )
+    train_warmup_days: float = Field(
+        default=7, ge=0, le=3650, description="First days only feed history to features, never train."
+    )
+    train_seed: int = Field(default=42, ge=0)
+    train_nthread: int = Field(default=2, ge=1, le=256, description="XGBoost threads for training.")
+    train_max_rounds: int = Field(default=2000, ge=1, le=100_000)
+    train_early_stopping_rounds: int = Field(default=100, ge=1, le=10_000)
+    train_learning_rate: float = Field(default=0.05, gt=0, le=1)
+    train_max_depth: int = Field(default=7, ge=1, le=20)
+    train_min_child_weight: float = Field(default=1.0, ge=0)
+    train_subsample: float = Field(default=0.8, gt=0, le=1)
+    train_colsample_bytree: float = Field(default=0.8, gt=0, le=1)
+    train_reg_lambda: float = Field(default=1.0, ge=0)
+    train_max_bin: int = Field(default=256, ge=16, le=4096)
+    train_scale_pos_weight_options: list[float] = Field(
+        default=[1.0, 5.0, 20.0], min_length=1, description="Imbalance weights compared on validation AUC-PR."
+    )
+    review_capacity_per_day: int = Field(
+        default=50, ge=1, le=1_000_000, description="Analysts' daily manual reviews: k of top-k precision."
+    )
+    eval_bootstrap_samples: int = Field(default=200, ge=10, le=10_000)
+    report_dir: Path | None = Field(default=None, description="Evaluation reports; default DATA_DIR/reports.")
+
     # --- rate limits (requests per minute) -------------------------------------------------------
     rate_limit_global: int = Field(default=10000, ge=1)
     rate_limit_ip: int = Field(default=100, ge=1)
@@ -259,6 +297,10 @@ class Settings(BaseSettings):
     @property
     def resolved_model_dir(self) -> Path:
         return self.model_dir if self.model_dir is not None else self.data_dir / "models"
+
+    @property
+    def resolved_report_dir(self) -> Path:
+        return self.report_dir if self.report_dir is not None else self.data_dir / "reports"
 
     def production_problems(self) -> list[str]:
         """Everything that makes these settings unsafe for production, one readable line each."""

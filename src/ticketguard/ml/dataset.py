@@ -1,0 +1,252 @@
+"""From a labelled history to model inputs: features, labels as known when, and a time-ordered split.
+
+The split is by transaction time, never random (see docs/ml.md, "Evaluation protocol"):
+
+    | warm-up | train ............. | validation | gap | test |
+    start                                                   end
+
+- warm-up: the first days only give the features their history (every wallet is "new" there);
+- train and validation (the last days before the gap; early stopping and the imbalance weight choice);
+- gap: dropped — a model deployed at the start of the test days could not know these labels yet;
+- test: the last days, never trained on; scored with the labels as finally known.
+
+Training labels are the labels *known at the deployment time* (the test start): a fraud label that arrived
+later counts as legitimate there, as it would have in production.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ticketguard.config import Settings
+from ticketguard.features.offline import build_features, to_us
+from ticketguard.features.specs import FeatureParams
+from ticketguard.history import History
+
+US = 1_000_000
+NO_LABEL = np.iinfo(np.int64).max
+
+Progress = Callable[[str, float], None]
+
+
+class DatasetError(ValueError):
+    """The data cannot give the asked split or has no labels; the message says what is missing."""
+
+
+def feature_params(settings: Settings) -> FeatureParams:
+    return FeatureParams(
+        label_delay=timedelta(days=settings.feature_label_delay_days),
+        risk_window=timedelta(days=settings.feature_risk_window_days),
+        geo_window=timedelta(minutes=settings.feature_geo_window_minutes),
+        geo_distance_km=settings.feature_geo_distance_km,
+    )
+
+
+@dataclass
+class LabelledFeatures:
+    """Features of every transaction of a history, with what is known about its label."""
+
+    transaction_id: np.ndarray
+    timestamp_us: np.ndarray
+    wallet: np.ndarray
+    features: pd.DataFrame
+    has_label: np.ndarray
+    is_fraud: np.ndarray
+    labelled_us: np.ndarray
+    pattern: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.transaction_id)
+
+    def matrix(self, mask: np.ndarray | None = None) -> np.ndarray:
+        frame = self.features if mask is None else self.features[mask]
+        return frame.to_numpy(dtype=np.float32)
+
+    def labels_known_at(self, moment_us: int) -> np.ndarray:
+        """1 where the transaction was known to be fraud before ``moment_us``."""
+        return (self.is_fraud & (self.labelled_us < moment_us)).astype(np.int8)
+
+
+def labelled_features(
+    history: History,
+    params: FeatureParams,
+    *,
+    blacklist: pd.DataFrame | None = None,
+    progress: Progress | None = None,
+) -> LabelledFeatures:
+    tx = history.transactions
+    if tx.empty:
+        raise DatasetError("the data has no transactions")
+    features = build_features(history, params, blacklist=blacklist, progress=progress)
+    labels = history.labels.drop_duplicates("transaction_id", keep="last")
+    joined = tx[["transaction_id"]].merge(labels, on="transaction_id", how="left")
+    has_label = joined["is_fraud"].notna().to_numpy()
+    labelled = np.full(len(tx), NO_LABEL, dtype=np.int64)
+    known = joined["labelled_at"].notna().to_numpy()
+    if known.any():
+        labelled[known] = to_us(joined.loc[known, "labelled_at"])
+    return LabelledFeatures(
+        transaction_id=tx["transaction_id"].to_numpy(dtype=object),
+        timestamp_us=to_us(tx["timestamp"]),
+        wallet=tx["wallet_address"].to_numpy(dtype=object),
+        features=features.reset_index(drop=True),
+        has_label=has_label,
+        is_fraud=joined["is_fraud"].fillna(False).astype(bool).to_numpy(),
+        labelled_us=labelled,
+        pattern=joined["pattern"]
+        .astype(object)
+        .where(joined["pattern"].notna(), None)
+        .to_numpy(dtype=object),
+    )
+
+
+@dataclass(frozen=True)
+class SplitPlan:
+    """Boundaries of the time-ordered split (UTC). Each part is [its start, the next start)."""
+
+    start: datetime
+    train_start: datetime
+    validation_start: datetime
+    gap_start: datetime
+    test_start: datetime
+    end: datetime  # exclusive: just after the last transaction
+
+    @classmethod
+    def plan(
+        cls,
+        first: datetime,
+        last: datetime,
+        *,
+        test: timedelta,
+        gap: timedelta,
+        validation: timedelta,
+        warmup: timedelta,
+    ) -> SplitPlan:
+        end = last + timedelta(microseconds=1)
+        test_start = end - test
+        gap_start = test_start - gap
+        validation_start = gap_start - validation
+        train_start = first + warmup
+        if validation_start - train_start < validation:
+            span = (end - first).total_seconds() / 86400
+            need = (warmup + validation * 2 + gap + test).total_seconds() / 86400
+            raise DatasetError(
+                f"the data spans {span:.1f} days; the split needs at least {need:.1f} (warm-up "
+                f"{warmup.days} + train ≥ validation + validation {validation.days} + gap {gap.days} + "
+                f"test {test.days} days): give more history or shorter TRAIN_*_DAYS"
+            )
+        return cls(first, train_start, validation_start, gap_start, test_start, end)
+
+    @classmethod
+    def from_settings(cls, first: datetime, last: datetime, settings: Settings) -> SplitPlan:
+        return cls.plan(
+            first,
+            last,
+            test=timedelta(days=settings.train_test_days),
+            gap=timedelta(days=settings.train_gap_days),
+            validation=timedelta(days=settings.train_validation_days),
+            warmup=timedelta(days=settings.train_warmup_days),
+        )
+
+    def to_dict(self) -> dict[str, str]:
+        return {name: getattr(self, name).isoformat() for name in self.__dataclass_fields__}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SplitPlan:
+        return cls(**{name: datetime.fromisoformat(str(data[name])) for name in cls.__dataclass_fields__})
+
+    def mask(self, ts_us: np.ndarray, part: str) -> np.ndarray:
+        bounds = {
+            "train": (self.train_start, self.validation_start),
+            "validation": (self.validation_start, self.gap_start),
+            "fit": (self.train_start, self.gap_start),
+            "test": (self.test_start, self.end),
+        }
+        lo, hi = bounds[part]
+        return (ts_us >= _us(lo)) & (ts_us < _us(hi))
+
+
+def _us(moment: datetime) -> int:
+    delta = moment.astimezone(UTC) - datetime(1970, 1, 1, tzinfo=UTC)
+    return delta.days * 86_400 * US + delta.seconds * US + delta.microseconds
+
+
+def time_range(data: LabelledFeatures) -> tuple[datetime, datetime]:
+    def at(us: int) -> datetime:
+        return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=int(us))
+
+    return at(int(data.timestamp_us.min())), at(int(data.timestamp_us.max()))
+
+
+@dataclass
+class Splits:
+    plan: SplitPlan
+    train: np.ndarray
+    validation: np.ndarray
+    test: np.ndarray
+    y_train: np.ndarray
+    y_validation: np.ndarray
+    y_test: np.ndarray
+
+
+def split(data: LabelledFeatures, plan: SplitPlan) -> Splits:
+    """Masks and labels of each part; rows without a label are left out everywhere."""
+    deploy_us = _us(plan.test_start)
+    known = data.labels_known_at(deploy_us)
+    train = plan.mask(data.timestamp_us, "train") & data.has_label
+    validation = plan.mask(data.timestamp_us, "validation") & data.has_label
+    test = plan.mask(data.timestamp_us, "test") & data.has_label
+    for name, mask, y in (
+        ("train", train, known[train]),
+        ("validation", validation, known[validation]),
+        ("test", test, data.is_fraud[test]),
+    ):
+        if mask.sum() == 0 or y.sum() == 0:
+            raise DatasetError(
+                f"the {name} part ({mask.sum()} labelled transactions, {int(y.sum())} fraud) has no fraud "
+                "to learn or measure from: give more history or change TRAIN_*_DAYS"
+            )
+    return Splits(
+        plan=plan,
+        train=train,
+        validation=validation,
+        test=test,
+        y_train=known[train],
+        y_validation=known[validation],
+        y_test=data.is_fraud[test].astype(np.int8),
+    )
+
+
+# ------------------------------------------------------------------------------------------ sources
+def history_from_database(settings: Settings) -> tuple[History, pd.DataFrame]:
+    """The configured database's history and blacklist."""
+    from ticketguard.bootstrap import database_engine
+    from ticketguard.features.repository import read_blacklist
+    from ticketguard.history import read_history
+
+    engine = database_engine(settings)
+    try:
+        with engine.connect() as conn:
+            return read_history(conn), read_blacklist(conn)
+    finally:
+        engine.dispose()
+
+
+def history_from_file(
+    path: Path,
+    mapping: Mapping[str, str] | None,
+    *,
+    events: Path | None = None,
+    progress: Progress | None = None,
+) -> History:
+    """A labelled CSV/Parquet file (any column names, through ``mapping``), checked like an import."""
+    from ticketguard.ingest.service import read_labelled_file
+
+    return read_labelled_file(path, mapping, source="import", events_path=events, progress=progress)

@@ -1,0 +1,162 @@
+"""Model registry on SQLite and PostgreSQL: checksum and feature-list refusals, promote/rollback, serving."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xgboost as xgb
+from sqlalchemy import Engine, select
+
+from ticketguard import tables
+from ticketguard.features.specs import FEATURE_NAMES
+from ticketguard.ml.registry import (
+    DirectoryStore,
+    FeatureMismatchError,
+    ModelCard,
+    ModelIntegrityError,
+    ModelRegistry,
+    RegistryError,
+    read_model_file,
+    write_model_file,
+)
+from ticketguard.ml.serving import LiveModel, ServingModel
+
+NAMES = list(FEATURE_NAMES)
+
+
+def tiny_booster(seed: int) -> xgb.Booster:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(400, len(NAMES))).astype(np.float32)
+    y = (x[:, 0] + x[:, 3] * 0.5 + rng.normal(scale=0.5, size=400) > 1).astype(int)
+    matrix = xgb.DMatrix(x, label=y, feature_names=NAMES)
+    return xgb.train({"objective": "binary:logistic", "max_depth": 3, "nthread": 1, "seed": seed}, matrix, 15)
+
+
+def card(version: str, names: list[str] = NAMES) -> ModelCard:
+    return ModelCard(
+        version=version,
+        created_at=datetime(2026, 5, 1, tzinfo=UTC),
+        sha256="",
+        artifact_uri="",
+        feature_names=names,
+        params={"threshold_best_f1": 0.5},
+        metrics={"test": {"auc_roc": 0.9, "auc_pr": 0.5}},
+        training_window_start=datetime(2026, 1, 1, tzinfo=UTC),
+        training_window_end=datetime(2026, 4, 1, tzinfo=UTC),
+        n_rows=400,
+        n_fraud=40,
+    )
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> ModelRegistry:
+    return ModelRegistry(DirectoryStore(tmp_path / "models"))
+
+
+def test_register_load_and_refuse_a_changed_artifact(
+    engine: Engine, registry: ModelRegistry, tmp_path: Path
+) -> None:
+    booster = tiny_booster(1)
+    with engine.begin() as conn:
+        registered = registry.register(conn, booster, card("v1.0.0"))
+    assert (tmp_path / "models" / "v1.0.0" / "model.ubj").exists()
+    with engine.connect() as conn:
+        loaded, stored = registry.load(conn, "v1.0.0", FEATURE_NAMES)
+        row = conn.execute(
+            select(tables.model_registry).where(tables.model_registry.c.version == "v1.0.0")
+        ).one()
+    assert stored.sha256 == registered.sha256 == row.sha256
+    assert row.feature_names == NAMES
+    assert set(row.library_versions) >= {"xgboost", "numpy", "python"}
+    x = np.random.default_rng(0).normal(size=(5, len(NAMES))).astype(np.float32)
+    np.testing.assert_allclose(loaded.inplace_predict(x), booster.inplace_predict(x))
+
+    artifact = tmp_path / "models" / "v1.0.0" / "model.ubj"
+    payload = bytearray(artifact.read_bytes())
+    payload[-10] ^= 0xFF
+    artifact.write_bytes(bytes(payload))
+    with engine.connect() as conn, pytest.raises(ModelIntegrityError, match="does not match the registered"):
+        registry.load(conn, "v1.0.0", FEATURE_NAMES)
+
+
+def test_refuses_a_model_trained_on_other_features(engine: Engine, registry: ModelRegistry) -> None:
+    with engine.begin() as conn:
+        registry.register(conn, tiny_booster(2), card("v2"))
+    older_code = [*NAMES[:-1], "retired_feature"]
+    with engine.connect() as conn, pytest.raises(FeatureMismatchError) as error:
+        registry.load(conn, "v2", older_code)
+    message = str(error.value)
+    assert "'retired_feature'" in message
+    assert f"'{NAMES[-1]}'" in message
+    assert "Retrain" in message
+
+
+def test_promote_rollback_and_live_version(engine: Engine, registry: ModelRegistry) -> None:
+    with engine.begin() as conn:
+        for i, version in enumerate(("a1", "a2", "a3")):
+            registry.register(conn, tiny_booster(i), card(version))
+        assert registry.live_version(conn) is None
+        with pytest.raises(RegistryError, match="nothing to roll back"):
+            registry.rollback(conn, actor="t")
+        registry.promote(conn, "a1", actor="t")
+        registry.promote(conn, "a2", actor="t")
+        registry.promote(conn, "a3", actor="t")
+        with pytest.raises(RegistryError, match="already live"):
+            registry.promote(conn, "a3", actor="t")
+        with pytest.raises(RegistryError, match="no model version 'zz'"):
+            registry.promote(conn, "zz", actor="t")
+        assert registry.rollback(conn, actor="t").model_version == "a2"
+        assert registry.live_version(conn) == "a2"
+        # Rolling back again returns to the model live before a2's return: a3.
+        assert registry.rollback(conn, actor="t").model_version == "a3"
+        actions = [d.action for d in registry.deployments(conn)]
+    assert actions == ["promote", "promote", "promote", "rollback", "rollback"]
+    with engine.begin() as conn, pytest.raises(RegistryError, match="already registered"):
+        registry.register(conn, tiny_booster(9), card("a1"))
+
+
+def test_serving_predicts_one_row_and_explains_exactly(engine: Engine, registry: ModelRegistry) -> None:
+    booster = tiny_booster(3)
+    with engine.begin() as conn:
+        registry.register(conn, booster, card("s1"))
+        registry.promote(conn, "s1", actor="t")
+    live = LiveModel(engine, registry)
+    model = live.get()
+    assert isinstance(model, ServingModel)
+    assert model.version == "s1"
+    assert live.get() is model  # loaded once
+    features = {name: float(i % 5) - 2.0 for i, name in enumerate(NAMES)}
+    row = model.vector(features)
+    assert row.dtype == np.float32
+    expected = float(booster.inplace_predict(row.reshape(1, -1))[0])
+    assert model.predict(row) == pytest.approx(expected, rel=1e-6)
+    for approximate in (False, True):
+        why = model.explain(row, approximate=approximate)
+        assert why.bias + sum(why.contributions.values()) == pytest.approx(model.margin(row), abs=1e-4)
+        assert why.score == pytest.approx(expected, rel=1e-5)
+        assert len(why.top(3)) == 3
+    with pytest.raises(ValueError, match="feature 'txn_velocity_1h' missing"):
+        model.vector({})
+
+    with engine.begin() as conn:
+        registry.register(conn, tiny_booster(4), card("s2"))
+        registry.promote(conn, "s2", actor="t")
+    assert live.refresh() is True
+    assert live.get().version == "s2"
+    assert live.refresh() is False
+
+
+def test_exported_file_round_trips_and_refuses_pickle(tmp_path: Path) -> None:
+    booster = tiny_booster(5)
+    path, meta = write_model_file(tmp_path / "fraud_model_v1.2.3.ubj", booster, card("v1.2.3"))
+    assert meta.name == "fraud_model_v1.2.3.metadata.json"
+    _, stored = read_model_file(path, FEATURE_NAMES)
+    assert stored.version == "v1.2.3"
+    with pytest.raises(RegistryError, match="never pickled"):
+        write_model_file(tmp_path / "fraud_model.pkl", booster, card("v9"))
+    path.write_bytes(path.read_bytes()[:-1])
+    with pytest.raises(ModelIntegrityError):
+        read_model_file(path, FEATURE_NAMES)
