@@ -11,6 +11,8 @@ import pytest
 
 from ticketguard.features.kernels import positions
 from ticketguard.features.offline import build_features
+from ticketguard.features.online import HistoryFeatureSource, OnlineFeatures
+from ticketguard.features.repository import TransactionFacts
 from ticketguard.features.specs import FEATURE_NAMES, FeatureParams, haversine_km
 from ticketguard.history import EVENT_COLUMNS, LABEL_COLUMNS, TRANSACTION_COLUMNS, History, conform
 
@@ -358,3 +360,15 @@ def test_params_refuse_nonsense() -> None:
     with pytest.raises(ValueError, match="pagerank_damping"):
         FeatureParams(pagerank_damping=1.0)
     assert math.isclose(FeatureParams().geo_distance_km, 500.0)
+
+
+def test_in_memory_source_answers_like_the_offline_engine(features: pd.DataFrame) -> None:
+    history = small_history()
+    online = OnlineFeatures(HistoryFeatureSource(history, PARAMS), PARAMS)
+    for row in history.transactions.to_dict("records"):
+        got = online.compute(TransactionFacts.from_mapping(row))
+        expected = features.loc[row["transaction_id"]]
+        assert list(got) == list(FEATURE_NAMES)
+        np.testing.assert_allclose(
+            list(got.values()), expected.to_numpy(), rtol=1e-9, err_msg=row["transaction_id"]
+        )

@@ -142,6 +142,22 @@ class OfflineFeatures:
     ) -> pd.DataFrame:
         """Features for every row of ``queries`` (default: the history's transactions), in their order."""
         report = progress or (lambda _stage, _fraction: None)
+        prims, fields = self.primitives(history, queries, blacklist=blacklist, progress=report)
+        features = finish(prims, fields, self.params)
+        report("features: done", 1.0)
+        index = history.transactions.index if queries is None else queries.index
+        return pd.DataFrame({name: features[name] for name in FEATURE_NAMES}, index=index)
+
+    def primitives(
+        self,
+        history: History,
+        queries: pd.DataFrame | None = None,
+        *,
+        blacklist: pd.DataFrame | None = None,
+        progress: Progress | None = None,
+    ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """The primitives and query fields `specs.finish` takes, one array element per query row."""
+        report = progress or (lambda _stage, _fraction: None)
         items_df = history.transactions
         queries_df = items_df if queries is None else queries
         item_codes, query_codes, sizes = _encode(items_df, queries_df)
@@ -172,9 +188,7 @@ class OfflineFeatures:
             "latitude": q.lat,
             "longitude": q.lon,
         }
-        features = finish(prims, fields, self.params)
-        report("features: done", 1.0)
-        return pd.DataFrame({name: features[name] for name in FEATURE_NAMES}, index=queries_df.index)
+        return prims, fields
 
     # ------------------------------------------------------------------------------------ generic
     def _aggregate(self, agg: Aggregate, items: _Frame, q: _Frame, sizes: dict[str, int]) -> np.ndarray:

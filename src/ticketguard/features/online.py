@@ -13,10 +13,13 @@ from collections.abc import Iterable
 from typing import Protocol
 
 import numpy as np
+import pandas as pd
 from sqlalchemy import Connection, Engine
 
+from ticketguard.features.offline import OfflineFeatures
 from ticketguard.features.repository import TransactionFacts, epoch_seconds, read_primitives
 from ticketguard.features.specs import FEATURE_NAMES, FeatureParams, finish, primitive_names
+from ticketguard.history import TRANSACTION_COLUMNS, History, conform
 
 
 class FeatureSource(Protocol):
@@ -82,3 +85,23 @@ class OnlineFeatures:
 def as_vector(features: dict[str, float], names: Iterable[str] = FEATURE_NAMES) -> np.ndarray:
     """A float32 row in the model's feature order (what `ml.serving` predicts on)."""
     return np.array([features[name] for name in names], dtype=np.float32)
+
+
+class HistoryFeatureSource:
+    """In-memory `FeatureSource` over History frames, executed by the offline engine: for tests and tools
+    that have no database. Same answers as `SqlFeatureSource` (both are held to the offline definitions)."""
+
+    def __init__(
+        self, history: History, params: FeatureParams, *, blacklist: pd.DataFrame | None = None
+    ) -> None:
+        self.history = history
+        self.params = params
+        self.blacklist = blacklist
+        self._engine = OfflineFeatures(params)
+
+    def primitives(self, txn: TransactionFacts) -> dict[str, float]:
+        row = {name: getattr(txn, name) for name in TransactionFacts.__dataclass_fields__}
+        row["price_paid"] = float(txn.price_paid)
+        query = conform(pd.DataFrame([row]), TRANSACTION_COLUMNS)
+        prims, _ = self._engine.primitives(self.history, query, blacklist=self.blacklist)
+        return {name: float(values[0]) for name, values in prims.items()}

@@ -24,10 +24,12 @@ from sqlalchemy import (
     String,
     and_,
     bindparam,
+    case,
     delete,
     distinct,
     false,
     func,
+    literal,
     or_,
     select,
     true,
@@ -133,7 +135,16 @@ class _Statement:
         self.labels = tables.fraud_labels
         self.shifts: set[timedelta] = {timedelta(0)}
         self.key = {name: bindparam(f"k_{name}", type_=String()) for name in _KEY_FIELDS}
-        columns: dict[str, Any] = {agg.name: self.aggregate(agg) for agg in aggregates(params)}
+        columns: dict[str, Any] = {}
+        groups: dict[tuple[tuple[str, str], ...], list[Aggregate]] = {}
+        for agg in aggregates(params):
+            if agg.rows == "known_fraud":
+                columns[agg.name] = self.aggregate(agg)
+            else:
+                groups.setdefault(agg.match, []).append(agg)
+        self.derived: list[Any] = []
+        for i, members in enumerate(groups.values()):
+            columns.update(self.grouped(members, f"g{i}"))
         columns["w_hold_n"], columns["w_hold_sum_s"] = self.hold()
         columns["pair_n"] = self.pairs()
         columns["cp_known_fraud"] = self.known_fraud_counterparty()
@@ -145,7 +156,14 @@ class _Statement:
             ("ev_starts_s", "starts_at"),
         ):
             columns[name] = self.event(column)
-        self.select = select(*(value.label(name) for name, value in columns.items()))
+        statement = select(*(value.label(name) for name, value in columns.items()))
+        if self.derived:
+            # Each derived table is one aggregate row: joining them on TRUE keeps one row.
+            source = self.derived[0]
+            for table in self.derived[1:]:
+                source = source.join(table, true())
+            statement = statement.select_from(source)
+        self.select = statement
 
     def time(self, shift: timedelta = timedelta(0)) -> Any:
         self.shifts.add(shift)
@@ -162,6 +180,44 @@ class _Statement:
             return func.extract("epoch", column).cast(Float)
         # SQLite stores 'YYYY-MM-DD HH:MM:SS.ffffff': whole seconds by strftime, the fraction as written.
         return func.cast(func.strftime("%s", column), Float) + func.cast(func.substr(column, 20), Float)
+
+    def grouped(self, members: list[Aggregate], name: str) -> dict[str, Any]:
+        """Aggregates over the same key in one pass over that key's rows (a hot event or IP is read once,
+        not once per aggregate): the widest window filters, each aggregate keeps its rows by CASE."""
+        x = self.tx.alias(f"x_{name}")
+        first = members[0]
+        where: list[ColumnElement[bool]] = [x.c[item] == self.key[query] for item, query in first.match]
+        where.append(x.c.timestamp < self.time(min(a.offset for a in members)))
+        if all(a.window is not None for a in members):
+            where.append(x.c.timestamp >= self.time(max(a.offset + a.window for a in members if a.window)))
+        outputs = []
+        for agg in members:
+            keep: list[ColumnElement[bool]] = [x.c.timestamp < self.time(agg.offset)]
+            if agg.window is not None:
+                keep.append(x.c.timestamp >= self.time(agg.offset + agg.window))
+            if agg.rows == "primary":
+                keep.append(x.c.is_resale == false())
+            elif agg.rows == "resale":
+                keep.append(x.c.is_resale == true())
+            elif agg.rows == "located":
+                keep += [x.c.latitude.is_not(None), x.c.longitude.is_not(None)]
+            condition = and_(*keep)
+            if agg.agg == "count":
+                column: Any = func.count(case((condition, literal(1))))
+            elif agg.agg == "sum":
+                assert agg.value is not None
+                column = func.coalesce(func.sum(case((condition, x.c[agg.value]))), 0)
+            elif agg.agg == "min_time":
+                column = func.min(case((condition, x.c.timestamp)))
+            elif agg.agg == "max_time":
+                column = func.max(case((condition, x.c.timestamp)))
+            else:
+                assert agg.value is not None
+                column = func.count(distinct(case((condition, x.c[agg.value]))))
+            outputs.append(column.label(agg.name))
+        table = select(*outputs).select_from(x).where(*where).subquery(name)
+        self.derived.append(table)
+        return {agg.name: table.c[agg.name] for agg in members}
 
     def aggregate(self, agg: Aggregate) -> ScalarSelect[Any]:
         x = self.tx.alias("x")

@@ -180,18 +180,24 @@ def _plots(data: EvaluationInput, report: Mapping[str, Any], out_dir: Path) -> d
     paths["scores"] = _save(fig, out_dir / "scores.png")
 
     fig, ax = plt.subplots(figsize=(5, 4.5))
-    order = np.argsort(scores)
-    chunks = [c for c in np.array_split(order, 20) if len(c)]
-    mean_score = [scores[c].mean() for c in chunks]
-    observed = [y[c].mean() for c in chunks]
+    # Fixed edges, finer near 0 where almost every transaction scores; empty bins are skipped.
+    edges = np.array([0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0 + 1e-9])
+    which = np.digitize(scores, edges) - 1
+    used = [b for b in range(len(edges) - 1) if (which == b).any()]
+    mean_score = [scores[which == b].mean() for b in used]
+    observed = [y[which == b].mean() for b in used]
     ax.plot([0, 1], [0, 1], ls=":", c="grey")
     ax.plot(mean_score, observed, marker="o")
+    for b, xs, ys in zip(used, mean_score, observed, strict=True):
+        ax.annotate(
+            f"{int((which == b).sum()):,}", (xs, ys), fontsize=6, xytext=(3, -9), textcoords="offset points"
+        )
     ax.set(
-        xlabel="mean predicted score (20 quantile bins)",
-        ylabel="observed fraud rate",
-        title="Calibration",
-        xscale="symlog",
-        yscale="symlog",
+        xlabel="mean predicted score in bin",
+        ylabel="observed fraud rate in bin",
+        title="Calibration (n per bin)",
+        xlim=(0, 1),
+        ylim=(0, 1.02),
     )
     paths["calibration"] = _save(fig, out_dir / "calibration.png")
 
