@@ -160,3 +160,19 @@ def test_exported_file_round_trips_and_refuses_pickle(tmp_path: Path) -> None:
     path.write_bytes(path.read_bytes()[:-1])
     with pytest.raises(ModelIntegrityError):
         read_model_file(path, FEATURE_NAMES)
+
+
+def test_pinned_version_wins_over_the_live_one(engine: Engine, registry: ModelRegistry) -> None:
+    with engine.begin() as conn:
+        registry.register(conn, tiny_booster(6), card("p1"))
+        registry.register(conn, tiny_booster(7), card("p2"))
+        registry.promote(conn, "p2", actor="t")
+    assert LiveModel(engine, registry, pinned_version="p1").get().version == "p1"
+    assert LiveModel(engine, registry).get().version == "p2"
+    with pytest.raises(RegistryError, match="no model version 'p9'"):
+        LiveModel(engine, registry, pinned_version="p9").get()
+
+
+def test_no_live_model_is_a_clear_error(engine: Engine, registry: ModelRegistry) -> None:
+    with pytest.raises(RegistryError, match="no model is live"):
+        LiveModel(engine, registry).get()
