@@ -1,0 +1,86 @@
+"""Training: time-ordered split, imbalance weight chosen on validation, deterministic per seed."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+
+from ticketguard.config import Settings
+from ticketguard.ml.dataset import DatasetError, SplitPlan, _us
+from ticketguard.ml.service import train_model
+from ticketguard.simulate import SimulationConfig, simulate
+
+
+def small_settings(**overrides: object) -> Settings:
+    values: dict[str, object] = {
+        "train_max_rounds": 60,
+        "train_early_stopping_rounds": 15,
+        "train_learning_rate": 0.2,
+        "train_max_depth": 4,
+        "train_scale_pos_weight_options": [1.0, 8.0],
+        "eval_bootstrap_samples": 20,
+    }
+    values.update(overrides)
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def history():  # type: ignore[no-untyped-def]
+    return simulate(SimulationConfig(transactions=6000, seed=21))
+
+
+def test_split_is_by_time_with_a_gap_and_never_random(history) -> None:  # type: ignore[no-untyped-def]
+    run = train_model(small_settings(), history, source="test")
+    ts = run.data.timestamp_us
+    parts = run.splits
+    assert ts[parts.train].max() < ts[parts.validation].min()
+    plan = parts.plan
+    assert ts[parts.validation].max() < _us(plan.gap_start) <= _us(plan.test_start) <= ts[parts.test].min()
+    assert plan.test_start - plan.gap_start == timedelta(days=14)
+    assert not (parts.train & parts.test).any()
+    # Rows in the gap and the warm-up are used by nobody.
+    gap = (ts >= _us(plan.gap_start)) & (ts < _us(plan.test_start))
+    assert gap.any()
+    assert not (gap & (parts.train | parts.validation | parts.test)).any()
+
+
+def test_training_labels_are_those_known_at_deployment(history) -> None:  # type: ignore[no-untyped-def]
+    run = train_model(small_settings(), history, source="test")
+    data, parts = run.data, run.splits
+    late = data.is_fraud & (data.labelled_us >= _us(parts.plan.test_start))
+    # A fraud whose chargeback arrived after the test start is still legitimate for training.
+    assert (late & parts.validation).any()
+    assert run.splits.y_validation[late[parts.validation]].sum() == 0
+
+
+def test_imbalance_weight_is_chosen_by_validation_aucpr(history) -> None:  # type: ignore[no-untyped-def]
+    run = train_model(small_settings(), history, source="test")
+    candidates = run.model.candidates
+    assert [c.scale_pos_weight for c in candidates] == [1.0, 8.0]
+    best = max(candidates, key=lambda c: c.validation_aucpr)
+    assert run.model.params["scale_pos_weight"] == best.scale_pos_weight
+    assert run.model.params["nthread"] == 2
+    assert run.card.metrics["test"]["auc_roc"] > 0.8
+
+
+def test_training_is_deterministic_per_seed(history) -> None:  # type: ignore[no-untyped-def]
+    first = train_model(small_settings(), history, source="test")
+    second = train_model(small_settings(), history, source="test")
+    assert bytes(first.model.booster.save_raw("ubj")) == bytes(second.model.booster.save_raw("ubj"))
+    other_seed = train_model(small_settings(train_seed=7), history, source="test")
+    assert not np.array_equal(first.test_scores, other_seed.test_scores)
+
+
+def test_split_refuses_too_little_history_with_the_numbers() -> None:
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    with pytest.raises(DatasetError, match=r"spans 30\.0 days; the split needs at least 70\.0"):
+        SplitPlan.plan(
+            start,
+            start + timedelta(days=30),
+            test=timedelta(days=21),
+            gap=timedelta(days=14),
+            validation=timedelta(days=14),
+            warmup=timedelta(days=7),
+        )
