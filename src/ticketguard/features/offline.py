@@ -222,7 +222,7 @@ class OfflineFeatures:
         if agg.agg == "distinct":
             assert offset == 0
             assert agg.value is not None
-            out[asked] = self._distinct(g, items.codes[agg.value][keep], ts, width, qg_a, t, sizes)
+            out[asked] = self._distinct(g, items.codes[agg.value][keep], ts, width, qg_a, t)
             return out
         if agg.rows == "known_fraud":
             # Counted while t − offset − window <= ts < t − offset and labelled_at < t: on (L, R].
@@ -257,14 +257,12 @@ class OfflineFeatures:
         width: int | None,
         qg: np.ndarray,
         t: np.ndarray,
-        sizes: dict[str, int],
     ) -> np.ndarray:
         """Distinct values per group among items in [t − width, t) (or all before t)."""
-        pair = g * np.int64(value.max() + 2) + value
-        order = np.lexsort((ts, pair))
-        pair_s, ts_s, g_s = pair[order], ts[order], g[order]
-        first = np.ones(len(pair_s), dtype=bool)
-        first[1:] = pair_s[1:] != pair_s[:-1]
+        order = np.lexsort((ts, value, g))
+        value_s, ts_s, g_s = value[order], ts[order], g[order]
+        first = np.ones(len(value_s), dtype=bool)
+        first[1:] = (value_s[1:] != value_s[:-1]) | (g_s[1:] != g_s[:-1])
         if width is None:
             # A pair counts from its first occurrence on.
             return SortedIndex(g_s[first], ts_s[first]).count_below(qg, t)
