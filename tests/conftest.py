@@ -51,7 +51,8 @@ REDIS_URL = os.environ.get("TEST_REDIS_URL") or os.environ.get("REDIS_URL") or D
 
 
 def _unavailable(service: str, url: str) -> None:
-    message = f"{service} not reachable at {make_url(url).render_as_string(hide_password=True) if '://' in url else url}"
+    shown = make_url(url).render_as_string(hide_password=True) if "://" in url else url
+    message = f"{service} not reachable at {shown}"
     if IN_CI:
         pytest.fail(f"{message}: with CI=true every {service} test must run", pytrace=False)
     pytest.skip(f"{message} (set TEST_{service.upper()}_URL); skipped")
@@ -62,7 +63,9 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Tests build Settings explicitly; a developer's `.env` or exported variables must not leak in."""
     monkeypatch.chdir(tmp_path)
     for name in list(os.environ):
-        if name.startswith(("DB_", "REDIS_", "FRAUD_THRESHOLD", "RATE_LIMIT", "JWT_", "ADMIN_MFA")) or name in (
+        if name.startswith(
+            ("DB_", "REDIS_", "FRAUD_THRESHOLD", "RATE_LIMIT", "JWT_", "ADMIN_MFA")
+        ) or name in (
             "DATABASE_URL",
             "ENVIRONMENT",
             "DEBUG",

@@ -39,7 +39,8 @@ def db_upgrade(revision: str = typer.Argument("head", help="Target revision (def
     """Migrate the configured database up to REVISION."""
     settings = get_settings()
     migrate.upgrade(settings.resolved_database_url, revision)
-    console.print(f"database {redact_url(settings.resolved_database_url)} at {migrate.current(settings.resolved_database_url)}")
+    url = settings.resolved_database_url
+    console.print(f"database {redact_url(url)} at {migrate.current(url)}")
 
 
 @db_app.command("downgrade")
@@ -47,7 +48,8 @@ def db_downgrade(revision: str = typer.Argument(..., help="Target revision, e.g.
     """Migrate the configured database down to REVISION (`base` removes every table)."""
     settings = get_settings()
     migrate.downgrade(settings.resolved_database_url, revision)
-    console.print(f"database {redact_url(settings.resolved_database_url)} at {migrate.current(settings.resolved_database_url) or 'base'}")
+    url = settings.resolved_database_url
+    console.print(f"database {redact_url(url)} at {migrate.current(url) or 'base'}")
 
 
 @db_app.command("current")

@@ -255,7 +255,8 @@ class Settings(BaseSettings):
         )
         if not two_fa < review < block:
             raise ValueError(
-                "thresholds must satisfy FRAUD_THRESHOLD_2FA < FRAUD_THRESHOLD_REVIEW < FRAUD_THRESHOLD_BLOCK, "
+                "thresholds must satisfy "
+                "FRAUD_THRESHOLD_2FA < FRAUD_THRESHOLD_REVIEW < FRAUD_THRESHOLD_BLOCK, "
                 f"got 2fa={two_fa}, review={review}, block={block}"
             )
         return self

@@ -43,7 +43,7 @@ TRANSACTION_SOURCES = ("api", "chain", "import", "simulator")
 LABEL_SOURCES = ("simulator", "import", "chargeback", "review", "chain")
 
 
-def _transaction_columns() -> list[Column]:  # type: ignore[type-arg]
+def _transaction_columns() -> list[Column]:
     return [
         Column("transaction_id", String(64), primary_key=True),
         Column("wallet_address", String(42), nullable=False, comment="buyer"),
@@ -96,7 +96,7 @@ transactions_archive = Table(
 )
 
 
-def _prediction_columns() -> list[Column]:  # type: ignore[type-arg]
+def _prediction_columns() -> list[Column]:
     return [
         Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
         Column("transaction_id", String(64), nullable=False),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -88,10 +88,12 @@ def _copy_text(frame: pd.DataFrame) -> str:
         elif pd.api.types.is_bool_dtype(series):
             out[name] = series.map({True: "t", False: "f"})
         elif series.dtype == object:
-            out[name] = (
-                series.astype(object)
-                .where(series.isna(), series.astype(str).str.replace("\\", "\\\\", regex=False)
-                       .str.replace("\t", "\\t", regex=False).str.replace("\n", "\\n", regex=False))
+            out[name] = series.astype(object).where(
+                series.isna(),
+                series.astype(str)
+                .str.replace("\\", "\\\\", regex=False)
+                .str.replace("\t", "\\t", regex=False)
+                .str.replace("\n", "\\n", regex=False),
             )
     buffer = io.StringIO()
     out.to_csv(buffer, sep="\t", header=False, index=False, na_rep="\\N", quoting=3, escapechar=None)
@@ -118,17 +120,19 @@ def bulk_insert(conn: Connection, table: Table, frame: pd.DataFrame, *, chunk_ro
             raw = conn.connection.dbapi_connection
             assert raw is not None
             column_list = ", ".join(f'"{n}"' for n in names)
-            with raw.cursor() as cursor:  # type: ignore[attr-defined]
-                with cursor.copy(f'COPY "{table.name}" ({column_list}) FROM STDIN') as copy:
-                    copy.write(_copy_text(part))
+            statement = f'COPY "{table.name}" ({column_list}) FROM STDIN'
+            with raw.cursor() as cursor, cursor.copy(statement) as copy:  # type: ignore[attr-defined]
+                copy.write(_copy_text(part))
         else:
             placeholders = ", ".join("?" for _ in names)
             column_list = ", ".join(f'"{n}"' for n in names)
-            rows: Iterable[tuple[Any, ...]] = zip(*_sqlite_value_columns(part), strict=True)
+            rows: list[tuple[Any, ...]] = list(zip(*_sqlite_value_columns(part), strict=True))
             raw = conn.connection.dbapi_connection
             assert raw is not None
             cursor = raw.cursor()
-            cursor.executemany(f'INSERT INTO "{table.name}" ({column_list}) VALUES ({placeholders})', rows)
+            # identifiers come from the table metadata, values are bound parameters
+            sql = f'INSERT INTO "{table.name}" ({column_list}) VALUES ({placeholders})'  # noqa: S608
+            cursor.executemany(sql, rows)
             cursor.close()
         total += len(part)
     return total

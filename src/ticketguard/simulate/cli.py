@@ -27,7 +27,9 @@ def simulate_command(
     seed: int = typer.Option(7, help="Same seed, same history."),
     start: str = typer.Option("2026-01-05", help="First day of the history (UTC, ISO date)."),
     days: int = typer.Option(120, min=14, help="Length of the history in days."),
-    fraud_rate: float = typer.Option(0.012, min=0.001, max=0.19, help="Target share of fraudulent transactions."),
+    fraud_rate: float = typer.Option(
+        0.012, min=0.001, max=0.19, help="Target share of fraudulent transactions."
+    ),
     output: Path | None = typer.Option(
         None, "--output", "-o", help="Write FILE.parquet|FILE.csv (+ FILE.events.*) instead of the database."
     ),
@@ -55,7 +57,11 @@ def simulate_command(
             raise typer.Exit(code=2)
     began = time.perf_counter()
     with Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), TimeElapsedColumn(), console=console, transient=False
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
     ) as progress:
         task = progress.add_task("simulating", total=100)
         history = simulate(
@@ -71,7 +77,9 @@ def simulate_command(
                 engine = database_engine(settings)
                 try:
                     counts = write_to_database(
-                        engine, history, replace=replace,
+                        engine,
+                        history,
+                        replace=replace,
                         progress=lambda msg: progress.update(task, description=msg),
                     )
                 finally:

@@ -37,7 +37,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pandas as pd
 
-from ticketguard.history import History
+from ticketguard.frames import History
 from ticketguard.simulate.geo import CITIES, DATACENTERS
 
 US = 1_000_000  # microseconds per second
@@ -112,7 +112,19 @@ class _Rows:
 
     def add(self, **columns: object) -> None:
         n = len(np.atleast_1d(np.asarray(columns["ts"])))
-        for name in ("ts", "wallet", "seller", "event", "ticket", "price", "pm", "resale", "ip", "city", "pattern"):
+        for name in (
+            "ts",
+            "wallet",
+            "seller",
+            "event",
+            "ticket",
+            "price",
+            "pm",
+            "resale",
+            "ip",
+            "city",
+            "pattern",
+        ):
             value = np.asarray(columns[name])
             if value.ndim == 0:
                 value = np.full(n, value)
@@ -329,7 +341,9 @@ def _legit_primary(world: _World, rows: _Rows, budget: int) -> np.ndarray:
     qty_p = np.array([0.55, 0.30, 0.08, 0.07])
     n_orders = int(budget / float((qty_values * qty_p).sum()))
     events = rng.choice(world.n_events, size=n_orders, p=weight / weight.sum())
-    order_ts = world.ev_on_sale[events] + _sale_offsets(world, events, np.where(world.ev_hot[events], 0.45, 0.12))
+    order_ts = world.ev_on_sale[events] + _sale_offsets(
+        world, events, np.where(world.ev_hot[events], 0.45, 0.12)
+    )
     wallets = _pick_wallets(world, world.ev_city[events])
     qty = rng.choice(qty_values, size=n_orders, p=qty_p)
     # Explode orders into tickets, seconds apart, same wallet / event / card / IP.
@@ -343,8 +357,17 @@ def _legit_primary(world: _World, rows: _Rows, budget: int) -> np.ndarray:
     price = np.round(world.ev_face[ev] * tier[order_of], 2)
     tickets = world.tickets.take(len(order_of))
     rows.add(
-        ts=ts, wallet=w, seller=-1, event=ev, ticket=tickets, price=price, pm=pm[order_of], resale=False,
-        ip=ip[order_of], city=city[order_of], pattern=pattern[order_of],
+        ts=ts,
+        wallet=w,
+        seller=-1,
+        event=ev,
+        ticket=tickets,
+        price=price,
+        pm=pm[order_of],
+        resale=False,
+        ip=ip[order_of],
+        city=city[order_of],
+        pattern=pattern[order_of],
     )
     return np.array([len(rows.ts) - 1])
 
@@ -382,8 +405,17 @@ def _resell(
     new_price = np.round(price * markup, 2)
     pattern_col = np.where(pat == _CODE["normal"], pattern, pat)
     rows.add(
-        ts=sale_ts, wallet=buyers, seller=seller, event=event, ticket=ticket, price=new_price, pm=pm,
-        resale=True, ip=ip, city=city, pattern=pattern_col,
+        ts=sale_ts,
+        wallet=buyers,
+        seller=seller,
+        event=event,
+        ticket=ticket,
+        price=new_price,
+        pm=pm,
+        resale=True,
+        ip=ip,
+        city=city,
+        pattern=pattern_col,
     )
     return sale_ts, buyers, event, ticket, new_price
 
@@ -391,15 +423,33 @@ def _resell(
 def _legit_resales(world: _World, rows: _Rows, primary_block: np.ndarray, budget: int) -> None:
     rng = world.rng
     b = int(primary_block[0])
-    ts, wallet, event, ticket, price = rows.ts[b], rows.wallet[b], rows.event[b], rows.ticket[b], rows.price[b]
+    ts, wallet, event, ticket, price = (
+        rows.ts[b],
+        rows.wallet[b],
+        rows.event[b],
+        rows.ticket[b],
+        rows.price[b],
+    )
     first = int(budget * 0.9)
     pick = rng.choice(len(ts), size=min(first, len(ts)), replace=False)
     pick.sort()
     hot = world.ev_hot[event[pick]]
-    markup = np.where(hot, rng.lognormal(np.log(1.55), 0.3, len(pick)), rng.lognormal(np.log(1.05), 0.18, len(pick)))
+    markup = np.where(
+        hot, rng.lognormal(np.log(1.55), 0.3, len(pick)), rng.lognormal(np.log(1.05), 0.18, len(pick))
+    )
     gap = rng.integers(1 * HOUR, 3 * DAY, len(pick))
-    out = _resell(world, rows, ts[pick], wallet[pick], event[pick], ticket[pick], price[pick], markup, gap,
-                  _CODE["normal"])
+    out = _resell(
+        world,
+        rows,
+        ts[pick],
+        wallet[pick],
+        event[pick],
+        ticket[pick],
+        price[pick],
+        markup,
+        gap,
+        _CODE["normal"],
+    )
     # A second hand-on for some, and the odd ticket returned to a friend who sold it.
     second = rng.choice(len(out[0]), size=min(budget - first, len(out[0])), replace=False)
     second.sort()
@@ -416,9 +466,17 @@ def _legit_resales(world: _World, rows: _Rows, primary_block: np.ndarray, budget
         buyers = orig_seller[idx]
         ip, pm, city, pat = _legit_request_context(world, buyers, world.ev_city[out[2][idx]])
         rows.add(
-            ts=r_ts[ok], wallet=buyers, seller=out[1][idx], event=out[2][idx], ticket=out[3][idx],
-            price=np.round(out[4][idx] * rng.uniform(0.8, 1.0, len(idx)), 2), pm=pm, resale=True, ip=ip,
-            city=city, pattern=pat,
+            ts=r_ts[ok],
+            wallet=buyers,
+            seller=out[1][idx],
+            event=out[2][idx],
+            ticket=out[3][idx],
+            price=np.round(out[4][idx] * rng.uniform(0.8, 1.0, len(idx)), 2),
+            pm=pm,
+            resale=True,
+            ip=ip,
+            city=city,
+            pattern=pat,
         )
 
 
@@ -438,9 +496,17 @@ def _lookalikes(world: _World, rows: _Rows, budget: int) -> None:
             pm = world.pms.take(1)[0] if rng.random() < 0.15 else world.w_pm[wallet]
             tier = rng.choice([1.0, 1.5, 2.5], p=[0.5, 0.3, 0.2])
             rows.add(
-                ts=ts, wallet=wallet, seller=-1, event=event, ticket=world.tickets.take(k),
-                price=np.round(world.ev_face[event] * tier, 2), pm=pm, resale=False, ip=world.w_ip[wallet],
-                city=world.w_city[wallet], pattern=_CODE["power_buyer"],
+                ts=ts,
+                wallet=wallet,
+                seller=-1,
+                event=event,
+                ticket=world.tickets.take(k),
+                price=np.round(world.ev_face[event] * tier, 2),
+                pm=pm,
+                resale=False,
+                ip=world.w_ip[wallet],
+                city=world.w_city[wallet],
+                pattern=_CODE["power_buyer"],
             )
             made += k
         else:  # honest reseller: a few tickets at human pace, most resold within two weeks
@@ -449,16 +515,32 @@ def _lookalikes(world: _World, rows: _Rows, budget: int) -> None:
             tickets = world.tickets.take(k)
             price = np.full(k, np.round(world.ev_face[event], 2))
             rows.add(
-                ts=ts, wallet=wallet, seller=-1, event=event, ticket=tickets, price=price,
-                pm=world.w_pm[wallet], resale=False, ip=world.w_ip[wallet], city=world.w_city[wallet],
+                ts=ts,
+                wallet=wallet,
+                seller=-1,
+                event=event,
+                ticket=tickets,
+                price=price,
+                pm=world.w_pm[wallet],
+                resale=False,
+                ip=world.w_ip[wallet],
+                city=world.w_city[wallet],
                 pattern=_CODE["honest_reseller"],
             )
             sell = rng.random(k) < 0.8
             m = int(sell.sum())
             if m:
                 _resell(
-                    world, rows, ts[sell], np.full(m, wallet), np.full(m, event), tickets[sell], price[sell],
-                    rng.uniform(1.3, 2.2, m), rng.integers(1 * DAY, 14 * DAY, m), _CODE["honest_reseller"],
+                    world,
+                    rows,
+                    ts[sell],
+                    np.full(m, wallet),
+                    np.full(m, event),
+                    tickets[sell],
+                    price[sell],
+                    rng.uniform(1.3, 2.2, m),
+                    rng.integers(1 * DAY, 14 * DAY, m),
+                    _CODE["honest_reseller"],
                 )
             made += k + m
 
@@ -498,8 +580,16 @@ def _scalper_bots(world: _World, rows: _Rows, budget: int) -> None:
             tickets = world.tickets.take(k)
             price = np.full(k, np.round(world.ev_face[event], 2))
             rows.add(
-                ts=ts, wallet=bot, seller=-1, event=event, ticket=tickets, price=price,
-                pm=cards[rng.integers(0, len(cards), k)], resale=False, ip=ips[i % n_ips], city=city,
+                ts=ts,
+                wallet=bot,
+                seller=-1,
+                event=event,
+                ticket=tickets,
+                price=price,
+                pm=cards[rng.integers(0, len(cards), k)],
+                resale=False,
+                ip=ips[i % n_ips],
+                city=city,
                 pattern=_CODE["scalper_bot"],
             )
             made += k
@@ -507,8 +597,16 @@ def _scalper_bots(world: _World, rows: _Rows, budget: int) -> None:
             m = int(resell.sum())
             if m:
                 _resell(
-                    world, rows, ts[resell], np.full(m, bot), np.full(m, event), tickets[resell], price[resell],
-                    rng.uniform(1.6, 3.0, m), rng.integers(1 * DAY, 12 * DAY, m), _CODE["scalped_resale"],
+                    world,
+                    rows,
+                    ts[resell],
+                    np.full(m, bot),
+                    np.full(m, event),
+                    tickets[resell],
+                    price[resell],
+                    rng.uniform(1.6, 3.0, m),
+                    rng.integers(1 * DAY, 12 * DAY, m),
+                    _CODE["scalped_resale"],
                 )
 
 
@@ -537,9 +635,17 @@ def _stolen_payment(world: _World, rows: _Rows, budget: int) -> None:
         cards = world.pms.take(int(rng.integers(1, k + 1)))
         tier = rng.choice(np.array([1.0, 1.5, 2.5]), size=k, p=[0.3, 0.3, 0.4])
         rows.add(
-            ts=ts, wallet=wallet, seller=-1, event=ev, ticket=world.tickets.take(k),
-            price=np.round(world.ev_face[ev] * tier, 2), pm=cards[rng.integers(0, len(cards), k)], resale=False,
-            ip=ip_pool[rng.integers(0, len(ip_pool), k)], city=home, pattern=_CODE["stolen_payment"],
+            ts=ts,
+            wallet=wallet,
+            seller=-1,
+            event=ev,
+            ticket=world.tickets.take(k),
+            price=np.round(world.ev_face[ev] * tier, 2),
+            pm=cards[rng.integers(0, len(cards), k)],
+            resale=False,
+            ip=ip_pool[rng.integers(0, len(ip_pool), k)],
+            city=home,
+            pattern=_CODE["stolen_payment"],
         )
         made += k
 
@@ -565,9 +671,17 @@ def _account_takeover(world: _World, rows: _Rows, budget: int) -> None:
         pm = world.pms.take(1)[0] if rng.random() < 0.5 else world.w_pm[wallet]
         tier = rng.choice(np.array([1.0, 1.5, 2.5]), size=k, p=[0.4, 0.3, 0.3])
         rows.add(
-            ts=ts, wallet=wallet, seller=-1, event=ev, ticket=world.tickets.take(k),
-            price=np.round(world.ev_face[ev] * tier, 2), pm=pm, resale=False, ip=world.ips.take(1)[0],
-            city=_far_city(world, int(world.w_city[wallet])), pattern=_CODE["account_takeover"],
+            ts=ts,
+            wallet=wallet,
+            seller=-1,
+            event=ev,
+            ticket=world.tickets.take(k),
+            price=np.round(world.ev_face[ev] * tier, 2),
+            pm=pm,
+            resale=False,
+            ip=world.ips.take(1)[0],
+            city=_far_city(world, int(world.w_city[wallet])),
+            pattern=_CODE["account_takeover"],
         )
         made += k
 
@@ -593,8 +707,17 @@ def _wash_trading(world: _World, rows: _Rows, budget: int) -> None:
             owner = 0
             ts = t + int(rng.integers(0, DAY))
             rows.add(
-                ts=ts, wallet=ring[owner], seller=-1, event=event, ticket=ticket, price=price, pm=ring_pm[owner],
-                resale=False, ip=ring_ips[owner], city=home, pattern=_CODE["wash_trading"],
+                ts=ts,
+                wallet=ring[owner],
+                seller=-1,
+                event=event,
+                ticket=ticket,
+                price=price,
+                pm=ring_pm[owner],
+                resale=False,
+                ip=ring_ips[owner],
+                city=home,
+                pattern=_CODE["wash_trading"],
             )
             made += 1
             for _hop in range(int(rng.integers(4, 11))):
@@ -604,8 +727,17 @@ def _wash_trading(world: _World, rows: _Rows, budget: int) -> None:
                 nxt = int((owner + rng.integers(1, len(ring))) % len(ring))
                 price = float(np.round(price * rng.uniform(1.08, 1.4), 2))
                 rows.add(
-                    ts=ts, wallet=ring[nxt], seller=ring[owner], event=event, ticket=ticket, price=price,
-                    pm=ring_pm[nxt], resale=True, ip=ring_ips[nxt], city=home, pattern=_CODE["wash_trading"],
+                    ts=ts,
+                    wallet=ring[nxt],
+                    seller=ring[owner],
+                    event=event,
+                    ticket=ticket,
+                    price=price,
+                    pm=ring_pm[nxt],
+                    resale=True,
+                    ip=ring_ips[nxt],
+                    city=home,
+                    pattern=_CODE["wash_trading"],
                 )
                 owner = nxt
                 made += 1
@@ -631,13 +763,30 @@ def _price_manipulation(world: _World, rows: _Rows, budget: int) -> None:
             ts = t + int(rng.integers(0, 2 * DAY))
             # The seller's own purchase looks ordinary and is labelled so; the rigged resale is the fraud.
             rows.add(
-                ts=ts, wallet=seller, seller=-1, event=event, ticket=ticket, price=round(face, 2), pm=seller_pm,
-                resale=False, ip=seller_ip, city=home, pattern=_CODE["normal"],
+                ts=ts,
+                wallet=seller,
+                seller=-1,
+                event=event,
+                ticket=ticket,
+                price=round(face, 2),
+                pm=seller_pm,
+                resale=False,
+                ip=seller_ip,
+                city=home,
+                pattern=_CODE["normal"],
             )
             factor = rng.uniform(3.0, 8.0) if rng.random() < 0.8 else rng.uniform(0.05, 0.3)
             rows.add(
-                ts=ts + int(rng.integers(1 * HOUR, 3 * DAY)), wallet=buyer, seller=seller, event=event,
-                ticket=ticket, price=round(face * factor, 2), pm=buyer_pm, resale=True, ip=buyer_ip, city=home,
+                ts=ts + int(rng.integers(1 * HOUR, 3 * DAY)),
+                wallet=buyer,
+                seller=seller,
+                event=event,
+                ticket=ticket,
+                price=round(face * factor, 2),
+                pm=buyer_pm,
+                resale=True,
+                ip=buyer_ip,
+                city=home,
                 pattern=_CODE["price_manipulation"],
             )
             made += 1
@@ -658,7 +807,10 @@ def _dotted_quads(rng: np.random.Generator, n: int) -> np.ndarray:
     first = np.where(np.isin(first, [127, 169, 172, 192]), first + 1, first)
     rest = values % (2**24)
     return np.array(
-        [f"{a}.{b}.{c}.{d}" for a, b, c, d in zip(first, rest >> 16, (rest >> 8) & 255, rest & 255, strict=True)],
+        [
+            f"{a}.{b}.{c}.{d}"
+            for a, b, c, d in zip(first, rest >> 16, (rest >> 8) & 255, rest & 255, strict=True)
+        ],
         dtype=object,
     )
 
@@ -675,7 +827,8 @@ def _assemble(world: _World, rows: _Rows, config: SimulationConfig) -> History:
     surplus = int(in_window.sum()) - config.transactions
     if surplus < 0:
         raise RuntimeError(
-            f"simulation produced {int(in_window.sum())} transactions, fewer than the {config.transactions} asked"
+            f"simulation produced {int(in_window.sum())} transactions, "
+            f"fewer than the {config.transactions} asked"
         )
     # Trim the surplus from ordinary purchases of tickets never resold: nothing else refers to them.
     once = np.bincount(ticket)[ticket] == 1
@@ -704,8 +857,10 @@ def _assemble(world: _World, rows: _Rows, config: SimulationConfig) -> History:
     events = pd.DataFrame(
         {
             "event_id": event_ids[used_events],
-            "name": [f"{'Headliner' if world.ev_hot[i] else 'Show'} #{i} in {names[world.ev_city[i]]}"
-                     for i in used_events],
+            "name": [
+                f"{'Headliner' if world.ev_hot[i] else 'Show'} #{i} in {names[world.ev_city[i]]}"
+                for i in used_events
+            ],
             "organizer_id": [f"sim-org-{i % max(3, world.n_events // 5):04d}" for i in used_events],
             "venue": [f"{names[world.ev_city[i]]} Arena {i % 7 + 1}" for i in used_events],
             "city": names[world.ev_city[used_events]],
@@ -723,8 +878,9 @@ def _assemble(world: _World, rows: _Rows, config: SimulationConfig) -> History:
     ip_text = _dotted_quads(rng, len(used_ips))[ip_code]
     used_pms, pm_code = np.unique(pm, return_inverse=True)
     kinds = PAYMENT_KINDS[rng.integers(0, len(PAYMENT_KINDS), len(used_pms))]
-    pm_names = np.array([f"{k}_{h}" for k, h in zip(kinds, _hex_ids(rng, len(used_pms), 6, ""), strict=True)],
-                        dtype=object)
+    pm_names = np.array(
+        [f"{k}_{h}" for k, h in zip(kinds, _hex_ids(rng, len(used_pms), 6, ""), strict=True)], dtype=object
+    )
     # Ticket ids: event id + mint order within the event.
     used_tickets, ticket_code = np.unique(ticket, return_inverse=True)
     first_event = np.zeros(len(used_tickets), dtype=np.int64)

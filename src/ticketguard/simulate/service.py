@@ -21,7 +21,9 @@ class SimulationTargetError(ValueError):
 def existing_simulated(engine: Engine) -> int:
     with engine.connect() as conn:
         count = conn.execute(
-            select(func.count()).select_from(tables.transactions).where(tables.transactions.c.source == "simulator")
+            select(func.count())
+            .select_from(tables.transactions)
+            .where(tables.transactions.c.source == "simulator")
         ).scalar_one()
     return int(count)
 
@@ -65,7 +67,9 @@ def write_to_files(history: History, path: Path) -> list[Path]:
     """Write `path` (transactions + labels) and `<stem>.events<ext>` beside it."""
     suffix = path.suffix.lower()
     if suffix not in FILE_FORMATS:
-        raise SimulationTargetError(f"--output must end in one of {', '.join(FILE_FORMATS)}, got {path.name!r}")
+        raise SimulationTargetError(
+            f"--output must end in one of {', '.join(FILE_FORMATS)}, got {path.name!r}"
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     frames = {path: labelled_frame(history), events_path(path): history.events}
     for target, frame in frames.items():
