@@ -381,3 +381,24 @@ wallet_graph_scores = Table(
     Column("wallet_address", String(42), primary_key=True),
     Column("centrality", Float, nullable=False, comment="PageRank × node count (1 = average wallet)"),
 )
+
+# --- scoring (migration 0004): one audit record per answered scoring request ----------------------------
+# Written in the same database transaction as the transaction and its prediction (docs/api.md).
+
+scoring_audit = Table(
+    "scoring_audit",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("transaction_id", String(64), nullable=False),
+    Column("action", String(32), nullable=False, comment="fraud_decision"),
+    Column("actor", String(64), comment="API client that asked (set by the security layer)"),
+    Column("decision", String(16), nullable=False),
+    Column("fraud_score", Float),
+    Column("model_version", String(32)),
+    Column("degraded", Boolean, nullable=False, server_default=false()),
+    Column("request_hash", String(64), nullable=False),
+    Column("metadata", JSONType),
+    Column("timestamp", UTCDateTime, nullable=False, server_default=func.now()),
+    Index("idx_scoring_audit_txn", "transaction_id", unique=True),
+    Index("idx_scoring_audit_timestamp", "timestamp"),
+)
