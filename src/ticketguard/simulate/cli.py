@@ -18,7 +18,9 @@ def _parse_start(value: str) -> datetime:
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
-        raise typer.BadParameter(f"must be an ISO date like 2026-01-05, got {value!r}") from None
+        raise typer.BadParameter(
+            f"must be an ISO date like 2026-01-05, got {value!r}", param_hint="--start"
+        ) from None
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 

@@ -70,7 +70,7 @@ FRAUD_MIX = {
     "price_manipulation": 0.10,
 }
 LEGIT_CHARGEBACK_WINDOW = 45 * DAY
-LEGIT_OVERSHOOT = 1.5
+LEGIT_OVERSHOOTS = (1.5, 2.5, 4.0, 8.0)
 FRAUD_SPILL = 1.03  # a few fraud rows land after the window ends and are cut
 PAYMENT_KINDS = np.array(["card", "card", "card", "apple_pay", "google_pay", "crypto"])
 
@@ -181,13 +181,28 @@ class _World:
 def simulate(config: SimulationConfig, progress: Callable[[str, float], None] | None = None) -> History:
     """Simulate a marketplace history of exactly `config.transactions` transactions (see module doc)."""
     report = progress or (lambda _stage, _fraction: None)
+    # Legit sales are generated with head-room (some fall outside the window) and the surplus is trimmed
+    # from ordinary one-off purchases in `_assemble`, so fraud keeps its configured share. Short windows
+    # lose more sales outside the window: when the head-room was not enough, start again (same seed, so
+    # still deterministic) with more.
+    for overshoot in LEGIT_OVERSHOOTS:
+        try:
+            return _generate(config, overshoot, report)
+        except _Shortfall:
+            report("more head-room", 0.0)
+    raise RuntimeError(f"could not simulate {config.transactions} transactions in {config.days} days")
+
+
+class _Shortfall(Exception):
+    """Fewer transactions fell inside the window than asked for."""
+
+
+def _generate(config: SimulationConfig, overshoot: float, report: Callable[[str, float], None]) -> History:
     rng = np.random.default_rng(config.seed)
     world = _build_world(rng, config)
     report("world", 0.1)
     rows = _Rows()
-    # Legit sales are generated with head-room (some fall outside the window) and the surplus is trimmed
-    # from ordinary one-off purchases in `_assemble`, so fraud keeps its configured share.
-    legit_budget = int(config.transactions * LEGIT_OVERSHOOT * (1 - config.fraud_rate))
+    legit_budget = int(config.transactions * overshoot * (1 - config.fraud_rate))
     primary_idx = _legit_primary(world, rows, int(legit_budget * 0.78))
     report("primary sales", 0.35)
     _lookalikes(world, rows, int(legit_budget * 0.05))
@@ -221,9 +236,14 @@ def _build_world(rng: np.random.Generator, config: SimulationConfig) -> _World:
     n_events = int(np.clip(n / 1500, 12, 4000))
     ev_city = rng.choice(n_home_cities, size=n_events, p=home_p)
     ev_face = np.round(np.clip(rng.lognormal(np.log(70), 0.6, n_events), 12, 900), 2)
-    ev_on_sale = start_us - 20 * DAY + (rng.random(n_events) * (config.days + 5) * DAY).astype(np.int64)
+    # on-sales from 20 days before the window to 15 days before its end (at least 20 days into it)
+    on_sale_span = max(config.days + 5, 40) * DAY
+    ev_on_sale = start_us - 20 * DAY + (rng.random(n_events) * on_sale_span).astype(np.int64)
     ev_starts = ev_on_sale + (rng.uniform(12, 110, n_events) * DAY).astype(np.int64)
     ev_hot = rng.random(n_events) < 0.18
+    on_sale_inside = np.flatnonzero(ev_on_sale > start_us)
+    if not ev_hot[on_sale_inside].any():  # small histories: scalper bots need a hot on-sale to attack
+        ev_hot[rng.choice(on_sale_inside, size=max(1, len(on_sale_inside) // 6), replace=False)] = True
     ev_sellthrough = np.where(ev_hot, rng.uniform(0.96, 1.0, n_events), rng.uniform(0.3, 0.9, n_events))
 
     n_wallets = max(200, n // 6)
@@ -384,7 +404,11 @@ def _resell(
     earliest_gap: np.ndarray,
     pattern: int | np.ndarray,
 ) -> tuple[np.ndarray, ...]:
-    """Resale of tickets to legitimate buyers after a hold; returns the new rows' columns."""
+    """Resale of tickets to legitimate buyers after a hold.
+
+    Returns the new rows' (time, buyer, event, ticket, price, seller); tickets with no time left before
+    their event are not resold, so these can be fewer than the inputs.
+    """
     rng = world.rng
     n = len(ts)
     latest = world.ev_starts[event] - 2 * HOUR
@@ -417,7 +441,7 @@ def _resell(
         city=city,
         pattern=pattern_col,
     )
-    return sale_ts, buyers, event, ticket, new_price
+    return sale_ts, buyers, event, ticket, new_price, seller
 
 
 def _legit_resales(world: _World, rows: _Rows, primary_block: np.ndarray, budget: int) -> None:
@@ -450,16 +474,18 @@ def _legit_resales(world: _World, rows: _Rows, primary_block: np.ndarray, budget
         gap,
         _CODE["normal"],
     )
-    # A second hand-on for some, and the odd ticket returned to a friend who sold it.
-    second = rng.choice(len(out[0]), size=min(budget - first, len(out[0])), replace=False)
+    # A second hand-on for some, and the odd ticket returned to a friend who sold it (never both: a
+    # ticket is sold on only by whoever holds it).
+    back = rng.random(len(out[0])) < 0.004
+    onward = np.flatnonzero(~back)
+    second = rng.choice(onward, size=min(budget - first, len(onward)), replace=False)
     second.sort()
-    s_ts, s_wallet, s_event, s_ticket, s_price = (a[second] for a in out)
+    s_ts, s_wallet, s_event, s_ticket, s_price = (a[second] for a in out[:5])
     markup2 = rng.lognormal(np.log(1.05), 0.2, len(second))
     gap2 = rng.integers(1 * HOUR, 2 * DAY, len(second))
     _resell(world, rows, s_ts, s_wallet, s_event, s_ticket, s_price, markup2, gap2, _CODE["normal"])
-    back = rng.random(len(out[0])) < 0.004
     if back.any():
-        orig_seller = wallet[pick][: len(out[0])]
+        orig_seller = out[5]
         r_ts = out[0][back] + rng.integers(2 * HOUR, 3 * DAY, int(back.sum()))
         ok = r_ts < world.ev_starts[out[2][back]] - HOUR
         idx = np.flatnonzero(back)[ok]
@@ -826,10 +852,7 @@ def _assemble(world: _World, rows: _Rows, config: SimulationConfig) -> History:
     resale = rows.cat("resale", bool)
     surplus = int(in_window.sum()) - config.transactions
     if surplus < 0:
-        raise RuntimeError(
-            f"simulation produced {int(in_window.sum())} transactions, "
-            f"fewer than the {config.transactions} asked"
-        )
+        raise _Shortfall
     # Trim the surplus from ordinary purchases of tickets never resold: nothing else refers to them.
     once = np.bincount(ticket)[ticket] == 1
     droppable = np.flatnonzero(in_window & once & ~resale & (pattern == _CODE["normal"]))
