@@ -24,10 +24,14 @@ console = Console(stderr=True)
 def get_settings() -> Settings:
     """Settings for a CLI command; a settings problem exits with its message instead of a traceback."""
     try:
-        return load_settings()
+        settings = load_settings()
     except (SettingsError, ValueError) as exc:
         console.print(f"[red]configuration error:[/red] {exc}")
         raise typer.Exit(code=2) from None
+    from ticketguard.security.logs import install_secrets
+
+    install_secrets(settings)  # logs scrub the configured secrets' exact values from here on
+    return settings
 
 
 db_app = typer.Typer(help="Database schema: migrations through Alembic only.", no_args_is_help=True)
@@ -70,6 +74,7 @@ def _register_subcommands() -> None:
     from ticketguard.ml.cli import register as register_ml
     from ticketguard.quality.cli import register as register_quality
     from ticketguard.retention.cli import register as register_retention
+    from ticketguard.security.cli import register as register_security
     from ticketguard.simulate.cli import register as register_simulate
     from ticketguard.views.cli import register as register_views
 
@@ -81,6 +86,7 @@ def _register_subcommands() -> None:
     register_quality(app)
     register_jobs(app)
     register_ml(app)
+    register_security(app)
 
 
 _register_subcommands()

@@ -133,6 +133,46 @@ class Settings(BaseSettings):
     # --- security --------------------------------------------------------------------------------
     jwt_secret: SecretStr | None = None
     admin_mfa_secret: SecretStr | None = None
+    # Client auth, lists, events and correlation rules: see docs/security.md.
+    jwt_public_key: str | None = Field(
+        default=None, description="RS256 public key (PEM text or a path to a PEM file); enables RS256 tokens."
+    )
+    jwt_audience: str = Field(default="ticketguard", min_length=1, description="Required `aud` of tokens.")
+    jwt_issuer: str = Field(default="ticketing-backend", min_length=1, description="Required `iss`.")
+    jwt_leeway_seconds: int = Field(
+        default=10, ge=0, le=300, description="Clock skew allowed on exp/nbf/iat."
+    )
+    security_pepper: SecretStr | None = Field(
+        default=None,
+        description="HMAC key for API-key hashes and for hashing IPs/wallets in events and logs.",
+    )
+    trusted_proxies: list[str] = Field(
+        default=[], description="Proxy addresses/CIDRs whose X-Forwarded-For is believed (JSON list)."
+    )
+    rate_limit_routes: dict[str, int] = Field(
+        default={},
+        description='Per-route limits per client per minute, JSON: {"/api/v1/ml/batch/predict": 60}.',
+    )
+    rate_limit_buy_path: str = Field(
+        default="/api/tickets/buy", description="The route RATE_LIMIT_BUY applies to (the backend's /buy)."
+    )
+    rate_limit_strategy: Literal["moving-window", "sliding-window-counter"] = Field(
+        default="moving-window", description="`limits` strategy: exact sliding log, or weighted counters."
+    )
+    rate_limit_on_redis_error: Literal["local", "open", "closed"] = Field(
+        default="local",
+        description="Redis unreachable: per-process limits (local), let through (open) or 429 (closed).",
+    )
+    metrics_require_key: bool = Field(
+        default=False, description="Prometheus /metrics needs an API key with the `metrics` scope."
+    )
+    security_rules_path: Path | None = Field(
+        default=None, description="Correlation rules YAML; default the packaged security/rules.yaml."
+    )
+    security_list_cache_seconds: float = Field(
+        default=5, gt=0, le=3600, description="In-process list snapshot age when Redis is unavailable."
+    )
+
 
     # --- notifications ---------------------------------------------------------------------------
     slack_webhook: SecretStr | None = None
@@ -324,6 +364,9 @@ class Settings(BaseSettings):
             problems.append("REDIS_PASSWORD is a placeholder")
         if self.debug:
             problems.append("DEBUG must be false in production")
+        pepper = self.security_pepper.get_secret_value() if self.security_pepper else ""
+        if pepper in PLACEHOLDER_SECRETS or len(pepper) < MIN_JWT_SECRET_LENGTH:
+            problems.append("SECURITY_PEPPER must be a random value of 32+ characters")
         return problems
 
     def check_ready(self) -> None:

@@ -402,3 +402,48 @@ scoring_audit = Table(
     Index("idx_scoring_audit_txn", "transaction_id", unique=True),
     Index("idx_scoring_audit_timestamp", "timestamp"),
 )
+
+# --- security (migration 0005): API clients, IP blocks, automated responses (see docs/security.md) ---------
+# IPs are personal data: blocks are keyed by an HMAC of the address (SECURITY_PEPPER), the same token that
+# security_events.source_ip holds, so a correlation rule can block what it counted without the raw address.
+
+api_clients = Table(
+    "api_clients",
+    metadata,
+    Column("client_id", String(32), primary_key=True),
+    Column("name", String(100), nullable=False, unique=True),
+    Column("key_prefix", String(16), nullable=False, unique=True, comment="public part of the key"),
+    Column("key_hash", String(64), nullable=False, comment="HMAC-SHA256(SECURITY_PEPPER, key), hex"),
+    Column("scopes", String(200), nullable=False, comment="comma-separated: score, metrics"),
+    Column("created_at", UTCDateTime, nullable=False, server_default=func.now()),
+    Column("created_by", String(64)),
+    Column("revoked_at", UTCDateTime),
+    Column("revoked_by", String(64)),
+)
+
+ip_blocks = Table(
+    "ip_blocks",
+    metadata,
+    Column("ip_hash", String(45), primary_key=True, comment="keyed hash token of the address (ip:…)"),
+    Column("ip_masked", String(45), comment="for people: 203.0.113.x"),
+    Column("reason", Text),
+    Column("added_by", String(64), comment="admin user or rule that added it"),
+    Column("created_at", UTCDateTime, nullable=False, server_default=func.now()),
+    Column("expires_at", UTCDateTime, comment="NULL: until removed"),
+    Index("idx_ip_blocks_expires_at", "expires_at"),
+)
+
+security_responses = Table(
+    "security_responses",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("rule", String(64), nullable=False),
+    Column("action", String(32), nullable=False, comment="block_ip, blacklist_wallet, tighten_global_limit"),
+    Column("target", String(128), nullable=False, comment="ip hash token, wallet address or 'global'"),
+    Column("params", JSONType),
+    Column("created_at", UTCDateTime, nullable=False, server_default=func.now()),
+    Column("expires_at", UTCDateTime),
+    Column("reverted_at", UTCDateTime),
+    Column("reverted_by", String(64)),
+    Index("idx_security_responses_rule_target", "rule", "target", "created_at"),
+)

@@ -1,0 +1,117 @@
+"""`ticketguard clients …` end to end on SQLite and PostgreSQL, and the request-path key check."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+from typer.testing import CliRunner
+
+from ticketguard import tables
+from ticketguard.cli import app
+from ticketguard.config import Settings
+from ticketguard.kit import migrate
+from ticketguard.kit.db import make_engine
+from ticketguard.security.auth import AuthError
+from ticketguard.security.clients import ApiKeyAuthenticator
+from ticketguard.security.keys import pepper
+
+runner = CliRunner()
+PEPPER = "an-integration-test-pepper-of-32-characters!"
+
+
+@pytest.fixture
+def cli_db(db_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    monkeypatch.setenv("SECURITY_PEPPER", PEPPER)
+    return db_url
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["clients"], ["clients", "create"], ["clients", "list"], ["clients", "revoke"], ["clients", "token"]],
+)
+def test_every_clients_command_has_help(command: list[str]) -> None:
+    result = runner.invoke(app, [*command, "--help"])
+    assert result.exit_code == 0
+    assert "Usage:" in result.output
+
+
+def test_create_list_revoke_with_hashed_key_and_audit(cli_db: str) -> None:
+    created = runner.invoke(
+        app, ["clients", "create", "backend", "--scopes", "score,metrics", "--actor", "ops"]
+    )
+    assert created.exit_code == 0, created.output
+    key = created.stdout.strip().splitlines()[-1]
+    assert key.startswith("tgk_")
+
+    engine = make_engine(cli_db)
+    try:
+        with engine.connect() as conn:
+            row = conn.execute(select(tables.api_clients)).one()
+            audit = conn.execute(
+                select(tables.admin_audit_log.c.action, tables.admin_audit_log.c.admin_user)
+            ).all()
+        assert key not in str(tuple(row))
+        assert row.key_hash != key
+        assert audit == [("client.create", "ops")]
+
+        auth = ApiKeyAuthenticator(engine, pepper(Settings(security_pepper=PEPPER)))  # type: ignore[arg-type]
+        principal = auth.authenticate(key)
+        assert principal.kind == "api_key"
+        assert principal.scopes == {"score", "metrics"}
+        with pytest.raises(AuthError, match="does not match"):
+            auth.authenticate(key[:-2] + ("xy" if not key.endswith("xy") else "zz"))
+
+        listed = runner.invoke(app, ["clients", "list"])
+        assert listed.exit_code == 0
+        assert "backend" in listed.stdout
+        assert key not in listed.stdout
+
+        duplicate = runner.invoke(app, ["clients", "create", "backend"])
+        assert duplicate.exit_code == 2
+        assert "already exists" in duplicate.output
+
+        revoked = runner.invoke(app, ["clients", "revoke", "backend", "--actor", "ops"])
+        assert revoked.exit_code == 0, revoked.output
+        again = runner.invoke(app, ["clients", "revoke", "backend", "--actor", "ops"])
+        assert again.exit_code == 0
+        fresh = ApiKeyAuthenticator(engine, pepper(Settings(security_pepper=PEPPER)))  # type: ignore[arg-type]
+        with pytest.raises(AuthError, match="revoked"):
+            fresh.authenticate(key)
+        with engine.connect() as conn:
+            actions = conn.execute(select(tables.admin_audit_log.c.action)).scalars().all()
+        assert actions == ["client.create", "client.revoke"]  # the second revoke changed nothing
+    finally:
+        engine.dispose()
+
+
+def test_bad_input_names_the_field(cli_db: str) -> None:
+    bad = runner.invoke(app, ["clients", "create", "x", "--scopes", "admin"])
+    assert bad.exit_code == 2
+    assert "--scopes" in bad.output
+    assert "metrics, score" in bad.output
+    missing = runner.invoke(app, ["clients", "revoke", "nobody"])
+    assert missing.exit_code == 2
+    assert "no client named" in missing.output
+
+
+def test_token_command_needs_and_uses_jwt_secret(cli_db: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert runner.invoke(app, ["clients", "token", "u1"]).exit_code == 2
+    monkeypatch.setenv("JWT_SECRET", "x" * 40)
+    result = runner.invoke(app, ["clients", "token", "u1", "--ttl", "60"])
+    assert result.exit_code == 0
+    assert result.stdout.startswith("eyJ")
+
+
+def test_security_migration_round_trip(db_url: str) -> None:
+    migrate.downgrade(db_url, "-1")
+    engine = make_engine(db_url)
+    try:
+        from sqlalchemy import inspect
+
+        assert "api_clients" not in inspect(engine).get_table_names()
+        migrate.upgrade(db_url)
+        names = set(inspect(make_engine(db_url)).get_table_names())
+        assert {"api_clients", "ip_blocks", "security_responses"} <= names
+    finally:
+        engine.dispose()
