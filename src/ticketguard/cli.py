@@ -68,6 +68,7 @@ def db_current() -> None:
 
 def _register_subcommands() -> None:
     # Imported here so `ticketguard --help` stays fast and one broken capability cannot hide the others.
+    from ticketguard.api.cli import register as register_api
     from ticketguard.chain.cli import register as register_chain
     from ticketguard.ingest.cli import register as register_ingest
     from ticketguard.jobs.cli import register as register_jobs
@@ -86,6 +87,7 @@ def _register_subcommands() -> None:
     register_quality(app)
     register_jobs(app)
     register_ml(app)
+    register_api(app)
     register_security(app)
 
 

@@ -173,7 +173,6 @@ class Settings(BaseSettings):
         default=5, gt=0, le=3600, description="In-process list snapshot age when Redis is unavailable."
     )
 
-
     # --- notifications ---------------------------------------------------------------------------
     slack_webhook: SecretStr | None = None
     pagerduty_api_key: SecretStr | None = None
@@ -235,6 +234,32 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=5001, ge=1, le=65535)
     api_workers: int = Field(default=2, ge=1, le=64)
+    # Scoring API (docs/api.md): deadline, explanations, failure policy, request limits.
+    scoring_deadline_ms: int = Field(
+        default=1000, ge=10, le=60_000, description="Per-request deadline; past it the failure policy answers."
+    )
+    scoring_unavailable_decision: Literal["MANUAL_REVIEW", "BLOCKED"] = Field(
+        default="MANUAL_REVIEW",
+        description="Decision in the 503 answer when the database is down or the deadline passed (never APPROVED).",
+    )
+    scoring_exact_explanations: Literal["none", "non_approved", "all"] = Field(
+        default="non_approved",
+        description="Which answers get exact TreeSHAP contributions; the others get approximate (Saabas) ones.",
+    )
+    scoring_top_features: int = Field(default=5, ge=1, le=32, description="Contributions in each answer.")
+    scoring_commit_batch_max: int = Field(
+        default=256, ge=1, le=10_000, description="Most answers written in one group commit."
+    )
+    scoring_max_clock_skew_seconds: int = Field(
+        default=300, ge=1, le=86_400, description="A client timestamp further than this from ours is refused."
+    )
+    api_max_body_bytes: int = Field(
+        default=1_048_576, ge=1024, le=64 * 1_048_576, description="Larger request bodies get 413."
+    )
+    api_batch_max_items: int = Field(default=100, ge=1, le=10_000, description="Items per batch request.")
+    model_refresh_seconds: float = Field(
+        default=5.0, gt=0, le=3600, description="How often each worker checks the registry's live version."
+    )
     dashboard_port: int = Field(default=8050, ge=1, le=65535)
 
     @field_validator("chain_retry_base_delay", "chain_retry_max_delay", "chain_rpc_timeout", mode="before")

@@ -1,0 +1,288 @@
+"""The scoring API application: `create_app(settings)` wires settings → engine, live model, scoring service,
+routes, error handlers, request guards, metrics and (for the security layer) `_install_security`.
+
+Run it with `ticketguard serve api` (uvicorn, several worker processes). Each worker holds its own model
+and group committer; a background thread per worker reloads the model when the registry's live version
+changes (the swap is one reference assignment: requests in flight finish on the model they started with).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from sqlalchemy import Engine
+
+from ticketguard.api import metrics
+from ticketguard.bootstrap import database_engine
+from ticketguard.config import Settings, load_settings
+from ticketguard.ml.serving import LiveModel
+from ticketguard.scoring.service import ScoringService
+
+log = logging.getLogger(__name__)
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+JSON_BODY_ROUTES = ("/api/",)
+
+
+def json_response(body: Any, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY),
+        status_code=status_code,
+        media_type="application/json",
+        headers=headers,
+    )
+
+
+# --------------------------------------------------------------------------------------- request guards
+class _BodyTooLarge(Exception):
+    pass
+
+
+class RequestGuard:
+    """Pure ASGI middleware: 415 for a POST body that is not JSON, 413 for a body over the limit (by
+    Content-Length, or counted while it streams in), and the latency histogram of every request."""
+
+    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = {"code": 500}
+        path: str = scope.get("path", "")
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        try:
+            rejected = await self._reject(scope, path, send_wrapper)
+            if not rejected:
+                await self.app(scope, self._counting(receive), send_wrapper)
+        except _BodyTooLarge:
+            await self._send_error(send_wrapper, 413, "payload_too_large", self._too_large())
+        finally:
+            state = scope.get("state") or {}
+            metrics.REQUEST_SECONDS.labels(
+                route=_route_label(scope, path),
+                method=scope.get("method", ""),
+                status=str(status["code"]),
+                decision=str(state.get("decision", "none")),
+            ).observe(time.perf_counter() - started)
+
+    def _too_large(self) -> str:
+        return f"request body larger than {self.max_body_bytes} bytes (API_MAX_BODY_BYTES)"
+
+    async def _reject(self, scope: Scope, path: str, send: Send) -> bool:
+        if scope.get("method") not in ("POST", "PUT", "PATCH") or not path.startswith(JSON_BODY_ROUTES):
+            return False
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        length = headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
+            await self._send_error(send, 413, "payload_too_large", self._too_large())
+            return True
+        ctype = headers.get("content-type", "").split(";")[0].strip().lower()
+        if ctype != "application/json":
+            await self._send_error(
+                send,
+                415,
+                "unsupported_media_type",
+                f"Content-Type must be application/json, got {ctype or 'none'!r}",
+            )
+            return True
+        return False
+
+    def _counting(self, receive: Receive) -> Receive:
+        seen = 0
+
+        async def wrapped() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_body_bytes:
+                    raise _BodyTooLarge
+            return message
+
+        return wrapped
+
+    @staticmethod
+    async def _send_error(send: Send, status: int, error: str, detail: str) -> None:
+        body = orjson.dumps({"error": error, "detail": detail})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+_KNOWN_ROUTES = (
+    "/api/v1/ml/predict/fraud",
+    "/api/v1/ml/batch/predict",
+    "/api/v1/ml/model/info",
+    "/health",
+    "/metrics",
+    "/openapi.json",
+    "/docs",
+)
+
+
+def _route_label(scope: Scope, path: str) -> str:
+    route = scope.get("route")
+    template = getattr(route, "path", None)
+    if isinstance(template, str):
+        return template
+    return path if path in _KNOWN_ROUTES else "other"
+
+
+# --------------------------------------------------------------------------------------- error handlers
+def _field_name(loc: tuple[Any, ...] | list[Any]) -> str:
+    parts = [str(p) for p in loc if p not in ("body",)]
+    return ".".join(parts) or "body"
+
+
+async def _validation_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    errors = []
+    for err in exc.errors():
+        loc = err.get("loc", ())
+        errors.append(
+            {
+                "field": _field_name(loc),
+                "message": str(err.get("msg", "invalid")),
+                "type": str(err.get("type", "")),
+            }
+        )
+    message = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
+    return json_response({"error": "validation_error", "message": message, "detail": errors}, 422)
+
+
+# ------------------------------------------------------------------------------------------- security
+def _install_security(app: FastAPI, settings: Settings) -> None:
+    """The one place where the security layer (issue 5: client auth, rate limits, IP blocks, security
+    events, structured logs) installs its middleware and dependencies, and adds list checks to the scoring
+    service (``app.state.scoring.add_list_check``). Called once by `create_app`, after the routes exist and
+    before the request guard and metrics wrap the app. A client identity it establishes goes in
+    ``request.state.client_id`` and is stored as the audit row's actor."""
+    return None
+
+
+# ------------------------------------------------------------------------------------------------ app
+class ModelRefresher:
+    """Checks the registry's live version every MODEL_REFRESH_SECONDS and swaps the model in when it moved."""
+
+    def __init__(self, live: LiveModel, interval_s: float) -> None:
+        self.live = live
+        self.interval_s = interval_s
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.version: str | None = None
+
+    def check(self) -> bool:
+        try:
+            changed = self.live.refresh()
+        except Exception as exc:  # a registry hiccup must not kill the thread; the old model keeps serving
+            log.warning("model refresh failed: %s", exc)
+            return False
+        current = self.live.get().version
+        if current != self.version:
+            metrics.set_model_version(self.version, current)
+            log.info("serving model %s", current)
+            self.version = current
+        return changed
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="model-refresh", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self.check()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(2.0)
+
+
+def create_app(
+    settings: Settings,
+    *,
+    engine: Engine | None = None,
+    service: ScoringService | None = None,
+) -> FastAPI:
+    from ticketguard.api.routes import router
+
+    engine = engine or database_engine(settings)
+    live = service.live if service is not None else LiveModel.from_settings(settings, engine)
+    scoring = service or ScoringService(settings, engine, live)
+    refresher = ModelRefresher(live, settings.model_refresh_seconds)
+    scoring.committer.on_batch = metrics.GROUP_COMMIT_ROWS.observe
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        scoring.start()
+        refresher.check()  # load now if a model is live, so the first request does not pay for it
+        refresher.start()
+        try:
+            yield
+        finally:
+            refresher.stop()
+            scoring.stop()
+
+    app = FastAPI(
+        title="ticketguard scoring API",
+        version="1",
+        description="Real-time fraud decisions for ticket purchases and resales (docs/api.md).",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.scoring = scoring
+    app.state.refresher = refresher
+    app.state.redis = _redis_client(settings)
+    app.include_router(router)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    _install_security(app, settings)
+    app.add_middleware(RequestGuard, max_body_bytes=settings.api_max_body_bytes)
+    return app
+
+
+def _redis_client(settings: Settings) -> Any:
+    url = settings.resolved_redis_url
+    if not url:
+        return None
+    import redis
+
+    timeout = settings.redis_timeout_ms / 1000.0
+    return redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+
+
+def create_app_from_env() -> FastAPI:
+    """Factory for uvicorn workers (`ticketguard serve api`): settings from the environment / .env."""
+    logging.basicConfig(level=logging.INFO)
+    return create_app(load_settings())

@@ -1,0 +1,307 @@
+"""The routes: thin shells that validate, call the scoring service, and map its outcome to HTTP.
+
+Scoring routes are plain ``def``: FastAPI runs them in its thread pool, where the blocking work (SQL,
+XGBoost, waiting for the group commit) belongs.
+"""
+
+from __future__ import annotations
+
+import math
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from sqlalchemy import text
+
+from ticketguard.api import metrics
+from ticketguard.api.app import json_response
+from ticketguard.api.schemas import (
+    BatchRequestModel,
+    BatchResponse,
+    ErrorResponse,
+    HealthResponse,
+    ModelInfo,
+    ScoreRequestModel,
+    ScoreResponse,
+)
+from ticketguard.scoring import domain
+from ticketguard.scoring.domain import Answer
+from ticketguard.scoring.service import (
+    ModelUnavailable,
+    Outcome,
+    ScoreRequest,
+    ScoringError,
+    ScoringService,
+    ScoringUnavailable,
+)
+
+router = APIRouter()
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    409: {"model": ErrorResponse, "description": "Same transaction_id, different payload."},
+    413: {"model": ErrorResponse, "description": "Body over API_MAX_BODY_BYTES."},
+    415: {"model": ErrorResponse, "description": "Content-Type is not application/json."},
+    422: {"model": ErrorResponse, "description": "Invalid field: the message names it."},
+    503: {
+        "model": ScoreResponse,
+        "description": "No model (the message says how to train one), or the database is down / the "
+        "deadline passed: a degraded policy answer (MANUAL_REVIEW by default), not stored.",
+    },
+}
+
+
+def answer_json(answer: Answer) -> dict[str, Any]:
+    body = answer.to_json()
+    if isinstance(body["fraud_score"], float) and math.isnan(body["fraud_score"]):
+        body["fraud_score"] = None
+    return body
+
+
+def _canonical(model: ScoreRequestModel) -> dict[str, Any]:
+    """What the idempotency fingerprint covers: every field but the client timestamp (a retry re-sends the
+    same purchase with a fresh clock), numbers normalised (50, 50.0 and 50.00 are one price)."""
+    body = model.model_dump(mode="json", exclude_none=True, exclude={"timestamp"})
+    body["price_paid"] = format(model.price_paid.normalize(), "f")
+    return body
+
+
+def _to_request(model: ScoreRequestModel, actor: str | None) -> ScoreRequest:
+    return ScoreRequest(
+        transaction_id=model.transaction_id,
+        wallet_address=model.wallet_address,
+        price_paid=Decimal(model.price_paid),
+        ticket_id=model.ticket_id,
+        event_id=model.event_id,
+        payment_method=model.payment_method,
+        is_resale=model.is_resale,
+        seller_address=model.seller_address,
+        ip_address=model.ip_address,
+        timestamp=model.timestamp,
+        country=model.country,
+        latitude=model.latitude,
+        longitude=model.longitude,
+        fingerprint=domain.fingerprint(_canonical(model)),
+        actor=actor,
+    )
+
+
+def _skew_error(model: ScoreRequestModel, max_skew_s: int, field: str = "timestamp") -> dict[str, Any] | None:
+    if model.timestamp is None:
+        return None
+    skew = abs((model.timestamp - datetime.now(UTC)).total_seconds())
+    if skew <= max_skew_s:
+        return None
+    message = (
+        f"must be within {max_skew_s} s of the server clock (SCORING_MAX_CLOCK_SKEW_SECONDS), "
+        f"is {skew:.0f} s off"
+    )
+    return {
+        "error": "validation_error",
+        "message": f"{field}: {message}",
+        "detail": [{"field": field, "message": message, "type": "clock_skew"}],
+    }
+
+
+def _record(outcome: Outcome) -> None:
+    a = outcome.answer
+    metrics.DECISIONS.labels(
+        decision=a.decision, degraded=str(a.degraded).lower(), replayed=str(outcome.replayed).lower()
+    ).inc()
+
+
+def _service(request: Request) -> ScoringService:
+    service: ScoringService = request.app.state.scoring
+    return service
+
+
+@router.post(
+    "/api/v1/ml/predict/fraud",
+    response_model=ScoreResponse,
+    responses=_ERRORS,
+    summary="Score one transaction",
+    tags=["scoring"],
+)
+def predict_fraud(body: ScoreRequestModel, request: Request) -> Response:
+    service = _service(request)
+    skew = _skew_error(body, service.settings.scoring_max_clock_skew_seconds)
+    if skew is not None:
+        return json_response(skew, 422)
+    req = _to_request(body, getattr(request.state, "client_id", None))
+    try:
+        outcome = service.score(req)
+    except ScoringUnavailable as exc:
+        request.state.decision = exc.answer.decision
+        metrics.DECISIONS.labels(decision=exc.answer.decision, degraded="true", replayed="false").inc()
+        return json_response(answer_json(exc.answer), 503, headers={"Retry-After": "1"})
+    except ModelUnavailable as exc:
+        return json_response({"error": "model_unavailable", "detail": str(exc)}, 503)
+    except ScoringError as exc:
+        return json_response({"error": type(exc).__name__, "detail": str(exc)}, exc.status_code)
+    request.state.decision = outcome.answer.decision
+    _record(outcome)
+    return json_response(answer_json(outcome.answer))
+
+
+_batch_pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="batch-score")
+
+
+@router.post(
+    "/api/v1/ml/batch/predict",
+    response_model=BatchResponse,
+    responses=_ERRORS,
+    summary="Score up to API_BATCH_MAX_ITEMS transactions; per-item errors are listed, not raised",
+    tags=["scoring"],
+)
+def batch_predict(body: BatchRequestModel, request: Request) -> Response:
+    service = _service(request)
+    limit = service.settings.api_batch_max_items
+    if len(body.transactions) > limit:
+        message = (
+            f"at most {limit} transactions per batch (API_BATCH_MAX_ITEMS), got {len(body.transactions)}"
+        )
+        return json_response(
+            {
+                "error": "validation_error",
+                "message": f"transactions: {message}",
+                "detail": [{"field": "transactions", "message": message, "type": "too_long"}],
+            },
+            422,
+        )
+    ids = [t.transaction_id for t in body.transactions]
+    if len(set(ids)) != len(ids):
+        message = "transaction_id must be unique within a batch"
+        return json_response(
+            {
+                "error": "validation_error",
+                "message": f"transactions: {message}",
+                "detail": [{"field": "transactions", "message": message, "type": "duplicate"}],
+            },
+            422,
+        )
+    for i, item in enumerate(body.transactions):
+        skew = _skew_error(
+            item, service.settings.scoring_max_clock_skew_seconds, f"transactions.{i}.timestamp"
+        )
+        if skew is not None:
+            return json_response(skew, 422)
+    try:
+        service.model()
+    except ModelUnavailable as exc:
+        return json_response({"error": "model_unavailable", "detail": str(exc)}, 503)
+    actor = getattr(request.state, "client_id", None)
+    requests = [_to_request(item, actor) for item in body.transactions]
+    # Scored side by side so that their writes share group commits.
+    results = list(_batch_pool.map(lambda r: _score_item(service, r), requests))
+    predictions: list[dict[str, Any]] = []
+    errors: list[dict[str, Any]] = []
+    for i, (req, result) in enumerate(zip(requests, results, strict=True)):
+        if isinstance(result, Outcome):
+            _record(result)
+            predictions.append(answer_json(result.answer))
+            continue
+        status, detail, answer = result
+        errors.append(
+            {
+                "index": i,
+                "transaction_id": req.transaction_id,
+                "status": status,
+                "detail": detail,
+                "answer": answer,
+            }
+        )
+    return json_response({"predictions": predictions, "errors": errors})
+
+
+def _score_item(service: ScoringService, req: ScoreRequest) -> Outcome | tuple[int, str, Any]:
+    try:
+        return service.score(req)
+    except ScoringUnavailable as exc:
+        return (503, str(exc), answer_json(exc.answer))
+    except ScoringError as exc:
+        return (exc.status_code, str(exc), None)
+
+
+@router.get(
+    "/api/v1/ml/model/info",
+    response_model=ModelInfo,
+    responses={503: {"model": ErrorResponse}},
+    tags=["model"],
+)
+def model_info(request: Request) -> Response:
+    service = _service(request)
+    try:
+        model = service.model()
+    except ModelUnavailable as exc:
+        return json_response({"error": "model_unavailable", "detail": str(exc)}, 503)
+    card = model.card
+    return json_response(
+        {
+            "model_version": model.version,
+            "feature_names": list(model.feature_names),
+            "thresholds": {
+                "block": service.thresholds.block,
+                "review": service.thresholds.review,
+                "2fa": service.thresholds.twofa,
+            },
+            "trained_at": card.created_at.isoformat() if card.created_at else None,
+            "metrics": _jsonable(card.metrics),
+            "explanation_policy": service.exact_for,
+        }
+    )
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
+        return None
+    return value
+
+
+@router.get(
+    "/health", response_model=HealthResponse, responses={503: {"model": HealthResponse}}, tags=["ops"]
+)
+def health(request: Request) -> Response:
+    service = _service(request)
+    checks: dict[str, str] = {}
+    try:
+        with service.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        checks["database"] = "ok"
+    except Exception as exc:
+        checks["database"] = f"down: {type(exc).__name__}"
+    client = request.app.state.redis
+    if client is None:
+        checks["redis"] = "not configured (in-process state)"
+    else:
+        try:
+            client.ping()
+            checks["redis"] = "ok"
+        except Exception as exc:
+            checks["redis"] = f"down: {type(exc).__name__}"
+    version: str | None = None
+    try:
+        version = service.model().version
+        checks["model"] = "ok"
+    except ModelUnavailable as exc:
+        checks["model"] = f"missing: {exc}"
+    if checks["database"] != "ok" or checks["model"] != "ok":
+        status, code = "unhealthy", 503
+    elif checks["redis"].startswith("down"):
+        status, code = "degraded", 200
+    else:
+        status, code = "healthy", 200
+    return json_response({"status": status, "model_version": version, "checks": checks}, code)
+
+
+@router.get(
+    "/metrics", tags=["ops"], response_class=Response, responses={200: {"content": {"text/plain": {}}}}
+)
+def prometheus_metrics() -> Response:
+    payload, content_type = metrics.render()
+    return Response(payload, media_type=content_type)

@@ -1,0 +1,379 @@
+"""The scoring service: one request from validated input to a stored, explained answer.
+
+    request ─▶ stored answer? (idempotency) ─▶ features from server state ─▶ lists ─▶ XGBoost score
+            ─▶ decision ladder ─▶ contributions + reasons ─▶ group commit (transaction, prediction, audit)
+
+Everything here is blocking (SQL, XGBoost); the API runs it in its thread pool. Features are computed by
+`features.online` from the database at the server's clock — never taken from the caller — so they are the
+offline definitions exactly (the parity tests hold `SqlFeatureSource` to them). A committed answer is
+visible to the next request's features because the request waits for its commit before answering.
+
+Failure policy (docs/api.md §Failure policy): a database that cannot be read or written, or a request
+past its deadline, raises `ScoringUnavailable` carrying a MANUAL_REVIEW, ``degraded`` answer that the API
+returns with 503 — never an APPROVED, and nothing half-written (one database transaction per batch).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import DBAPIError
+
+from ticketguard.config import Settings
+from ticketguard.features.online import OnlineFeatures, SqlFeatureSource
+from ticketguard.features.repository import TransactionFacts
+from ticketguard.ml.dataset import feature_params
+from ticketguard.ml.registry import RegistryError
+from ticketguard.ml.serving import LiveModel, ServingModel
+from ticketguard.scoring import domain
+from ticketguard.scoring.domain import Answer, ListStatus, Thresholds
+from ticketguard.scoring.store import (
+    DatabaseUnavailable,
+    GroupCommitter,
+    PendingWrite,
+    event_of_ticket,
+    find_answer,
+    wallet_lists,
+)
+
+log = logging.getLogger(__name__)
+
+UNKNOWN_EVENT = "unknown"
+NO_MODEL_HELP = (
+    "no fraud model is live: train and promote one with `ticketguard train --promote` "
+    "(or `make demo`), or pin one with MODEL_VERSION"
+)
+
+
+@dataclass(frozen=True)
+class ScoreRequest:
+    """A validated scoring request (the API builds it from its request model)."""
+
+    transaction_id: str
+    wallet_address: str
+    price_paid: Decimal
+    ticket_id: str | None = None
+    event_id: str | None = None
+    payment_method: str | None = None
+    is_resale: bool = False
+    seller_address: str | None = None
+    ip_address: str | None = None
+    timestamp: datetime | None = None  # the client's clock: checked and audited, never used for features
+    country: str | None = None
+    latitude: float | None = None
+    longitude: float | None = None
+    fingerprint: str = ""  # sha256 of the canonical request (domain.fingerprint)
+    actor: str | None = None  # who asked (set by the security layer)
+
+
+class ScoringError(Exception):
+    status_code = 500
+
+
+class IdempotencyConflict(ScoringError):
+    """Same transaction_id, different payload."""
+
+    status_code = 409
+
+
+class ModelUnavailable(ScoringError):
+    status_code = 503
+
+
+class ScoringUnavailable(ScoringError):
+    """Part of the path failed; ``answer`` is the policy's answer (MANUAL_REVIEW, degraded), not stored."""
+
+    status_code = 503
+
+    def __init__(self, message: str, answer: Answer) -> None:
+        super().__init__(message)
+        self.answer = answer
+
+
+@dataclass(frozen=True)
+class Outcome:
+    answer: Answer
+    replayed: bool  # the stored answer of an earlier identical request
+
+
+# A list check runs inside the request's read connection and says what a list says about the request.
+ListCheck = Callable[[Connection, TransactionFacts], ListStatus]
+
+
+@dataclass
+class _InFlight:
+    fingerprint: str
+    done: threading.Event = field(default_factory=threading.Event)
+    outcome: Outcome | None = None
+
+
+class ScoringService:
+    def __init__(
+        self,
+        settings: Settings,
+        engine: Engine,
+        live: LiveModel,
+        *,
+        committer: GroupCommitter | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.live = live
+        self.params = feature_params(settings)
+        self.source = SqlFeatureSource(engine, self.params)
+        self.features = OnlineFeatures(self.source, self.params)
+        self.thresholds = Thresholds(
+            block=settings.fraud_threshold_block,
+            review=settings.fraud_threshold_review,
+            twofa=settings.fraud_threshold_2fa,
+        )
+        self.committer = committer or GroupCommitter(engine, max_batch=settings.scoring_commit_batch_max)
+        self.clock = clock
+        self.deadline_s = settings.scoring_deadline_ms / 1000.0
+        self.top_k = settings.scoring_top_features
+        self.exact_for = settings.scoring_exact_explanations
+        self.list_checks: list[ListCheck] = [
+            lambda conn, f: wallet_lists(conn, f.wallet_address, f.timestamp)
+        ]
+        self._inflight: dict[str, _InFlight] = {}
+        self._inflight_lock = threading.Lock()
+
+    # ------------------------------------------------------------------------------------------ hooks
+    def add_list_check(self, check: ListCheck) -> None:
+        """Add a block/allow check (the security layer adds IP blocks); runs in the read connection."""
+        self.list_checks.append(check)
+
+    def model(self) -> ServingModel:
+        try:
+            return self.live.get()
+        except RegistryError as exc:
+            raise ModelUnavailable(NO_MODEL_HELP) from exc
+        except DBAPIError as exc:
+            raise ModelUnavailable(
+                f"the model registry could not be read: {type(exc.orig).__name__}"
+            ) from exc
+
+    def start(self) -> None:
+        self.committer.start()
+
+    def stop(self) -> None:
+        self.committer.stop()
+
+    # ------------------------------------------------------------------------------------------ scoring
+    def score(self, req: ScoreRequest) -> Outcome:
+        started = time.monotonic()
+        deadline = started + self.deadline_s
+        with self._inflight_lock:
+            mine = self._inflight.get(req.transaction_id)
+            owner = mine is None
+            if owner:
+                mine = self._inflight[req.transaction_id] = _InFlight(req.fingerprint)
+        assert mine is not None
+        if not owner:
+            # The same id is being scored by this process right now: wait for it, then replay or refuse.
+            if not mine.done.wait(max(0.0, deadline - time.monotonic())) or mine.outcome is None:
+                raise self._unavailable(req, "deadline: a concurrent request with this id did not finish")
+            if mine.fingerprint != req.fingerprint:
+                raise self._conflict(req.transaction_id)
+            return Outcome(mine.outcome.answer, replayed=True)
+        try:
+            outcome = self._score(req, started, deadline)
+            mine.outcome = outcome
+            return outcome
+        finally:
+            mine.done.set()
+            with self._inflight_lock:
+                self._inflight.pop(req.transaction_id, None)
+
+    def _conflict(self, transaction_id: str) -> IdempotencyConflict:
+        return IdempotencyConflict(
+            f"transaction_id {transaction_id!r} was already scored with a different payload; "
+            "use a new transaction_id, or resend the original request to get its stored answer"
+        )
+
+    def _unavailable(self, req: ScoreRequest, why: str) -> ScoringUnavailable:
+        policy = self.settings.scoring_unavailable_decision
+        answer = Answer(
+            transaction_id=req.transaction_id,
+            fraud_score=float("nan"),
+            decision=policy,
+            confidence=0.5,
+            top_features=[],
+            reasons=[f"scoring unavailable ({why}): decided by policy, retry with the same transaction_id"],
+            model_version="",
+            degraded=True,
+            degraded_reasons=[why],
+            explanation="none",
+        )
+        return ScoringUnavailable(why, answer)
+
+    def _replay(self, req: ScoreRequest, stored_hash: str, answer: Answer) -> Outcome:
+        if stored_hash != req.fingerprint:
+            raise self._conflict(req.transaction_id)
+        return Outcome(answer, replayed=True)
+
+    def _score(self, req: ScoreRequest, started: float, deadline: float) -> Outcome:
+        model = self.model()
+        now = self.clock()
+        try:
+            with self.engine.connect() as conn:
+                stored = find_answer(conn, req.transaction_id)
+                if stored is not None:
+                    return self._replay(req, stored.request_hash, stored.answer)
+                event_id = req.event_id
+                if event_id is None and req.ticket_id is not None:
+                    event_id = event_of_ticket(conn, req.ticket_id)
+                facts = TransactionFacts(
+                    transaction_id=req.transaction_id,
+                    wallet_address=req.wallet_address,
+                    event_id=event_id or UNKNOWN_EVENT,
+                    timestamp=now,
+                    price_paid=req.price_paid,
+                    ticket_id=req.ticket_id,
+                    payment_method=req.payment_method,
+                    is_resale=req.is_resale,
+                    seller_address=req.seller_address if req.is_resale else None,
+                    ip_address=req.ip_address,
+                    latitude=req.latitude,
+                    longitude=req.longitude,
+                )
+                primitives = self.source.primitives_in(conn, facts)
+                lists = domain.NOT_LISTED
+                for check in self.list_checks:
+                    lists = lists.merge(check(conn, facts))
+        except DBAPIError as exc:
+            log.warning("database read failed: %s", type(exc.orig).__name__)
+            raise self._unavailable(req, "database unavailable") from exc
+        features = self.features.finish(facts, primitives)
+        row = model.vector(features)
+        answer = self._decide(req, model, row, features, lists)
+        if time.monotonic() > deadline:
+            raise self._unavailable(req, "deadline exceeded before the answer was stored")
+        write = self._pending(req, facts, answer, features, started)
+        future = self.committer.submit(write)
+        return self._await_write(req, future, answer, deadline)
+
+    def _await_write(
+        self, req: ScoreRequest, future: Future[Any], answer: Answer, deadline: float
+    ) -> Outcome:
+        try:
+            result = future.result(timeout=max(0.001, deadline - time.monotonic()))
+        except FutureTimeout:
+            future.cancel()  # not yet picked up: never written; else it lands and a retry replays it
+            raise self._unavailable(req, "deadline exceeded while storing the answer") from None
+        except (DatabaseUnavailable, DBAPIError) as exc:
+            log.warning("database write failed: %s", exc)
+            raise self._unavailable(req, "database unavailable") from exc
+        if result.status == "duplicate":
+            assert result.stored is not None
+            return self._replay(req, result.stored.request_hash, result.stored.answer)
+        return Outcome(answer, replayed=False)
+
+    def _decide(
+        self,
+        req: ScoreRequest,
+        model: ServingModel,
+        row: np.ndarray,
+        features: dict[str, float],
+        lists: ListStatus,
+    ) -> Answer:
+        score = model.predict(row)
+        decision = domain.decide(score, self.thresholds, lists)
+        exact = self.exact_for == "all" or (self.exact_for == "non_approved" and decision != domain.APPROVED)
+        why = model.explain(row, approximate=not exact)
+        top = domain.top_contributions(why.contributions, features, self.top_k)
+        return Answer(
+            transaction_id=req.transaction_id,
+            fraud_score=round(score, 6),
+            decision=decision,
+            confidence=domain.confidence(score, decision, lists),
+            top_features=[
+                {
+                    "feature": c.feature,
+                    "contribution": round(c.contribution, 6),
+                    "value": _json_float(c.value),
+                }
+                for c in top
+            ],
+            reasons=domain.reasons_for(decision, top, lists),
+            model_version=model.version,
+            bias=round(why.bias, 6),
+            explanation="exact" if exact else "approximate",
+        )
+
+    def _pending(
+        self,
+        req: ScoreRequest,
+        facts: TransactionFacts,
+        answer: Answer,
+        features: dict[str, float],
+        started: float,
+    ) -> PendingWrite:
+        status = {"APPROVED": "approved", "BLOCKED": "blocked"}.get(answer.decision, "pending")
+        transaction = {
+            "transaction_id": facts.transaction_id,
+            "wallet_address": facts.wallet_address,
+            "event_id": facts.event_id,
+            "ticket_id": facts.ticket_id,
+            "price_paid": req.price_paid,
+            "payment_method": facts.payment_method,
+            "is_resale": facts.is_resale,
+            "status": status,
+            "timestamp": facts.timestamp,
+            "seller_address": facts.seller_address,
+            "ip_address": facts.ip_address,
+            "country": req.country,
+            "latitude": facts.latitude,
+            "longitude": facts.longitude,
+            "source": "api",
+        }
+        prediction = {
+            "transaction_id": facts.transaction_id,
+            "fraud_score": answer.fraud_score,
+            "decision": answer.decision,
+            "features": {k: _json_float(v) for k, v in features.items()},
+            "model_version": answer.model_version,
+            "timestamp": facts.timestamp,
+            "confidence": answer.confidence,
+            "top_features": answer.top_features,
+            "reasons": answer.reasons,
+            "degraded": answer.degraded,
+            "degraded_reason": "; ".join(answer.degraded_reasons) or None,
+            "request_hash": req.fingerprint,
+            "latency_ms": round((time.monotonic() - started) * 1000.0, 3),
+        }
+        audit = {
+            "transaction_id": facts.transaction_id,
+            "action": "fraud_decision",
+            "actor": req.actor,
+            "decision": answer.decision,
+            "fraud_score": answer.fraud_score,
+            "model_version": answer.model_version,
+            "degraded": answer.degraded,
+            "request_hash": req.fingerprint,
+            "metadata": {
+                "explanation": answer.explanation,
+                "bias": answer.bias,
+                "client_timestamp": req.timestamp.isoformat() if req.timestamp else None,
+                "event_inferred": req.event_id is None,
+            },
+            "timestamp": facts.timestamp,
+        }
+        return PendingWrite(transaction, prediction, audit)
+
+
+def _json_float(value: float) -> float | None:
+    return None if math.isnan(value) or math.isinf(value) else float(value)

@@ -1,0 +1,258 @@
+"""The scoring store: reading a stored answer, the list look-ups, and writing answered requests.
+
+Writes go through `GroupCommitter`: one thread per process takes every answer that is waiting and writes
+the transactions, predictions and audit rows of all of them in **one** database transaction (three
+multi-row INSERTs, one commit). A request waits for its batch's commit before it answers, so durability
+stays on and every 200 has its rows; concurrent requests share the commit's cost. A batch that hits a
+unique-key conflict (a duplicate `transaction_id` racing in from another worker) is rolled back and written
+row by row, so the others still land and the duplicate is resolved against the stored answer.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, insert, literal, or_, select
+from sqlalchemy.exc import DBAPIError, IntegrityError
+
+from ticketguard import tables
+from ticketguard.scoring.domain import Answer, ListStatus
+
+log = logging.getLogger(__name__)
+
+
+class DatabaseUnavailable(RuntimeError):
+    """The database could not be read or written; the message says which step failed."""
+
+
+@dataclass(frozen=True)
+class StoredAnswer:
+    answer: Answer
+    request_hash: str
+
+
+def find_answer(conn: Connection, transaction_id: str) -> StoredAnswer | None:
+    """The answer stored for this transaction id (prediction joined with its audit row), if any."""
+    p = tables.fraud_predictions
+    a = tables.scoring_audit
+    row = conn.execute(
+        select(
+            p.c.fraud_score,
+            p.c.decision,
+            p.c.confidence,
+            p.c.top_features,
+            p.c.reasons,
+            p.c.model_version,
+            p.c.degraded,
+            p.c.degraded_reason,
+            p.c.request_hash,
+            a.c.metadata,
+        )
+        .select_from(p.outerjoin(a, a.c.transaction_id == p.c.transaction_id))
+        .where(p.c.transaction_id == transaction_id)
+    ).first()
+    if row is None:
+        return None
+    meta = row.metadata or {}
+    answer = Answer(
+        transaction_id=transaction_id,
+        fraud_score=float(row.fraud_score) if row.fraud_score is not None else float("nan"),
+        decision=str(row.decision),
+        confidence=float(row.confidence or 0.0),
+        top_features=list(row.top_features or []),
+        reasons=list(row.reasons or []),
+        model_version=str(row.model_version or ""),
+        bias=float(meta.get("bias", 0.0)),
+        degraded=bool(row.degraded),
+        degraded_reasons=[r for r in (row.degraded_reason or "").split("; ") if r],
+        explanation=str(meta.get("explanation", "approximate")),
+    )
+    return StoredAnswer(answer, str(row.request_hash or ""))
+
+
+def wallet_lists(conn: Connection, wallet: str, at: datetime) -> ListStatus:
+    """Blacklist and allow list of the wallet at ``at`` (added before or at ``at``, not expired)."""
+
+    def active(table: Any) -> Any:
+        return (
+            select(literal(1))
+            .where(
+                table.c.wallet_address == wallet,
+                table.c.timestamp <= at,
+                or_(table.c.expires_at.is_(None), table.c.expires_at > at),
+            )
+            .exists()
+        )
+
+    row = conn.execute(
+        select(
+            active(tables.blacklisted_wallets).label("blocked"),
+            active(tables.allowlisted_wallets).label("allowed"),
+        )
+    ).one()
+    blocked, allowed = bool(row.blocked), bool(row.allowed)
+    reasons = []
+    if blocked:
+        reasons.append("wallet is on the blacklist")
+    if allowed:
+        reasons.append("wallet is on the allow list (VIP): 2FA and manual review skipped")
+    return ListStatus(blocked=blocked, allowlisted=allowed, reasons=tuple(reasons))
+
+
+def event_of_ticket(conn: Connection, ticket_id: str) -> str | None:
+    """The event a known ticket belongs to (its earliest transaction), for requests without event_id."""
+    x = tables.transactions
+    return conn.execute(
+        select(x.c.event_id).where(x.c.ticket_id == ticket_id).order_by(x.c.timestamp).limit(1)
+    ).scalar()
+
+
+# ------------------------------------------------------------------------------------------------ writes
+@dataclass
+class PendingWrite:
+    transaction: dict[str, Any]
+    prediction: dict[str, Any]
+    audit: dict[str, Any]
+    future: Future[WriteOutcome] = field(default_factory=Future)
+
+    @property
+    def transaction_id(self) -> str:
+        return str(self.transaction["transaction_id"])
+
+
+@dataclass(frozen=True)
+class WriteOutcome:
+    """``written``: our rows landed. ``duplicate``: another request stored an answer first (``stored``)."""
+
+    status: str
+    stored: StoredAnswer | None = None
+
+
+def _write_rows(conn: Connection, batch: list[PendingWrite]) -> None:
+    conn.execute(insert(tables.transactions), [w.transaction for w in batch])
+    conn.execute(insert(tables.fraud_predictions), [w.prediction for w in batch])
+    conn.execute(insert(tables.scoring_audit), [w.audit for w in batch])
+
+
+def _write_one(engine: Engine, w: PendingWrite) -> WriteOutcome:
+    """One request in its own transaction, resolving conflicts: a stored answer wins; a transaction row
+    that exists without an answer (written by the chain ETL or an import) gets its prediction and audit."""
+    for _ in range(2):
+        try:
+            with engine.begin() as conn:
+                stored = find_answer(conn, w.transaction_id)
+                if stored is not None:
+                    return WriteOutcome("duplicate", stored)
+                x = tables.transactions
+                exists = conn.execute(
+                    select(literal(1)).where(x.c.transaction_id == w.transaction_id)
+                ).first()
+                if exists is None:
+                    conn.execute(insert(x), [w.transaction])
+                conn.execute(insert(tables.fraud_predictions), [w.prediction])
+                conn.execute(insert(tables.scoring_audit), [w.audit])
+            return WriteOutcome("written")
+        except IntegrityError:
+            continue  # lost a race with another worker: read what it stored
+    with engine.connect() as conn:
+        stored = find_answer(conn, w.transaction_id)
+    if stored is None:
+        raise DatabaseUnavailable(f"could not store transaction {w.transaction_id!r}: conflicting rows")
+    return WriteOutcome("duplicate", stored)
+
+
+class GroupCommitter:
+    """Writes pending answers in batches from one background thread (see the module doc)."""
+
+    def __init__(self, engine: Engine, *, max_batch: int = 256) -> None:
+        self.engine = engine
+        self.max_batch = max_batch
+        self._queue: queue.SimpleQueue[PendingWrite | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self.batches = 0
+        self.rows = 0
+        self.on_batch: Callable[[int], None] | None = None  # e.g. a metrics histogram's observe
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="group-commit", daemon=True)
+            self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        if self._thread is not None:
+            self._stopping.set()
+            self._queue.put(None)
+            self._thread.join(timeout)
+            self._thread = None
+
+    def submit(self, write: PendingWrite) -> Future[WriteOutcome]:
+        if self._thread is None:
+            self.start()
+        self._queue.put(write)
+        return write.future
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            while len(batch) < self.max_batch:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    self._stopping.set()
+                    break
+                batch.append(item)
+            self._write(batch)
+            if self._stopping.is_set() and self._queue.empty():
+                return
+
+    def _write(self, batch: list[PendingWrite]) -> None:
+        live = [w for w in batch if w.future.set_running_or_notify_cancel()]
+        if not live:
+            return
+        try:
+            self._write_batch(live)
+        except Exception as exc:  # the futures carry it to each request; the thread must live on
+            log.exception("group commit failed")
+            for w in live:
+                if not w.future.done():
+                    w.future.set_exception(exc)
+
+    def _write_batch(self, batch: list[PendingWrite]) -> None:
+        ids = [w.transaction_id for w in batch]
+        if len(set(ids)) == len(ids):
+            try:
+                with self.engine.begin() as conn:
+                    _write_rows(conn, batch)
+                self.batches += 1
+                self.rows += len(batch)
+                if self.on_batch is not None:
+                    self.on_batch(len(batch))
+                for w in batch:
+                    w.future.set_result(WriteOutcome("written"))
+                return
+            except IntegrityError:
+                log.info("group commit conflict: writing %d rows one by one", len(batch))
+            except DBAPIError as exc:
+                raise DatabaseUnavailable(f"database write failed: {type(exc.orig).__name__}") from exc
+        for w in batch:
+            try:
+                w.future.set_result(_write_one(self.engine, w))
+            except DBAPIError as exc:
+                w.future.set_exception(
+                    DatabaseUnavailable(f"database write failed: {type(exc.orig).__name__}")
+                )
+            except DatabaseUnavailable as exc:
+                w.future.set_exception(exc)
