@@ -236,15 +236,15 @@ class Settings(BaseSettings):
     api_workers: int = Field(default=2, ge=1, le=64)
     # Scoring API (docs/api.md): deadline, explanations, failure policy, request limits.
     scoring_deadline_ms: int = Field(
-        default=1000, ge=10, le=60_000, description="Per-request deadline; past it the failure policy answers."
+        default=1000, ge=10, le=60_000, description="Per-request deadline; past it the failure policy rules."
     )
     scoring_unavailable_decision: Literal["MANUAL_REVIEW", "BLOCKED"] = Field(
         default="MANUAL_REVIEW",
-        description="Decision in the 503 answer when the database is down or the deadline passed (never APPROVED).",
+        description="Decision of the 503 answer when the database is down or the deadline passed.",
     )
     scoring_exact_explanations: Literal["none", "non_approved", "all"] = Field(
         default="non_approved",
-        description="Which answers get exact TreeSHAP contributions; the others get approximate (Saabas) ones.",
+        description="Answers with exact TreeSHAP contributions; the others get approximate (Saabas).",
     )
     scoring_top_features: int = Field(default=5, ge=1, le=32, description="Contributions in each answer.")
     scoring_commit_batch_max: int = Field(
