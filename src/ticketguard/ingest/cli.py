@@ -82,7 +82,7 @@ def import_command(
         )
         raise typer.Exit(code=EXIT_USAGE)
 
-    engine = database_engine(settings)
+    engine = database_engine(settings, batch=True)
     try:
         mapping = load_mapping_file(mapping_file) if mapping_file is not None else {}
         mapping.update(parse_map_options(map_items))

@@ -48,7 +48,7 @@ def _settings_and_engine(require_db: bool = True) -> tuple[Any, Any]:
     if require_db and not migrate.is_up_to_date(settings.resolved_database_url):
         console.print("[red]the database is not migrated:[/red] run `ticketguard db upgrade` first")
         raise typer.Exit(EXIT_USAGE)
-    return settings, database_engine(settings)
+    return settings, database_engine(settings, batch=True)
 
 
 def _parse_time(value: str | None, option: str) -> datetime | None:

@@ -231,7 +231,7 @@ def history_from_database(settings: Settings) -> tuple[History, pd.DataFrame]:
     from ticketguard.features.repository import read_blacklist
     from ticketguard.history import read_history
 
-    engine = database_engine(settings)
+    engine = database_engine(settings, batch=True)
     try:
         with engine.connect() as conn:
             return read_history(conn), read_blacklist(conn)

@@ -33,7 +33,7 @@ def retrain(
     candidate's holdout, and whether (and why) it was promoted.
     """
     history, blacklist = history_from_database(settings)
-    engine = database_engine(settings)
+    engine = database_engine(settings, batch=True)
     try:
         run = train_model(
             settings,
@@ -93,7 +93,7 @@ def retrain(
 
 def refresh_graph(settings: Settings, *, now: datetime | None = None) -> dict[str, Any]:
     """Today's wallet-graph snapshot for online social_graph_centrality (run daily, after midnight UTC)."""
-    engine = database_engine(settings)
+    engine = database_engine(settings, batch=True)
     try:
         return refresh_graph_snapshot(
             engine,

@@ -76,7 +76,7 @@ def simulate_command(
                 target = ", ".join(written)
             else:
                 assert settings is not None
-                engine = database_engine(settings)
+                engine = database_engine(settings, batch=True)
                 try:
                     counts = write_to_database(
                         engine,
