@@ -47,7 +47,8 @@ def test_jobs_run_records_the_run_and_reports_failures_by_exit_code(cli_db: str)
     unknown = runner.invoke(app, ["jobs", "run", "nope"])
     assert unknown.exit_code == 2
     assert (
-        "unknown job 'nope'; accepted: etl, refresh-views, retention, data-quality, retrain" in unknown.output
+        "unknown job 'nope'; accepted: etl, refresh-views, retention, data-quality, retrain, "
+        "security-correlation" in unknown.output
     )
     history = runner.invoke(app, ["jobs", "history"])
     assert "refresh-views" in history.output

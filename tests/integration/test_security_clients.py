@@ -79,7 +79,11 @@ def test_create_list_revoke_with_hashed_key_and_audit(cli_db: str) -> None:
         with pytest.raises(AuthError, match="revoked"):
             fresh.authenticate(key)
         with engine.connect() as conn:
-            actions = conn.execute(select(tables.admin_audit_log.c.action)).scalars().all()
+            actions = (
+                conn.execute(select(tables.admin_audit_log.c.action).order_by(tables.admin_audit_log.c.id))
+                .scalars()
+                .all()
+            )
         assert actions == ["client.create", "client.revoke"]  # the second revoke changed nothing
     finally:
         engine.dispose()

@@ -84,6 +84,12 @@ def _retrain(ctx: JobContext) -> Counts:
     return dict(retrain(ctx.settings, auto_deploy=True))
 
 
+def _security(ctx: JobContext) -> Counts:
+    from ticketguard.security.correlation import correlation_job
+
+    return correlation_job(ctx.settings, ctx.engine, ctx.now)
+
+
 JOBS: dict[str, Job] = {
     job.name: job
     for job in (
@@ -102,6 +108,7 @@ JOBS: dict[str, Job] = {
             "data-quality", "Check nulls, duplicates, freshness and volume; alert on failures.", _data_quality
         ),
         Job("retrain", "Retrain the fraud model; auto-deploy only through the promotion gate.", _retrain),
+        Job("security-correlation", "Correlation rules → automated responses (docs/security.md).", _security),
     )
 }
 

@@ -58,4 +58,5 @@ SCHEDULE: tuple[ScheduledJob, ...] = (
     ScheduledJob("retention", cron="0 3 * * sun", grace=timedelta(hours=6)),
     ScheduledJob("data-quality", cron="15 * * * *", grace=timedelta(minutes=30)),
     ScheduledJob("retrain", every=timedelta(days=14), anchor=RETRAIN_ANCHOR, grace=timedelta(hours=6)),
+    ScheduledJob("security-correlation", cron="* * * * *", grace=timedelta(seconds=50)),
 )

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import getpass
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import typer
@@ -156,6 +156,236 @@ def clients_token(
         raise _fail("JWT_SECRET is not set: nothing to sign tokens with")
     verifier = TokenVerifier.from_settings(settings)
     out.print(verifier.issue(subject, ttl, now=int(time.time())), markup=False, highlight=False)
+
+
+# ---------------------------------------------------------------------------------------------- blocklist
+KINDS = {"wallet": "blacklist", "vip": "allowlist", "ip": "ip"}
+KIND_HELP = "wallet (blacklist), vip (allow list) or ip (IP block)."
+TITLES = {"wallet": "blacklisted wallets", "vip": "allow-listed (VIP) wallets", "ip": "blocked IPs"}
+_UNITS = {"m": 60, "h": 3600, "d": 86_400}
+
+
+def parse_duration(value: str | None) -> timedelta | None:
+    """``30m``, ``12h``, ``7d`` → timedelta; empty → None (until removed)."""
+    if not value:
+        return None
+    text = value.strip().lower()
+    if len(text) < 2 or text[-1] not in _UNITS or not text[:-1].isdigit() or int(text[:-1]) <= 0:
+        raise ValueError(
+            f"--expires-in must be a positive number with m, h or d (e.g. 30m, 12h, 7d), got {value!r}"
+        )
+    return timedelta(seconds=int(text[:-1]) * _UNITS[text[-1]])
+
+
+def _kind(value: str) -> str:
+    if value not in KINDS:
+        raise _fail(f"KIND must be one of {', '.join(KINDS)}, got {value!r}")
+    return KINDS[value]
+
+
+def _redis(settings: Settings) -> object | None:
+    url = settings.resolved_redis_url
+    if not url:
+        return None
+    import redis
+
+    timeout = max(settings.redis_timeout_ms / 1000, 0.5)
+    return redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+
+
+@blocklist_app.command("add")
+def blocklist_add(
+    kind: str = typer.Argument(..., help=KIND_HELP),
+    value: str = typer.Argument(..., help="The wallet address or IP address."),
+    reason: str = typer.Option(..., "--reason", help="Why (kept with the entry and in the audit log)."),
+    expires_in: str = typer.Option(None, "--expires-in", help="e.g. 30m, 12h, 7d; default: until removed."),
+    actor: str = typer.Option(None, "--actor", help=ACTOR_HELP),
+) -> None:
+    """Blacklist a wallet, allow-list a VIP wallet, or block an IP (IPs are stored hashed)."""
+    from ticketguard.security import lists
+    from ticketguard.security.keys import pepper
+
+    list_kind = _kind(kind)
+    try:
+        duration = parse_duration(expires_in)
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    settings, engine = _ready()
+    now = datetime.now(UTC)
+    expires_at = now + duration if duration else None
+    who = actor or getpass.getuser()
+    try:
+        with engine.begin() as conn:
+            if list_kind == "ip":
+                shown = lists.block_ip(
+                    conn,
+                    value,
+                    pepper=pepper(settings),
+                    reason=reason,
+                    actor=who,
+                    now=now,
+                    expires_at=expires_at,
+                )
+            else:
+                shown = lists.add_wallet(
+                    conn, list_kind, value, reason=reason, actor=who, now=now, expires_at=expires_at
+                )
+    except lists.ListError as exc:
+        raise _fail(str(exc)) from None
+    if list_kind == "ip":
+        lists.publish_ip_blocks(engine, _redis(settings))
+    until = f"until {_when(expires_at)} UTC" if expires_at else "until removed"
+    console.print(f"{kind} {escape(shown)} added ({until})")
+
+
+@blocklist_app.command("remove")
+def blocklist_remove(
+    kind: str = typer.Argument(..., help=KIND_HELP),
+    value: str = typer.Argument(..., help="The wallet address, or the IP address or its ip:… token."),
+    actor: str = typer.Option(None, "--actor", help=ACTOR_HELP),
+) -> None:
+    """Remove a wallet from the blacklist or allow list, or lift an IP block."""
+    from ticketguard.security import lists
+    from ticketguard.security.keys import pepper
+    from ticketguard.security.redact import hash_ip
+
+    list_kind = _kind(kind)
+    settings, engine = _ready()
+    now = datetime.now(UTC)
+    who = actor or getpass.getuser()
+    try:
+        with engine.begin() as conn:
+            if list_kind == "ip":
+                token = value if value.startswith("ip:") else hash_ip(value, pepper(settings))
+                removed = lists.unblock_ip_token(conn, token, actor=who, now=now)
+            else:
+                removed = lists.remove_wallet(conn, list_kind, value, actor=who, now=now)
+    except lists.ListError as exc:
+        raise _fail(str(exc)) from None
+    if not removed:
+        raise _fail(f"{kind} {value[:64]!r} is not on the list", code=EXIT_FAILED)
+    if list_kind == "ip":
+        lists.publish_ip_blocks(engine, _redis(settings))
+    console.print(f"{kind} removed")
+
+
+@blocklist_app.command("list")
+def blocklist_list(
+    kind: str = typer.Argument("all", help="wallet, vip, ip or all."),
+) -> None:
+    """Show the active entries (expired ones are not shown); IPs appear masked and as their hash token."""
+    from ticketguard.security import lists
+
+    kinds = list(KINDS) if kind == "all" else [kind]
+    for k in kinds:
+        _kind(k)
+    _, engine = _ready()
+    now = datetime.now(UTC)
+    with engine.connect() as conn:
+        for k in kinds:
+            table = Table(title=TITLES[k])
+            if KINDS[k] == "ip":
+                blocks = lists.active_ip_blocks(conn, now)
+                for column in ("ip token", "masked", "reason", "by", "since", "expires"):
+                    table.add_column(column)
+                for b in blocks:
+                    table.add_row(
+                        b.ip_hash,
+                        b.ip_masked or "-",
+                        escape(b.reason or "-"),
+                        escape(b.added_by or "-"),
+                        _when(b.created_at),
+                        _when(b.expires_at),
+                    )
+            else:
+                entries = lists.list_wallets(conn, KINDS[k], now)
+                for column in ("wallet", "reason", "by", "since", "expires"):
+                    table.add_column(column)
+                for e in entries:
+                    table.add_row(
+                        e.wallet_address,
+                        escape(e.reason or "-"),
+                        escape(e.added_by or "-"),
+                        _when(e.timestamp),
+                        _when(e.expires_at),
+                    )
+            out.print(table)
+
+
+# ----------------------------------------------------------------------------------------------- security
+@security_app.command("responses")
+def security_responses(
+    limit: int = typer.Option(50, "--limit", min=1, max=10_000, help="Newest first."),
+) -> None:
+    """The automated responses the correlation rules applied, newest first."""
+    from ticketguard.security.responses import list_responses
+
+    _, engine = _ready()
+    with engine.connect() as conn:
+        records = list_responses(conn, limit=limit)
+    table = Table(title=f"{len(records)} response(s)")
+    for column in ("id", "rule", "action", "target", "created", "expires", "reverted"):
+        table.add_column(column)
+    for r in records:
+        table.add_row(
+            str(r.id),
+            r.rule,
+            r.action,
+            r.target,
+            _when(r.created_at),
+            _when(r.expires_at),
+            _when(r.reverted_at) + (f" by {escape(r.reverted_by)}" if r.reverted_by else ""),
+        )
+    out.print(table)
+
+
+@security_app.command("revert")
+def security_revert(
+    response_id: int = typer.Argument(..., help="The response id (see `ticketguard security responses`)."),
+    actor: str = typer.Option(None, "--actor", help=ACTOR_HELP),
+) -> None:
+    """Undo an automated response: lift its IP block / blacklist entry / global-limit tightening."""
+    from ticketguard.security import lists
+    from ticketguard.security.responses import ResponseError, revert_response
+
+    settings, engine = _ready()
+    try:
+        with engine.begin() as conn:
+            record = revert_response(
+                conn, response_id, actor=actor or getpass.getuser(), now=datetime.now(UTC)
+            )
+    except ResponseError as exc:
+        raise _fail(str(exc)) from None
+    if record.action == "block_ip":
+        lists.publish_ip_blocks(engine, _redis(settings))
+    console.print(f"response {record.id} ({record.rule}: {record.action}) reverted")
+
+
+@security_app.command("rules")
+def security_rules() -> None:
+    """Show the correlation rules loaded from SECURITY_RULES_PATH (or the packaged default)."""
+    from ticketguard.cli import get_settings
+    from ticketguard.security.rules import RulesError, load_rules
+
+    settings = get_settings()
+    try:
+        rules = load_rules(settings.security_rules_path)
+    except RulesError as exc:
+        raise _fail(str(exc)) from None
+    table = Table(title=f"{len(rules)} correlation rule(s)")
+    for column in ("name", "kind", "threshold", "window", "response", "for", "severity"):
+        table.add_column(column)
+    for r in rules:
+        table.add_row(
+            r.name,
+            r.kind,
+            str(r.threshold),
+            str(r.window),
+            r.action,
+            str(r.duration) if r.duration else "until reverted",
+            r.severity,
+        )
+    out.print(table)
 
 
 def register(app: typer.Typer) -> None:

@@ -1,0 +1,363 @@
+"""The security layer in front of the scoring API: one pure-ASGI middleware and one list check.
+
+Per request, in this order (health, Prometheus metrics and the API docs skip all of it):
+1. the client IP, believed from X-Forwarded-For only through TRUSTED_PROXIES (`netaddr`);
+2. IP block list → 403;
+3. rate limits: per client IP, per route (RATE_LIMIT_ROUTES, RATE_LIMIT_BUY), global → 429 with
+   Retry-After and X-RateLimit-* headers;
+4. client auth on /api/v1/ml/* (JWT or API key with scope `score`) and /api/v1/metrics (API key with
+   scope `metrics`) when JWT_SECRET or JWT_PUBLIC_KEY is set → one uniform 401 for every failure;
+5. per-user limit (JWT subject) → 429;
+6. after the answer: a BLOCKED decision becomes a security event.
+Every refusal is a security event (hashed IP and user, redacted metadata).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Connection, Engine
+
+from ticketguard.config import Settings
+from ticketguard.security.auth import AuthError, Principal, TokenVerifier
+from ticketguard.security.clients import ApiKeyAuthenticator
+from ticketguard.security.events import (
+    AUTH_FAILED,
+    DECISION_BLOCKED,
+    RATE_LIMITED,
+    REQUEST_BLOCKED,
+    SecurityEvent,
+    SecurityEventWriter,
+    user_token,
+)
+from ticketguard.security.keys import configured_secrets, pepper
+from ticketguard.security.lists import IpBlockCache, ip_token_blocked
+from ticketguard.security.logs import configure_logging, redactor
+from ticketguard.security.netaddr import IPNetwork, client_ip, parse_networks
+from ticketguard.security.ratelimit import RateLimitService, Verdict
+from ticketguard.security.redact import hash_ip, hash_wallet
+from ticketguard.security.responses import active_global_limit
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from ticketguard.features.repository import TransactionFacts
+    from ticketguard.scoring.domain import ListStatus
+
+log = logging.getLogger(__name__)
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+OPEN_PATHS = frozenset({"/health", "/docs", "/openapi.json", "/redoc", "/docs/oauth2-redirect"})
+SCORING_PREFIX = "/api/v1/ml/"
+METRICS_API_PATH = "/api/v1/metrics"
+PROMETHEUS_PATH = "/metrics"
+RATE_EVENT_EVERY_S = 10.0
+BLOCK_EVENT_EVERY_S = 60.0
+OVERRIDE_REFRESH_S = 5.0
+
+UNAUTHORIZED_BODY = json.dumps({"error": "unauthorized", "detail": "valid credentials required"}).encode()
+FORBIDDEN_BODY = json.dumps(
+    {"error": "forbidden", "detail": "requests from this address are blocked"}
+).encode()
+
+
+def auth_status(verifier: TokenVerifier) -> str:
+    if not verifier.enabled:
+        return "disabled"
+    return "+".join([f"jwt({','.join(verifier.algorithms)})", "api_key"])
+
+
+class GlobalLimit:
+    """The effective global limit: RATE_LIMIT_GLOBAL, or tighter while a DDoS response is active."""
+
+    def __init__(self, engine: Engine, configured: int, clock: Callable[[], float] = time.time) -> None:
+        self._engine = engine
+        self.configured = configured
+        self.current = configured
+        self._clock = clock
+        self._loaded_at = float("-inf")
+
+    def stale(self) -> bool:
+        return self._clock() - self._loaded_at >= OVERRIDE_REFRESH_S
+
+    def refresh(self) -> None:
+        self._loaded_at = self._clock()
+        try:
+            with self._engine.connect() as conn:
+                override = active_global_limit(conn, datetime.now(UTC))
+        except Exception as exc:
+            log.warning(
+                "global limit override not readable, keeping %d: %s", self.current, type(exc).__name__
+            )
+            return
+        self.current = min(self.configured, override) if override else self.configured
+
+
+@dataclass
+class SecurityRuntime:
+    settings: Settings
+    engine: Engine
+    pepper: bytes
+    trusted: tuple[IPNetwork, ...]
+    verifier: TokenVerifier
+    api_keys: ApiKeyAuthenticator
+    limiter: RateLimitService
+    ip_blocks: IpBlockCache
+    events: SecurityEventWriter
+    global_limit: GlobalLimit
+    route_limits: dict[str, int]
+
+    @classmethod
+    def build(cls, settings: Settings, engine: Engine, redis: Any | None) -> SecurityRuntime:
+        key = pepper(settings)
+        routes = {settings.rate_limit_buy_path: settings.rate_limit_buy, **settings.rate_limit_routes}
+        return cls(
+            settings=settings,
+            engine=engine,
+            pepper=key,
+            trusted=parse_networks(settings.trusted_proxies),
+            verifier=TokenVerifier.from_settings(settings),
+            api_keys=ApiKeyAuthenticator(engine, key),
+            limiter=RateLimitService.from_settings(settings),
+            ip_blocks=IpBlockCache(engine, redis, max_age=settings.security_list_cache_seconds),
+            events=SecurityEventWriter(engine, redactor()),
+            global_limit=GlobalLimit(engine, settings.rate_limit_global),
+            route_limits=routes,
+        )
+
+    @property
+    def auth_enabled(self) -> bool:
+        return self.verifier.enabled
+
+    def ip_list_check(self, conn: Connection, facts: TransactionFacts) -> ListStatus:
+        """Scoring-path list check: the buyer IP the backend reports, against the IP block list."""
+        from ticketguard.scoring.domain import ListStatus
+
+        if not facts.ip_address:
+            return ListStatus()
+        if ip_token_blocked(conn, hash_ip(facts.ip_address, self.pepper), datetime.now(UTC)):
+            return ListStatus(blocked=True, reasons=("buyer IP address is on the block list",))
+        return ListStatus()
+
+
+def _headers(scope: Scope) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for raw_key, raw_value in scope.get("headers", []):
+        out.setdefault(raw_key.decode("latin-1").lower(), []).append(raw_value.decode("latin-1"))
+    return out
+
+
+async def _send_json(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *headers,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class SecurityMiddleware:
+    def __init__(self, app: ASGIApp, runtime: SecurityRuntime) -> None:
+        self.app = app
+        self.rt = runtime
+        self._background: set[asyncio.Task[None]] = set()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope.get("path", "")
+        if path in OPEN_PATHS or (path == PROMETHEUS_PATH and not self.rt.settings.metrics_require_key):
+            await self.app(scope, receive, send)
+            return
+        rt = self.rt
+        headers = _headers(scope)
+        peer = (scope.get("client") or (None, None))[0]
+        ip = client_ip(peer, headers.get("x-forwarded-for", []), rt.trusted)
+        ip_token = hash_ip(ip, rt.pepper)
+        state = scope.setdefault("state", {})
+        state["client_ip_token"] = ip_token
+        await self._refresh_caches()
+
+        if rt.ip_blocks.is_blocked(ip_token):
+            rt.events.record_throttled(
+                (REQUEST_BLOCKED, ip_token),
+                SecurityEvent(REQUEST_BLOCKED, "low", ip_token, metadata={"path": path}),
+                BLOCK_EVENT_EVERY_S,
+            )
+            await _send_json(send, 403, FORBIDDEN_BODY, [])
+            return
+
+        for name, key, limit in self._pre_auth_limits(path, ip_token):
+            verdict = await rt.limiter.hit(name, key, limit)
+            if not verdict.allowed:
+                await self._too_many(send, verdict, ip_token, None, path)
+                return
+
+        principal: Principal | None = None
+        needs_auth = path.startswith(SCORING_PREFIX) or path in (METRICS_API_PATH, PROMETHEUS_PATH)
+        if rt.auth_enabled and needs_auth:
+            try:
+                principal = await self._authenticate(headers, path)
+            except AuthError as exc:
+                rt.events.record(
+                    SecurityEvent(
+                        AUTH_FAILED, "medium", ip_token, metadata={"path": path, "reason": exc.reason}
+                    )
+                )
+                log.info("auth failed on %s: %s", path, exc.reason)
+                await _send_json(
+                    send, 401, UNAUTHORIZED_BODY, [(b"www-authenticate", b'Bearer realm="ticketguard"')]
+                )
+                return
+            state["principal"] = principal
+            if principal.kind == "jwt":
+                user = user_token(principal.subject, rt.pepper)
+                state["client_id"] = user
+                verdict = await rt.limiter.hit("user", user, rt.settings.rate_limit_user)
+                if not verdict.allowed:
+                    await self._too_many(send, verdict, ip_token, user, path)
+                    return
+            else:
+                state["client_id"] = principal.client_id
+
+        await self.app(scope, receive, send)
+        if state.get("decision") == "BLOCKED":
+            wallet = state.get("wallet_address")
+            rt.events.record(
+                SecurityEvent(
+                    DECISION_BLOCKED,
+                    "medium",
+                    ip_token,
+                    state.get("client_id"),
+                    metadata={
+                        "path": path,
+                        "transaction_id": state.get("transaction_id"),
+                        "wallet": hash_wallet(wallet, rt.pepper) if isinstance(wallet, str) else None,
+                    },
+                )
+            )
+
+    def _pre_auth_limits(self, path: str, ip_token: str) -> list[tuple[str, str, int]]:
+        rt = self.rt
+        limits = [("ip", ip_token, rt.settings.rate_limit_ip)]
+        route_limit = rt.route_limits.get(path)
+        if route_limit is not None:
+            limits.append((f"route:{path}", ip_token, route_limit))
+        limits.append(("global", "all", rt.global_limit.current))
+        return limits
+
+    async def _authenticate(self, headers: dict[str, list[str]], path: str) -> Principal:
+        authorization = headers.get("authorization", [])
+        api_key_headers = headers.get("x-api-key", [])
+        if len(authorization) + len(api_key_headers) != 1:
+            raise AuthError(
+                "no credentials" if not authorization and not api_key_headers else "several credentials"
+            )
+        if api_key_headers:
+            credential, is_key = api_key_headers[0].strip(), True
+        else:
+            scheme, _, credential = authorization[0].strip().partition(" ")
+            if scheme.lower() != "bearer" or not credential.strip():
+                raise AuthError("authorization scheme must be Bearer")
+            credential = credential.strip()
+            is_key = credential.startswith("tgk_")
+        if is_key:
+            principal = await asyncio.to_thread(self.rt.api_keys.authenticate, credential)
+        else:
+            principal = self.rt.verifier.verify(credential)
+        needed = "score" if path.startswith(SCORING_PREFIX) else "metrics"
+        if needed not in principal.scopes:
+            raise AuthError(f"credential lacks scope {needed}")
+        return principal
+
+    async def _too_many(
+        self, send: Send, verdict: Verdict, ip_token: str, user: str | None, path: str
+    ) -> None:
+        key = user if verdict.limit_name == "user" and user else ip_token
+        self.rt.events.record_throttled(
+            (verdict.limit_name, key),
+            SecurityEvent(
+                RATE_LIMITED,
+                "low",
+                ip_token,
+                user,
+                metadata={
+                    "limit": verdict.limit_name,
+                    "per_minute": verdict.limit,
+                    "path": path,
+                    "backend": verdict.backend,
+                },
+            ),
+            RATE_EVENT_EVERY_S,
+        )
+        body = json.dumps(
+            {
+                "error": "rate_limited",
+                "detail": f"too many requests ({verdict.limit_name} limit {verdict.limit}/min)",
+                "retry_after": verdict.retry_after,
+            }
+        ).encode()
+        await _send_json(
+            send,
+            429,
+            body,
+            [
+                (b"retry-after", str(verdict.retry_after).encode()),
+                (b"x-ratelimit-limit", str(verdict.limit).encode()),
+                (b"x-ratelimit-remaining", str(verdict.remaining).encode()),
+                (b"x-ratelimit-reset", str(verdict.retry_after).encode()),
+                (b"x-ratelimit-scope", verdict.limit_name.encode()),
+            ],
+        )
+
+    async def _refresh_caches(self) -> None:
+        rt = self.rt
+        if rt.ip_blocks.source == "none":  # the first request of this worker waits for the first load
+            await asyncio.to_thread(rt.ip_blocks.refresh, True)
+            await asyncio.to_thread(rt.global_limit.refresh)
+            return
+        if rt.ip_blocks.stale():
+            self._spawn(rt.ip_blocks.refresh)
+        if rt.global_limit.stale():
+            self._spawn(rt.global_limit.refresh)
+
+    def _spawn(self, fn: Callable[[], None]) -> None:
+        task = asyncio.get_running_loop().create_task(asyncio.to_thread(fn))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+
+def install_security(app: FastAPI, settings: Settings) -> SecurityRuntime:
+    """Wire the security layer into the scoring app (called from api.app._install_security)."""
+    configure_logging(settings.log_level, configured_secrets(settings))
+    runtime = SecurityRuntime.build(settings, app.state.engine, getattr(app.state, "redis", None))
+    app.state.security = runtime
+    app.state.security_auth = auth_status(runtime.verifier)
+    app.add_middleware(SecurityMiddleware, runtime=runtime)
+    scoring = getattr(app.state, "scoring", None)
+    if scoring is not None:
+        scoring.add_list_check(runtime.ip_list_check)
+    atexit.register(runtime.events.close)
+    if not runtime.auth_enabled:
+        log.warning("client auth is OFF: no JWT_SECRET or JWT_PUBLIC_KEY configured (embedded demo mode)")
+    return runtime

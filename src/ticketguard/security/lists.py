@@ -1,0 +1,360 @@
+"""Block and allow lists: blacklisted wallets, allow-listed (VIP) wallets, blocked IPs with expiry.
+
+The database is the truth; every change is one audited transaction. The request path reads IP blocks from
+an in-process snapshot that is refreshed every SECURITY_LIST_CACHE_SECONDS from Redis (shared by every
+worker and instance) or, when Redis is not configured or not answering, from the database. Redis holds the
+set of active blocks plus a "loaded" marker with a TTL; a missing marker (Redis restarted, flushed, or the
+TTL ran out) makes the next reader reload the set from the database — so a Redis restart lifts nothing.
+
+IPs are never stored raw: a block is keyed by the address's keyed hash (``ip:…``), the same token the
+security events carry, plus a masked form for people (``203.0.113.x``).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, delete, or_, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from ticketguard.security.audit import audit
+from ticketguard.security.redact import hash_ip, mask_ip, mask_wallet
+from ticketguard.tables import allowlisted_wallets, blacklisted_wallets, ip_blocks
+
+log = logging.getLogger(__name__)
+
+REDIS_BLOCKS_KEY = "tg:sec:ipblocks"
+REDIS_LOADED_KEY = "tg:sec:ipblocks:loaded"
+LOADED_TTL_SECONDS = 60  # a block removed while Redis was unreachable disappears from the cache within this
+
+
+class ListError(ValueError):
+    """A list change cannot be done as asked; the message says why."""
+
+
+def normalize_wallet(wallet: str) -> str:
+    value = wallet.strip().lower()
+    if not (value.startswith("0x") and 3 <= len(value) <= 42):
+        raise ListError(f"wallet must be 0x followed by up to 40 hex digits, got {mask_wallet(value)!r}")
+    try:
+        int(value[2:], 16)
+    except ValueError:
+        raise ListError(f"wallet must be 0x followed by hex digits, got {mask_wallet(value)!r}") from None
+    return value
+
+
+def _upsert(conn: Connection, table: Any, key: str, values: dict[str, Any]) -> None:
+    dialect = conn.dialect.name
+    insert_fn = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt = insert_fn(table).values(**values)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[key], set_={k: v for k, v in values.items() if k != key}
+    )
+    conn.execute(stmt)
+
+
+# ------------------------------------------------------------------------------------------ wallets
+@dataclass(frozen=True)
+class WalletEntry:
+    wallet_address: str
+    reason: str | None
+    added_by: str | None
+    timestamp: datetime
+    expires_at: datetime | None
+
+
+def _wallet_table(kind: str) -> Any:
+    if kind == "blacklist":
+        return blacklisted_wallets
+    if kind == "allowlist":
+        return allowlisted_wallets
+    raise ListError(f"list must be blacklist or allowlist, got {kind!r}")
+
+
+def add_wallet(
+    conn: Connection,
+    kind: str,
+    wallet: str,
+    *,
+    reason: str,
+    actor: str,
+    now: datetime,
+    expires_at: datetime | None = None,
+) -> str:
+    table = _wallet_table(kind)
+    address = normalize_wallet(wallet)
+    if expires_at is not None and expires_at <= now:
+        raise ListError("expiry must be in the future")
+    _upsert(
+        conn,
+        table,
+        "wallet_address",
+        {
+            "wallet_address": address,
+            "reason": reason,
+            "added_by": actor[:64],
+            "timestamp": now,
+            "expires_at": expires_at,
+        },
+    )
+    audit(
+        conn,
+        actor=actor,
+        action=f"{kind}.add",
+        now=now,
+        details={
+            "wallet": mask_wallet(address),
+            "reason": reason,
+            "expires_at": expires_at.isoformat() if expires_at else None,
+        },
+    )
+    return address
+
+
+def remove_wallet(conn: Connection, kind: str, wallet: str, *, actor: str, now: datetime) -> bool:
+    table = _wallet_table(kind)
+    address = normalize_wallet(wallet)
+    removed = conn.execute(delete(table).where(table.c.wallet_address == address)).rowcount > 0
+    if removed:
+        audit(conn, actor=actor, action=f"{kind}.remove", now=now, details={"wallet": mask_wallet(address)})
+    return removed
+
+
+def list_wallets(conn: Connection, kind: str, now: datetime) -> list[WalletEntry]:
+    table = _wallet_table(kind)
+    rows = conn.execute(
+        select(table)
+        .where(or_(table.c.expires_at.is_(None), table.c.expires_at > now))
+        .order_by(table.c.timestamp)
+    )
+    return [WalletEntry(r.wallet_address, r.reason, r.added_by, r.timestamp, r.expires_at) for r in rows]
+
+
+def wallet_blacklisted(conn: Connection, wallet: str, now: datetime) -> bool:
+    t = blacklisted_wallets
+    return (
+        conn.execute(
+            select(t.c.wallet_address).where(
+                t.c.wallet_address == wallet.lower(), or_(t.c.expires_at.is_(None), t.c.expires_at > now)
+            )
+        ).first()
+        is not None
+    )
+
+
+# ------------------------------------------------------------------------------------------ IPs
+@dataclass(frozen=True)
+class IpBlock:
+    ip_hash: str
+    ip_masked: str | None
+    reason: str | None
+    added_by: str | None
+    created_at: datetime
+    expires_at: datetime | None
+
+
+def block_ip_token(
+    conn: Connection,
+    token: str,
+    *,
+    masked: str | None,
+    reason: str,
+    actor: str,
+    now: datetime,
+    expires_at: datetime | None,
+) -> None:
+    if expires_at is not None and expires_at <= now:
+        raise ListError("expiry must be in the future")
+    _upsert(
+        conn,
+        ip_blocks,
+        "ip_hash",
+        {
+            "ip_hash": token,
+            "ip_masked": masked,
+            "reason": reason,
+            "added_by": actor[:64],
+            "created_at": now,
+            "expires_at": expires_at,
+        },
+    )
+    audit(
+        conn,
+        actor=actor,
+        action="ip_block.add",
+        now=now,
+        details={
+            "ip": token,
+            "masked": masked,
+            "reason": reason,
+            "expires_at": expires_at.isoformat() if expires_at else None,
+        },
+    )
+
+
+def block_ip(
+    conn: Connection,
+    ip: str,
+    *,
+    pepper: bytes,
+    reason: str,
+    actor: str,
+    now: datetime,
+    expires_at: datetime | None,
+) -> str:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(ip.strip())
+    except ValueError:
+        raise ListError(f"ip must be an IPv4 or IPv6 address, got {ip[:45]!r}") from None
+    token = hash_ip(ip, pepper)
+    block_ip_token(
+        conn, token, masked=mask_ip(ip), reason=reason, actor=actor, now=now, expires_at=expires_at
+    )
+    return token
+
+
+def unblock_ip_token(conn: Connection, token: str, *, actor: str, now: datetime) -> bool:
+    removed = conn.execute(delete(ip_blocks).where(ip_blocks.c.ip_hash == token)).rowcount > 0
+    if removed:
+        audit(conn, actor=actor, action="ip_block.remove", now=now, details={"ip": token})
+    return removed
+
+
+def active_ip_blocks(conn: Connection, now: datetime) -> list[IpBlock]:
+    rows = conn.execute(
+        select(ip_blocks)
+        .where(or_(ip_blocks.c.expires_at.is_(None), ip_blocks.c.expires_at > now))
+        .order_by(ip_blocks.c.created_at)
+    )
+    return [IpBlock(r.ip_hash, r.ip_masked, r.reason, r.added_by, r.created_at, r.expires_at) for r in rows]
+
+
+def ip_token_blocked(conn: Connection, token: str, now: datetime) -> bool:
+    t = ip_blocks
+    return (
+        conn.execute(
+            select(t.c.ip_hash).where(
+                t.c.ip_hash == token, or_(t.c.expires_at.is_(None), t.c.expires_at > now)
+            )
+        ).first()
+        is not None
+    )
+
+
+# ------------------------------------------------------------------------------------------ cache
+def _expiry_epoch(block: IpBlock) -> float:
+    return block.expires_at.timestamp() if block.expires_at is not None else 0.0
+
+
+class IpBlockCache:
+    """The request path's view of active IP blocks: ``is_blocked(token)`` is a dict look-up; the snapshot
+    is refreshed from Redis (or the database) at most every ``max_age`` seconds, by one thread at a time."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        redis: Any | None,
+        *,
+        max_age: float = 5.0,
+        clock: Callable[[], float] = time.time,
+        key_prefix: str = "",
+    ) -> None:
+        self._engine = engine
+        self._redis = redis
+        self._max_age = max_age
+        self._clock = clock
+        self._blocks_key = key_prefix + REDIS_BLOCKS_KEY
+        self._loaded_key = key_prefix + REDIS_LOADED_KEY
+        self._snapshot: dict[str, float] = {}
+        self._loaded_at = float("-inf")
+        self._lock = threading.Lock()
+        self.source = "none"
+
+    def is_blocked(self, token: str) -> bool:
+        expiry = self._snapshot.get(token)
+        return expiry is not None and (expiry == 0.0 or expiry > self._clock())
+
+    def stale(self) -> bool:
+        return self._clock() - self._loaded_at >= self._max_age
+
+    def refresh(self, force: bool = False) -> None:
+        if not self._lock.acquire(blocking=force):
+            return  # another thread is refreshing; keep serving the current snapshot
+        try:
+            if not force and not self.stale():
+                return
+            snapshot = self._from_redis() if self._redis is not None else None
+            if snapshot is None:
+                snapshot = self._from_database()
+                self.source = "database"
+            else:
+                self.source = "redis"
+            self._snapshot = snapshot
+            self._loaded_at = self._clock()
+        except Exception as exc:  # keep the last snapshot; try again next time
+            log.warning("IP block list refresh failed, keeping the last snapshot: %s", type(exc).__name__)
+            self._loaded_at = self._clock()
+        finally:
+            self._lock.release()
+
+    def _from_database(self) -> dict[str, float]:
+        from datetime import UTC
+
+        now = datetime.fromtimestamp(self._clock(), UTC)
+        with self._engine.connect() as conn:
+            return {b.ip_hash: _expiry_epoch(b) for b in active_ip_blocks(conn, now)}
+
+    def _from_redis(self) -> dict[str, float] | None:
+        try:
+            pipe = self._redis.pipeline(transaction=False)  # type: ignore[union-attr]
+            pipe.exists(self._loaded_key)
+            pipe.hgetall(self._blocks_key)
+            loaded, raw = pipe.execute()
+            if not loaded:
+                snapshot = self._from_database()
+                self.publish(snapshot)
+                return snapshot
+            return {k.decode(): float(v) for k, v in raw.items()}
+        except Exception as exc:
+            log.warning("Redis unavailable for IP blocks, reading the database: %s", type(exc).__name__)
+            return None
+
+    def publish(self, snapshot: dict[str, float] | None = None) -> None:
+        """Write the active set to Redis (from the database unless given) with a fresh loaded marker."""
+        if self._redis is None:
+            return
+        if snapshot is None:
+            snapshot = self._from_database()
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.delete(self._blocks_key)
+        if snapshot:
+            pipe.hset(self._blocks_key, mapping={k: str(v) for k, v in snapshot.items()})
+        pipe.set(self._loaded_key, str(self._clock()), ex=LOADED_TTL_SECONDS)
+        pipe.execute()
+        self._snapshot = dict(snapshot)
+        self._loaded_at = self._clock()
+
+
+def publish_ip_blocks(engine: Engine, redis: Any | None, key_prefix: str = "") -> bool:
+    """After a change in the database: push the new active set to Redis now (best effort; the loaded
+    marker's TTL bounds how long a cache that missed this stays stale)."""
+    if redis is None:
+        return False
+    try:
+        IpBlockCache(engine, redis, key_prefix=key_prefix).publish()
+        return True
+    except Exception as exc:
+        log.warning(
+            "could not publish IP blocks to Redis (cache catches up within %d s): %s",
+            LOADED_TTL_SECONDS,
+            type(exc).__name__,
+        )
+        return False

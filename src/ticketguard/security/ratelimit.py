@@ -1,0 +1,173 @@
+"""Rate limits on the `limits` library, shared through Redis, per process when Redis is absent or down.
+
+Strategy (RATE_LIMIT_STRATEGY): ``moving-window`` (default) is limits' sliding log — at any instant at most
+N requests were accepted in the preceding 60 seconds; each hit is one atomic Lua call on Redis, so every
+worker and instance shares one exact count. ``sliding-window-counter`` weighs the previous fixed window's
+count by its overlap: constant memory per key, approximate near window edges. A refused request is not
+recorded, so a client hammering past its limit gets its budget back as its old requests age out.
+
+Redis trouble (RATE_LIMIT_ON_REDIS_ERROR): every Redis call has a short socket timeout (REDIS_TIMEOUT_MS)
+and a hard deadline; the first failure opens a breaker for BREAKER_SECONDS, during which Redis is not
+tried at all, so no request waits on a dead or paused server. While the breaker is open:
+- ``local`` (default): each limit is enforced per process in memory at ceil(limit / API_WORKERS) — with
+  connections spread over the workers the total stays close to the configured limit;
+- ``open``: requests pass (availability first; the event log still records the outage);
+- ``closed``: requests get 429 (protection first).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from limits import RateLimitItemPerMinute
+from limits.aio.storage import MemoryStorage, RedisStorage
+from limits.aio.strategies import (
+    MovingWindowRateLimiter,
+    RateLimiter,
+    SlidingWindowCounterRateLimiter,
+)
+
+from ticketguard.config import Settings
+
+log = logging.getLogger(__name__)
+
+KEY_PREFIX = "tg:rl"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    allowed: bool
+    limit_name: str = ""
+    limit: int = 0
+    retry_after: int = 0
+    remaining: int = 0
+    backend: str = "redis"  # redis | local | open | closed
+
+
+ALLOWED = Verdict(allowed=True)
+
+
+def _strategy(name: str) -> type[RateLimiter]:
+    return MovingWindowRateLimiter if name == "moving-window" else SlidingWindowCounterRateLimiter
+
+
+class RateLimitService:
+    BREAKER_SECONDS = 2.0
+    POOL_SIZE = 32
+
+    def __init__(
+        self,
+        *,
+        redis_url: str | None,
+        strategy: str = "moving-window",
+        on_redis_error: str = "local",
+        timeout_s: float = 0.05,
+        workers: int = 1,
+        key_prefix: str = KEY_PREFIX,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._strategy_cls = _strategy(strategy)
+        self._redis_url = redis_url
+        self._on_error = on_redis_error
+        self._timeout = timeout_s
+        self._workers = max(1, workers)
+        self._prefix = key_prefix
+        self._clock = clock
+        self._shared: RateLimiter | None = None
+        self._local = self._strategy_cls(MemoryStorage())
+        self._breaker_until = 0.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, key_prefix: str = KEY_PREFIX) -> RateLimitService:
+        return cls(
+            redis_url=settings.resolved_redis_url,
+            strategy=settings.rate_limit_strategy,
+            on_redis_error=settings.rate_limit_on_redis_error,
+            timeout_s=settings.redis_timeout_ms / 1000,
+            workers=settings.api_workers,
+            key_prefix=key_prefix,
+        )
+
+    @property
+    def shared(self) -> bool:
+        return self._redis_url is not None
+
+    def _shared_limiter(self) -> RateLimiter:
+        if self._shared is None:
+            assert self._redis_url is not None
+            from redis.asyncio import BlockingConnectionPool
+
+            plain = self._redis_url.removeprefix("async+")
+            # A bounded pool: a burst of requests queues for one of POOL_SIZE connections (a round trip is
+            # ~0.2 ms) instead of opening hundreds of sockets at once and timing out on the connects.
+            pool = BlockingConnectionPool.from_url(
+                plain,
+                max_connections=self.POOL_SIZE,
+                timeout=self._timeout * 4,
+                socket_timeout=self._timeout,
+                socket_connect_timeout=self._timeout,
+            )
+            storage = RedisStorage(
+                "async+" + plain,
+                implementation="redispy",
+                wrap_exceptions=True,
+                key_prefix=self._prefix,
+                connection_pool=pool,  # type: ignore[arg-type]
+            )
+            self._shared = self._strategy_cls(storage)
+        return self._shared
+
+    def breaker_open(self) -> bool:
+        return self._clock() < self._breaker_until
+
+    async def hit(self, name: str, key: str, per_minute: int) -> Verdict:
+        """Count one request against ``name``/``key`` at ``per_minute``; the verdict says if it may pass."""
+        item = RateLimitItemPerMinute(per_minute)
+        if self._redis_url is not None and not self.breaker_open():
+            limiter = self._shared_limiter()
+            try:
+                allowed = await asyncio.wait_for(limiter.hit(item, name, key), timeout=self._timeout * 4)
+                if allowed:
+                    return ALLOWED
+                stats = await asyncio.wait_for(
+                    limiter.get_window_stats(item, name, key), timeout=self._timeout * 4
+                )
+                return self._refused(name, per_minute, stats.reset_time, stats.remaining, "redis")
+            except Exception as exc:  # StorageError, timeouts, connection refused: never the request's fault
+                self._breaker_until = self._clock() + self.BREAKER_SECONDS
+                log.warning(
+                    "rate-limit storage unavailable, policy %s for %.0f s: %s",
+                    self._on_error,
+                    self.BREAKER_SECONDS,
+                    type(exc).__name__,
+                )
+        return await self._degraded(name, key, per_minute)
+
+    async def _degraded(self, name: str, key: str, per_minute: int) -> Verdict:
+        if self._redis_url is None:  # no Redis configured: the in-process limiter is the limiter
+            return await self._hit_local(name, key, per_minute, per_minute, "local")
+        if self._on_error == "open":
+            return Verdict(allowed=True, backend="open")
+        if self._on_error == "closed":
+            return Verdict(
+                False, name, per_minute, retry_after=int(self.BREAKER_SECONDS) + 1, backend="closed"
+            )
+        share = max(1, math.ceil(per_minute / self._workers))
+        return await self._hit_local(name, key, per_minute, share, "local")
+
+    async def _hit_local(self, name: str, key: str, limit: int, share: int, backend: str) -> Verdict:
+        item = RateLimitItemPerMinute(share)
+        if await self._local.hit(item, name, key):
+            return Verdict(allowed=True, backend=backend)
+        stats = await self._local.get_window_stats(item, name, key)
+        return self._refused(name, limit, stats.reset_time, stats.remaining, backend)
+
+    @staticmethod
+    def _refused(name: str, limit: int, reset_time: float, remaining: int, backend: str) -> Verdict:
+        retry = max(1, math.ceil(reset_time - time.time()))
+        return Verdict(False, name, limit, retry_after=retry, remaining=max(0, remaining), backend=backend)

@@ -1,0 +1,105 @@
+"""Shared limits on a real Redis: two limiter instances (as two API workers) hold one exact count; a Redis
+that is paused or killed mid-load costs no request more than the short timeout."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from ticketguard.security.ratelimit import RateLimitService
+
+pytestmark = pytest.mark.redis
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def own_redis() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """A private redis-server for pause/kill tests (the shared one is never paused or stopped)."""
+    port = _free_port()
+    proc = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    client = redis.Redis(port=port, socket_timeout=0.2)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            client.ping()
+            break
+        except redis.RedisError:
+            if time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail("private redis-server did not start")
+            time.sleep(0.05)
+    yield f"redis://127.0.0.1:{port}/0", proc
+    proc.kill()
+    proc.wait(5)
+
+
+async def _load(services: list[RateLimitService], n: int, name: str, key: str, limit: int) -> list[bool]:
+    verdicts = await asyncio.gather(*(services[i % len(services)].hit(name, key, limit) for i in range(n)))
+    return [v.allowed for v in verdicts]
+
+
+@pytest.mark.parametrize("strategy", ["moving-window", "sliding-window-counter"])
+def test_two_workers_share_one_exact_count(redis_url: str, strategy: str) -> None:
+    prefix = f"tg:test:{uuid.uuid4().hex[:8]}"
+    workers = [
+        RateLimitService(redis_url=redis_url, strategy=strategy, key_prefix=prefix, timeout_s=0.5)
+        for _ in range(2)
+    ]
+
+    async def scenario() -> list[bool]:
+        return await _load(workers, 600, "ip", "ip:abc", 200)
+
+    allowed = sum(asyncio.run(scenario()))
+    assert allowed == 200  # within ±1 % means exactly here: one atomic count in Redis
+
+
+def test_paused_redis_gives_no_hang_and_local_limits(own_redis: tuple[str, subprocess.Popen[bytes]]) -> None:
+    url, _ = own_redis
+    service = RateLimitService(redis_url=url, timeout_s=0.05, workers=2, key_prefix="tg:test:pause")
+
+    async def scenario() -> tuple[int, float, int]:
+        before = sum(await _load([service], 10, "ip", "k", 100))
+        redis.Redis.from_url(url).execute_command("CLIENT", "PAUSE", "3000", "ALL")
+        started = time.perf_counter()
+        during = await _load([service], 200, "ip", "k", 100)
+        return before, time.perf_counter() - started, sum(during)
+
+    before, elapsed, during = asyncio.run(scenario())
+    assert before == 10
+    assert elapsed < 1.0, f"requests waited {elapsed:.2f}s on a paused Redis"
+    assert during == 50  # local policy: ceil(100 / 2 workers) in this process while the breaker is open
+
+
+def test_killed_redis_gives_no_hang_and_recovers(own_redis: tuple[str, subprocess.Popen[bytes]]) -> None:
+    url, proc = own_redis
+    service = RateLimitService(redis_url=url, timeout_s=0.05, workers=1, key_prefix="tg:test:kill")
+    service.BREAKER_SECONDS = 0.3  # type: ignore[misc]
+
+    async def scenario() -> tuple[float, int]:
+        await _load([service], 5, "ip", "k", 1000)
+        proc.kill()
+        proc.wait(5)
+        started = time.perf_counter()
+        during = await _load([service], 100, "ip", "k", 1000)
+        return time.perf_counter() - started, sum(during)
+
+    elapsed, during = asyncio.run(scenario())
+    assert elapsed < 1.0
+    assert during == 100
+    assert service.breaker_open()
