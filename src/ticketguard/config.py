@@ -247,6 +247,9 @@ class Settings(BaseSettings):
         description="Answers with exact TreeSHAP contributions; the others get approximate (Saabas).",
     )
     scoring_top_features: int = Field(default=5, ge=1, le=32, description="Contributions in each answer.")
+    feature_cache_seconds: float = Field(
+        default=60, ge=0, le=3600, description="Event aggregates' cached base lifetime; 0 = all from SQL."
+    )
     scoring_commit_batch_max: int = Field(
         default=256, ge=1, le=10_000, description="Most answers written in one group commit."
     )

@@ -39,6 +39,7 @@ from ticketguard.ml.registry import RegistryError
 from ticketguard.ml.serving import LiveModel, ServingModel
 from ticketguard.scoring import domain
 from ticketguard.scoring.domain import Answer, ListStatus, Thresholds
+from ticketguard.scoring.state import CachedFeatureSource
 from ticketguard.scoring.store import (
     DatabaseUnavailable,
     GroupCommitter,
@@ -133,7 +134,11 @@ class ScoringService:
         self.engine = engine
         self.live = live
         self.params = feature_params(settings)
-        self.source = SqlFeatureSource(engine, self.params)
+        self.source: SqlFeatureSource | CachedFeatureSource = (
+            CachedFeatureSource(engine, self.params, ttl_s=settings.feature_cache_seconds)
+            if settings.feature_cache_seconds > 0
+            else SqlFeatureSource(engine, self.params)
+        )
         self.features = OnlineFeatures(self.source, self.params)
         self.thresholds = Thresholds(
             block=settings.fraud_threshold_block,
