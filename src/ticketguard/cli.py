@@ -6,6 +6,7 @@ import sys
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from ticketguard.config import Settings, SettingsError, load_settings
 from ticketguard.kit import migrate
@@ -31,6 +32,18 @@ def get_settings() -> Settings:
     from ticketguard.security.logs import install_secrets
 
     install_secrets(settings)  # logs scrub the configured secrets' exact values from here on
+    return settings
+
+
+def ready_settings(settings: Settings | None = None) -> Settings:
+    """Settings for a command that needs the database at the code's migration head; otherwise exit 2
+    with the reason (unreachable, or not migrated: run `ticketguard db upgrade`)."""
+    settings = settings or get_settings()
+    try:
+        migrate.check_ready(settings.resolved_database_url)
+    except migrate.DatabaseNotReady as exc:
+        console.print(f"[red]{escape(str(exc))}[/red]")
+        raise typer.Exit(code=2) from None
     return settings
 
 

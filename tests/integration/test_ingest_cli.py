@@ -121,7 +121,7 @@ def test_refuses_an_unmigrated_database(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'blank.db'}"
     code, output = run(url, str(export_file(tmp_path / "export.csv")), *MAP_ARGS)
     assert code == 2
-    assert "is not migrated to the current schema" in output
+    assert "is at revision base, the code needs" in output
     assert "ticketguard db upgrade" in output
 
 

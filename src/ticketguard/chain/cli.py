@@ -26,11 +26,7 @@ etl_app = typer.Typer(
 
 
 def _ready_settings() -> Settings:
-    from sqlalchemy.exc import OperationalError
-
-    from ticketguard.cli import get_settings
-    from ticketguard.kit import migrate
-    from ticketguard.kit.db import redact_url
+    from ticketguard.cli import get_settings, ready_settings
 
     settings = get_settings()
     missing = [
@@ -46,21 +42,7 @@ def _ready_settings() -> Settings:
             f"[red]configuration error:[/red] {' and '.join(missing)} must be set for the chain ETL"
         )
         raise typer.Exit(code=EXIT_USAGE)
-    url = settings.resolved_database_url
-    try:
-        migrated = migrate.is_up_to_date(url)
-    except OperationalError as exc:
-        console.print(
-            f"[red]cannot reach the database {escape(redact_url(url))}:[/red] {escape(str(exc.orig))}"
-        )
-        raise typer.Exit(code=EXIT_USAGE) from None
-    if not migrated:
-        console.print(
-            f"[red]the database {escape(redact_url(url))} is not migrated:[/red] "
-            "run `ticketguard db upgrade` first"
-        )
-        raise typer.Exit(code=EXIT_USAGE)
-    return settings
+    return ready_settings(settings)
 
 
 def _print_report(report: EtlReport) -> None:

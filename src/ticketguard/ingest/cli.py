@@ -57,30 +57,13 @@ def import_command(
     dry_run: bool = typer.Option(False, "--dry-run", help="Check everything, write nothing."),
 ) -> None:
     """Import labelled transactions (CSV/Parquet). All or nothing unless --quarantine is given."""
-    from sqlalchemy.exc import OperationalError
-
     from ticketguard.bootstrap import database_engine
-    from ticketguard.cli import get_settings
+    from ticketguard.cli import ready_settings
     from ticketguard.ingest import ImportValidationError, import_file, write_quarantine
     from ticketguard.ingest.mapping import load_mapping_file, parse_map_options
-    from ticketguard.kit import migrate
     from ticketguard.kit.db import redact_url
 
-    settings = get_settings()
-    url = settings.resolved_database_url
-    try:
-        migrated = migrate.is_up_to_date(url)
-    except OperationalError as exc:
-        console.print(
-            f"[red]cannot reach the database {escape(redact_url(url))}:[/red] {escape(str(exc.orig))}"
-        )
-        raise typer.Exit(code=EXIT_USAGE) from None
-    if not migrated:
-        console.print(
-            f"[red]the database {escape(redact_url(url))} is not migrated to the current schema:[/red] "
-            "run `ticketguard db upgrade` first"
-        )
-        raise typer.Exit(code=EXIT_USAGE)
+    settings = ready_settings()
 
     engine = database_engine(settings, batch=True)
     try:
@@ -149,7 +132,7 @@ def import_command(
     table.add_row(f"events {'to create' if dry_run else 'created'}", f"{report.events_new:,}")
     table.add_row("events already known", f"{report.events_existing:,}")
     table.add_row("time", f"{report.seconds:.1f} s")
-    table.add_row("database", redact_url(url))
+    table.add_row("database", redact_url(settings.resolved_database_url))
     Console().print(table)
     if report.rows_rejected and report.rows_read == report.rows_rejected:
         raise typer.Exit(code=EXIT_REFUSED)

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 from sqlalchemy import Engine
-from sqlalchemy.exc import OperationalError
 
 from ticketguard.config import Settings
 from ticketguard.kit import migrate
-from ticketguard.kit.db import make_engine, redact_url
+from ticketguard.kit.db import make_engine
+from ticketguard.kit.migrate import DatabaseNotReady
 
-
-class DatabaseNotReady(RuntimeError):
-    """The database cannot be reached or is not at the code's migration head."""
+__all__ = ["DatabaseNotReady", "check_database_ready", "job_engine"]
 
 
 def job_engine(settings: Settings) -> Engine:
@@ -27,14 +25,4 @@ def job_engine(settings: Settings) -> Engine:
 
 
 def check_database_ready(settings: Settings) -> None:
-    url = settings.resolved_database_url
-    try:
-        current = migrate.current(url)
-    except OperationalError as exc:
-        raise DatabaseNotReady(f"cannot reach the database {redact_url(url)}: {exc.orig}") from None
-    head = migrate.head()
-    if current != head:
-        raise DatabaseNotReady(
-            f"the database {redact_url(url)} is at revision {current or 'base'}, the code needs {head}: "
-            "run `ticketguard db upgrade` first"
-        )
+    migrate.check_ready(settings.resolved_database_url)

@@ -9,8 +9,9 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy.exc import OperationalError
 
-from ticketguard.kit.db import make_engine
+from ticketguard.kit.db import make_engine, redact_url
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
@@ -51,3 +52,21 @@ def head() -> str:
 
 def is_up_to_date(url: str) -> bool:
     return current(url) == head()
+
+
+class DatabaseNotReady(RuntimeError):
+    """The database cannot be reached or is not at the code's migration head."""
+
+
+def check_ready(url: str) -> None:
+    """Raise DatabaseNotReady, with what to do, unless the database answers and is at head."""
+    try:
+        at = current(url)
+    except OperationalError as exc:
+        raise DatabaseNotReady(f"cannot reach the database {redact_url(url)}: {exc.orig}") from None
+    wanted = head()
+    if at != wanted:
+        raise DatabaseNotReady(
+            f"the database {redact_url(url)} is at revision {at or 'base'}, the code needs {wanted}: "
+            "run `ticketguard db upgrade` first"
+        )

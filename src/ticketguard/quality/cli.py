@@ -25,16 +25,11 @@ def run_command() -> None:
     """Run every check, record the results and raise a security event per failed check.
 
     Exits 1 when a check failed, so a cron line or CI step can act on it."""
-    from ticketguard.cli import get_settings
-    from ticketguard.jobs.runtime import DatabaseNotReady, check_database_ready, job_engine
+    from ticketguard.cli import ready_settings
+    from ticketguard.jobs.runtime import job_engine
     from ticketguard.quality.service import QualityConfig, run_quality_checks
 
-    settings = get_settings()
-    try:
-        check_database_ready(settings)
-    except DatabaseNotReady as exc:
-        console.print(f"[red]{escape(str(exc))}[/red]")
-        raise typer.Exit(code=2) from None
+    settings = ready_settings()
     engine = job_engine(settings)
     try:
         report = run_quality_checks(engine, QualityConfig.from_settings(settings), now=datetime.now(UTC))

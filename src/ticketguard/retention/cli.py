@@ -31,15 +31,10 @@ retention_app = typer.Typer(
 
 
 def _settings_and_engine() -> tuple[Settings, Engine]:
-    from ticketguard.cli import get_settings
-    from ticketguard.jobs.runtime import DatabaseNotReady, check_database_ready, job_engine
+    from ticketguard.cli import ready_settings
+    from ticketguard.jobs.runtime import job_engine
 
-    settings = get_settings()
-    try:
-        check_database_ready(settings)
-    except DatabaseNotReady as exc:
-        console.print(f"[red]{escape(str(exc))}[/red]")
-        raise typer.Exit(code=EXIT_USAGE) from None
+    settings = ready_settings()
     return settings, job_engine(settings)
 
 

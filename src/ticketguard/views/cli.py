@@ -23,8 +23,8 @@ def refresh_command(
     ),
 ) -> None:
     """Recompute views without blocking readers (CONCURRENTLY on PostgreSQL)."""
-    from ticketguard.cli import get_settings
-    from ticketguard.jobs.runtime import DatabaseNotReady, check_database_ready, job_engine
+    from ticketguard.cli import ready_settings
+    from ticketguard.jobs.runtime import job_engine
     from ticketguard.views.refresh import VIEW_NAMES, check_view_names, refresh_views
 
     try:
@@ -32,12 +32,7 @@ def refresh_command(
     except ValueError as exc:
         console.print(f"[red]{escape(str(exc))}[/red]")
         raise typer.Exit(code=2) from None
-    settings = get_settings()
-    try:
-        check_database_ready(settings)
-    except DatabaseNotReady as exc:
-        console.print(f"[red]{escape(str(exc))}[/red]")
-        raise typer.Exit(code=2) from None
+    settings = ready_settings()
     engine = job_engine(settings)
     try:
         results = refresh_views(engine, chosen)
