@@ -39,8 +39,7 @@ def simulate_command(
 ) -> None:
     """Simulate events, primary sales and resales with labelled fraud and legit look-alikes."""
     from ticketguard.bootstrap import database_engine
-    from ticketguard.cli import get_settings
-    from ticketguard.kit import migrate
+    from ticketguard.cli import ready_settings
     from ticketguard.kit.db import redact_url
     from ticketguard.simulate.domain import SimulationConfig, simulate, summarize
     from ticketguard.simulate.service import SimulationTargetError, write_to_database, write_to_files
@@ -53,10 +52,7 @@ def simulate_command(
         raise typer.BadParameter(str(exc)) from None
     settings = None
     if output is None:
-        settings = get_settings()
-        if not migrate.is_up_to_date(settings.resolved_database_url):
-            console.print("[red]the database is not migrated:[/red] run `ticketguard db upgrade` first")
-            raise typer.Exit(code=2)
+        settings = ready_settings()
     began = time.perf_counter()
     with Progress(
         TextColumn("[bold]{task.description}"),
