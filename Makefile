@@ -16,9 +16,12 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# Migrate, simulate, train and promote a model, then serve the scoring API in the foreground (Ctrl-C stops).
 demo: $(STAMP)
 	$(BIN)/ticketguard db upgrade
 	$(BIN)/ticketguard simulate --transactions $(DEMO_TRANSACTIONS) --seed 7 --replace
+	$(BIN)/ticketguard train --promote
+	$(BIN)/ticketguard serve api --host 127.0.0.1 --port 5001 --example
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

@@ -21,6 +21,7 @@ def serve_api(
         int | None, typer.Option(help="Worker processes (default API_WORKERS, 2).", min=1, max=64)
     ] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
+    example: Annotated[bool, typer.Option(help="Print curl commands that score a transaction.")] = False,
 ) -> None:
     """Serve the scoring API (POST /api/v1/ml/predict/fraud, /health, /metrics, /docs) with uvicorn."""
     from ticketguard.cli import get_settings
@@ -40,6 +41,8 @@ def serve_api(
     import uvicorn
 
     typer.echo(f"scoring API on http://{host}:{port} with {workers} worker(s); docs at /docs")
+    if example:
+        typer.echo(example_commands(host, port))
     uvicorn.run(
         "ticketguard.api.app:create_app_from_env",
         factory=True,
@@ -48,7 +51,25 @@ def serve_api(
         workers=workers,
         log_level=log_level,
         access_log=False,
+        # The client IP comes only from TRUSTED_PROXIES (ticketguard.security.netaddr); uvicorn's own
+        # proxy-header handling would believe any X-Forwarded-For sent from 127.0.0.1.
+        proxy_headers=False,
         timeout_graceful_shutdown=10,
+    )
+
+
+def example_commands(host: str, port: int) -> str:
+    """The deployment guide's smoke test, as curl commands against this server."""
+    base = f"http://{host}:{port}"
+    body = (
+        '{"transaction_id": "test_001", "wallet_address": "0x742d35Cc6634C0532925a3b844Bc9e7595f0bEb", '
+        '"ticket_id": "evt_001", "price_paid": 50.00}'
+    )
+    return (
+        "\nIn another terminal, score a transaction (the same request again returns the stored answer):\n\n"
+        f"  curl -s {base}/api/v1/ml/predict/fraud -H 'Content-Type: application/json' \\\n"
+        f"       -d '{body}'\n\n"
+        f"  curl -s {base}/health\n  curl -s {base}/api/v1/ml/model/info\n"
     )
 
 

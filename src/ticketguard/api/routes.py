@@ -130,6 +130,9 @@ def predict_fraud(body: ScoreRequestModel, request: Request) -> Response:
     if skew is not None:
         return json_response(skew, 422)
     req = _to_request(body, getattr(request.state, "client_id", None))
+    # For the security layer's events (it hashes the wallet before storing anything).
+    request.state.wallet_address = body.wallet_address
+    request.state.transaction_id = body.transaction_id
     try:
         outcome = service.score(req)
     except ScoringUnavailable as exc:
@@ -212,6 +215,7 @@ def batch_predict(body: BatchRequestModel, request: Request) -> Response:
                 "answer": answer,
             }
         )
+    request.state.blocked_count = sum(1 for p in predictions if p["decision"] == "BLOCKED")
     return json_response({"predictions": predictions, "errors": errors})
 
 
@@ -296,7 +300,8 @@ def health(request: Request) -> Response:
         status, code = "degraded", 200
     else:
         status, code = "healthy", 200
-    return json_response({"status": status, "model_version": version, "checks": checks}, code)
+    auth = getattr(request.app.state, "security_auth", "disabled")
+    return json_response({"status": status, "model_version": version, "checks": checks, "auth": auth}, code)
 
 
 @router.get(

@@ -151,6 +151,7 @@ class HealthResponse(BaseModel):
     status: Literal["healthy", "degraded", "unhealthy"]
     model_version: str | None
     checks: dict[str, str]
+    auth: str | None = Field(default=None, description="Client authentication in force (security layer).")
 
 
 class ErrorResponse(BaseModel):
