@@ -46,7 +46,7 @@ from ticketguard.scoring.store import (
     PendingWrite,
     event_of_ticket,
     find_answer,
-    wallet_lists,
+    precheck,
 )
 
 log = logging.getLogger(__name__)
@@ -150,9 +150,9 @@ class ScoringService:
         self.deadline_s = settings.scoring_deadline_ms / 1000.0
         self.top_k = settings.scoring_top_features
         self.exact_for = settings.scoring_exact_explanations
-        self.list_checks: list[ListCheck] = [
-            lambda conn, f: wallet_lists(conn, f.wallet_address, f.timestamp)
-        ]
+        # The wallet blacklist / allow list is read with the idempotency check (`store.precheck`); these
+        # are the further checks (the security layer adds IP blocks).
+        self.list_checks: list[ListCheck] = []
         self._inflight: dict[str, _InFlight] = {}
         self._inflight_lock = threading.Lock()
 
@@ -235,9 +235,11 @@ class ScoringService:
         now = self.clock()
         try:
             with self.engine.connect() as conn:
-                stored = find_answer(conn, req.transaction_id)
-                if stored is not None:
-                    return self._replay(req, stored.request_hash, stored.answer)
+                already, lists = precheck(conn, req.transaction_id, req.wallet_address, now)
+                if already:
+                    stored = find_answer(conn, req.transaction_id)
+                    if stored is not None:
+                        return self._replay(req, stored.request_hash, stored.answer)
                 event_id = req.event_id
                 if event_id is None and req.ticket_id is not None:
                     event_id = event_of_ticket(conn, req.ticket_id)
@@ -256,7 +258,6 @@ class ScoringService:
                     longitude=req.longitude,
                 )
                 primitives = self.source.primitives_in(conn, facts)
-                lists = domain.NOT_LISTED
                 for check in self.list_checks:
                     lists = lists.merge(check(conn, facts))
         except DBAPIError as exc:

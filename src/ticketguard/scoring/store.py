@@ -77,33 +77,50 @@ def find_answer(conn: Connection, transaction_id: str) -> StoredAnswer | None:
     return StoredAnswer(answer, str(row.request_hash or ""))
 
 
-def wallet_lists(conn: Connection, wallet: str, at: datetime) -> ListStatus:
-    """Blacklist and allow list of the wallet at ``at`` (added before or at ``at``, not expired)."""
-
-    def active(table: Any) -> Any:
-        return (
-            select(literal(1))
-            .where(
-                table.c.wallet_address == wallet,
-                table.c.timestamp <= at,
-                or_(table.c.expires_at.is_(None), table.c.expires_at > at),
-            )
-            .exists()
+def _active(table: Any, wallet: str, at: datetime) -> Any:
+    return (
+        select(literal(1))
+        .where(
+            table.c.wallet_address == wallet,
+            table.c.timestamp <= at,
+            or_(table.c.expires_at.is_(None), table.c.expires_at > at),
         )
+        .exists()
+    )
 
-    row = conn.execute(
-        select(
-            active(tables.blacklisted_wallets).label("blocked"),
-            active(tables.allowlisted_wallets).label("allowed"),
-        )
-    ).one()
-    blocked, allowed = bool(row.blocked), bool(row.allowed)
+
+def _list_status(blocked: bool, allowed: bool) -> ListStatus:
     reasons = []
     if blocked:
         reasons.append("wallet is on the blacklist")
     if allowed:
         reasons.append("wallet is on the allow list (VIP): 2FA and manual review skipped")
     return ListStatus(blocked=blocked, allowlisted=allowed, reasons=tuple(reasons))
+
+
+def wallet_lists(conn: Connection, wallet: str, at: datetime) -> ListStatus:
+    """Blacklist and allow list of the wallet at ``at`` (added before or at ``at``, not expired)."""
+    row = conn.execute(
+        select(
+            _active(tables.blacklisted_wallets, wallet, at).label("blocked"),
+            _active(tables.allowlisted_wallets, wallet, at).label("allowed"),
+        )
+    ).one()
+    return _list_status(bool(row.blocked), bool(row.allowed))
+
+
+def precheck(conn: Connection, transaction_id: str, wallet: str, at: datetime) -> tuple[bool, ListStatus]:
+    """One round trip for what every request asks first: is an answer already stored for this id, and
+    what do the wallet lists say."""
+    p = tables.fraud_predictions
+    row = conn.execute(
+        select(
+            select(literal(1)).where(p.c.transaction_id == transaction_id).exists().label("stored"),
+            _active(tables.blacklisted_wallets, wallet, at).label("blocked"),
+            _active(tables.allowlisted_wallets, wallet, at).label("allowed"),
+        )
+    ).one()
+    return bool(row.stored), _list_status(bool(row.blocked), bool(row.allowed))
 
 
 def event_of_ticket(conn: Connection, ticket_id: str) -> str | None:
