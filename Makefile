@@ -27,6 +27,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/lint-imports
 	$(BIN)/mypy
+	$(BIN)/bandit -q -c pyproject.toml -r src --confidence-level medium
 
 test: lint
 	$(BIN)/python -m pytest -n 2 --dist loadgroup -q

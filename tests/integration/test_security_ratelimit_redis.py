@@ -50,8 +50,14 @@ def own_redis() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
 
 
 async def _load(services: list[RateLimitService], n: int, name: str, key: str, limit: int) -> list[bool]:
-    verdicts = await asyncio.gather(*(services[i % len(services)].hit(name, key, limit) for i in range(n)))
-    return [v.allowed for v in verdicts]
+    # Like a server: each worker has a bounded number of requests in flight (its open connections).
+    gates = [asyncio.Semaphore(16) for _ in services]
+
+    async def one(i: int) -> bool:
+        async with gates[i % len(services)]:
+            return (await services[i % len(services)].hit(name, key, limit)).allowed
+
+    return list(await asyncio.gather(*(one(i) for i in range(n))))
 
 
 @pytest.mark.parametrize("strategy", ["moving-window", "sliding-window-counter"])

@@ -6,9 +6,10 @@ worker and instance shares one exact count. ``sliding-window-counter`` weighs th
 count by its overlap: constant memory per key, approximate near window edges. A refused request is not
 recorded, so a client hammering past its limit gets its budget back as its old requests age out.
 
-Redis trouble (RATE_LIMIT_ON_REDIS_ERROR): every Redis call has a short socket timeout (REDIS_TIMEOUT_MS)
-and a hard deadline; the first failure opens a breaker for BREAKER_SECONDS, during which Redis is not
-tried at all, so no request waits on a dead or paused server. While the breaker is open:
+Redis trouble (RATE_LIMIT_ON_REDIS_ERROR): every Redis call has a short socket timeout
+(RATE_LIMIT_REDIS_TIMEOUT_MS, 250 ms, so a busy event loop does not trip it) and each limit check a hard
+deadline of twice that (one retry fits in it). A failed check opens a breaker for BREAKER_SECONDS, during
+which Redis is not tried at all, so no request waits on a dead or paused server. While it is open:
 - ``local`` (default): each limit is enforced per process in memory at ceil(limit / API_WORKERS) — with
   connections spread over the workers the total stays close to the configured limit;
 - ``open``: requests pass (availability first; the event log still records the outage);
@@ -88,7 +89,7 @@ class RateLimitService:
             redis_url=settings.resolved_redis_url,
             strategy=settings.rate_limit_strategy,
             on_redis_error=settings.rate_limit_on_redis_error,
-            timeout_s=settings.redis_timeout_ms / 1000,
+            timeout_s=settings.rate_limit_redis_timeout_ms / 1000,
             workers=settings.api_workers,
             key_prefix=key_prefix,
         )
@@ -131,22 +132,41 @@ class RateLimitService:
         if self._redis_url is not None and not self.breaker_open():
             limiter = self._shared_limiter()
             try:
-                allowed = await asyncio.wait_for(limiter.hit(item, name, key), timeout=self._timeout * 4)
-                if allowed:
-                    return ALLOWED
-                stats = await asyncio.wait_for(
-                    limiter.get_window_stats(item, name, key), timeout=self._timeout * 4
+                # One request spends at most 2 × the timeout on Redis, whatever happens inside.
+                return await asyncio.wait_for(
+                    self._shared_hit_retrying(limiter, item, name, key, per_minute), timeout=self._timeout * 2
                 )
-                return self._refused(name, per_minute, stats.reset_time, stats.remaining, "redis")
-            except Exception as exc:  # StorageError, timeouts, connection refused: never the request's fault
+            except Exception as exc:  # StorageError, timeouts, refused: never the request's fault
                 self._breaker_until = self._clock() + self.BREAKER_SECONDS
+                cause = getattr(exc, "storage_error", None) or exc.__cause__ or exc
                 log.warning(
-                    "rate-limit storage unavailable, policy %s for %.0f s: %s",
+                    "rate-limit storage unavailable, policy %s for %.0f s: %s: %s",
                     self._on_error,
                     self.BREAKER_SECONDS,
-                    type(exc).__name__,
+                    type(cause).__name__,
+                    str(cause)[:200],
                 )
         return await self._degraded(name, key, per_minute)
+
+    async def _shared_hit_retrying(
+        self, limiter: RateLimiter, item: RateLimitItemPerMinute, name: str, key: str, per_minute: int
+    ) -> Verdict:
+        try:
+            return await self._shared_hit(limiter, item, name, key, per_minute)
+        except Exception:
+            # One retry absorbs a lone slow reply (a busy event loop, a cold connection). A timed-out hit may
+            # still have counted, so a retry can only make the limit stricter, never looser.
+            if self.breaker_open():
+                raise
+            return await self._shared_hit(limiter, item, name, key, per_minute)
+
+    async def _shared_hit(
+        self, limiter: RateLimiter, item: RateLimitItemPerMinute, name: str, key: str, per_minute: int
+    ) -> Verdict:
+        if await limiter.hit(item, name, key):
+            return ALLOWED
+        stats = await limiter.get_window_stats(item, name, key)
+        return self._refused(name, per_minute, stats.reset_time, stats.remaining, "redis")
 
     async def _degraded(self, name: str, key: str, per_minute: int) -> Verdict:
         if self._redis_url is None:  # no Redis configured: the in-process limiter is the limiter
