@@ -164,7 +164,7 @@ class Settings(BaseSettings):
         description="Redis unreachable: per-process limits (local), let through (open) or 429 (closed).",
     )
     rate_limit_redis_timeout_ms: int = Field(
-        default=250, ge=10, le=5000, description="Per-call Redis timeout of the rate limiter; then the policy."
+        default=250, ge=10, le=5000, description="Rate limiter's per-call Redis timeout; then the policy."
     )
     metrics_require_key: bool = Field(
         default=False, description="Prometheus /metrics needs an API key with the `metrics` scope."
