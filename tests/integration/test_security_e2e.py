@@ -201,9 +201,29 @@ def test_jwt_attack_matrix_gets_one_uniform_401(
         assert client.get(INFO, headers=bearer(api_key)).status_code == 200
         health = client.get("/health")
         assert health.status_code == 200  # reachable without credentials
+        assert health.json()["auth"] == "jwt(HS256,RS256)+api_key"
         assert client.get("/metrics").status_code == 200
         r = client.post(PREDICT, json=request_body(), headers=bearer(token("buyer-9")))
         assert r.status_code == 200, r.text
+        # The lists on the scoring path: a blacklisted wallet, and a buyer IP on the block list.
+        from ticketguard.security import lists
+
+        bad_wallet = "0x" + "be" * 20
+        with engine.begin() as conn:
+            lists.add_wallet(conn, "blacklist", bad_wallet, reason="t", actor="t", now=datetime.now(UTC))
+            lists.block_ip(
+                conn,
+                "203.0.113.99",
+                pepper=PEPPER.encode(),
+                reason="t",
+                actor="t",
+                now=datetime.now(UTC),
+                expires_at=None,
+            )
+        for body in (request_body(wallet_address=bad_wallet), request_body(ip_address="203.0.113.99")):
+            r = client.post(PREDICT, json=body, headers=bearer(token("buyer-9")))
+            assert r.status_code == 200, r.text
+            assert r.json()["decision"] == "BLOCKED"
         time.sleep(1.0)  # the event writer flushes every 0.5 s
     with engine.connect() as conn:
         failed = conn.execute(
@@ -213,6 +233,18 @@ def test_jwt_attack_matrix_gets_one_uniform_401(
         ).all()
         actor = conn.execute(select(tables.scoring_audit.c.actor)).scalars().all()
     assert len(failed) == len(refusals)
+    with engine.connect() as conn:
+        blocked = (
+            conn.execute(
+                select(tables.security_events.c.metadata).where(
+                    tables.security_events.c.event_type == "decision_blocked"
+                )
+            )
+            .scalars()
+            .all()
+        )
+    assert len(blocked) == 2
+    assert all(m["wallet"].startswith("wallet:") for m in blocked)
     assert all(ip.startswith("ip:") for ip, _ in failed)
     assert any(a and a.startswith("user:") for a in actor)  # the JWT subject, hashed, is the audit actor
     engine.dispose()
@@ -225,7 +257,7 @@ def test_auth_off_without_keys_is_said_by_health(postgres_url: str, tmp_path: Pa
     with running_api(settings) as base, httpx.Client(base_url=base, timeout=10) as client:
         assert client.post(PREDICT, json=request_body()).status_code == 200
         health = client.get("/health").json()
-        assert health.get("auth", "disabled") == "disabled"
+        assert health["auth"] == "disabled"
     engine.dispose()
 
 

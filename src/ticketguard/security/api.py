@@ -241,6 +241,17 @@ class SecurityMiddleware:
                 state["client_id"] = principal.client_id
 
         await self.app(scope, receive, send)
+        blocked_in_batch = state.get("blocked_count")
+        if isinstance(blocked_in_batch, int) and blocked_in_batch > 0:
+            rt.events.record(
+                SecurityEvent(
+                    DECISION_BLOCKED,
+                    "medium",
+                    ip_token,
+                    state.get("client_id"),
+                    metadata={"path": path, "blocked": blocked_in_batch},
+                )
+            )
         if state.get("decision") == "BLOCKED":
             wallet = state.get("wallet_address")
             rt.events.record(
