@@ -99,7 +99,7 @@ def test_simulate_train_evaluate_promote_rollback(env: dict[str, str], tmp_path:
 
 def test_train_on_an_imported_csv_with_other_column_names(env: dict[str, str], tmp_path: Path) -> None:
     start = (datetime.now(UTC) - timedelta(days=200)).replace(hour=0, minute=0, second=0, microsecond=0)
-    history = simulate(SimulationConfig(transactions=6000, seed=4, start=start))
+    history = simulate(SimulationConfig(transactions=6000, seed=4, start=start, fraud_rate=0.05))
     renamed = {
         "transaction_id": "OrderRef",
         "wallet_address": "Buyer",

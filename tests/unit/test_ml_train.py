@@ -5,9 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from ticketguard.config import Settings
+from ticketguard.frames import History
 from ticketguard.ml.dataset import DatasetError, SplitPlan, _us
 from ticketguard.ml.service import train_model
 from ticketguard.simulate import SimulationConfig, simulate
@@ -28,7 +30,7 @@ def small_settings(**overrides: object) -> Settings:
 
 @pytest.fixture(scope="module")
 def history():  # type: ignore[no-untyped-def]
-    return simulate(SimulationConfig(transactions=6000, seed=21))
+    return simulate(SimulationConfig(transactions=6000, seed=21, fraud_rate=0.05))
 
 
 def test_split_is_by_time_with_a_gap_and_never_random(history) -> None:  # type: ignore[no-untyped-def]
@@ -47,6 +49,15 @@ def test_split_is_by_time_with_a_gap_and_never_random(history) -> None:  # type:
 
 
 def test_training_labels_are_those_known_at_deployment(history) -> None:  # type: ignore[no-untyped-def]
+    # Make every other chargeback slow (40 days): some frauds of the validation weeks are then only known
+    # after the test start, whatever the seed drew.
+    labels = history.labels.copy()
+    slow = labels["is_fraud"] & (np.arange(len(labels)) % 2 == 0)
+    when = history.transactions.set_index("transaction_id")["timestamp"]
+    labels.loc[slow, "labelled_at"] = when.loc[labels.loc[slow, "transaction_id"]].to_numpy() + pd.Timedelta(
+        days=40
+    )
+    history = History(events=history.events, transactions=history.transactions, labels=labels)
     run = train_model(small_settings(), history, source="test")
     data, parts = run.data, run.splits
     late = data.is_fraud & (data.labelled_us >= _us(parts.plan.test_start))
