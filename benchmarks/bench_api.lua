@@ -1,10 +1,13 @@
 -- wrk script for the scoring API: POST /api/v1/ml/predict/fraud with a fresh transaction_id per request.
 -- Wallets, events and tickets come from benchmarks' sample file (one "wallet,event,ticket" per line) so the
 -- online features read real history; without it, random new wallets are used.
--- usage: wrk -t2 -c32 -d30s -R1000 -s benchmarks/bench_api.lua http://127.0.0.1:5001   (wrk2-style -R is
--- not in Debian's wrk: the open-loop sweep in bench_api.py paces with its own generator instead)
+-- usage: wrk -t2 -c32 -d30s -s benchmarks/bench_api.lua http://127.0.0.1:5001
+-- TG_RATE=<requests/s> paces the connections: each waits c/rate seconds between its requests (Debian's wrk
+-- has no wrk2-style -R), so the offered rate is at most TG_RATE; benchmarks/bench_api.py reports the achieved
+-- rate next to it. done() prints one JSON line (prefix "WRK_JSON ") with the percentiles.
 
 local counter = 0
+local pace_ms = nil
 local threads = 0
 
 function setup(thread)
@@ -17,6 +20,9 @@ local prefix = ""
 function init(args)
   math.randomseed(os.time() * 100 + tid)
   prefix = (args[1] or "wrk") .. "-" .. tostring(os.time()) .. "-" .. tostring(tid) .. "-"
+  local rate = tonumber(os.getenv("TG_RATE") or "")
+  local conns = tonumber(os.getenv("TG_CONNECTIONS") or "")
+  if rate and conns and rate > 0 then pace_ms = math.floor(conns * 1000 / rate) end
   local path = os.getenv("TG_SAMPLES") or "/tmp/ticketguard-bench-samples.csv"
   local f = io.open(path, "r")
   if f then
@@ -32,6 +38,10 @@ local function hex(n)
   local s = {}
   for i = 1, n do s[i] = string.format("%x", math.random(0, 15)) end
   return table.concat(s)
+end
+
+function delay()
+  return pace_ms or 0
 end
 
 function request()
@@ -55,4 +65,15 @@ function response(status, headers, body)
   if status ~= 200 then
     io.stderr:write("status " .. status .. ": " .. body:sub(1, 200) .. "\n")
   end
+end
+
+function done(summary, latency, requests)
+  local errors = summary.errors.connect + summary.errors.read + summary.errors.write
+    + summary.errors.status + summary.errors.timeout
+  io.write(string.format(
+    'WRK_JSON {"requests":%d,"duration_us":%d,"errors":%d,"status_errors":%d,"timeouts":%d,' ..
+    '"p50_ms":%.3f,"p90_ms":%.3f,"p95_ms":%.3f,"p99_ms":%.3f,"max_ms":%.3f}\n',
+    summary.requests, summary.duration, errors, summary.errors.status, summary.errors.timeout,
+    latency:percentile(50) / 1000, latency:percentile(90) / 1000, latency:percentile(95) / 1000,
+    latency:percentile(99) / 1000, latency.max / 1000))
 end

@@ -19,10 +19,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, insert, literal, or_, select
+from sqlalchemy import Connection, Engine, String, bindparam, insert, literal, or_, select
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from ticketguard import tables
+from ticketguard.kit.types import UTCDateTime
 from ticketguard.scoring.domain import Answer, ListStatus
 
 log = logging.getLogger(__name__)
@@ -77,7 +78,7 @@ def find_answer(conn: Connection, transaction_id: str) -> StoredAnswer | None:
     return StoredAnswer(answer, str(row.request_hash or ""))
 
 
-def _active(table: Any, wallet: str, at: datetime) -> Any:
+def _active(table: Any, wallet: Any, at: Any) -> Any:
     return (
         select(literal(1))
         .where(
@@ -109,17 +110,25 @@ def wallet_lists(conn: Connection, wallet: str, at: datetime) -> ListStatus:
     return _list_status(bool(row.blocked), bool(row.allowed))
 
 
+def _precheck_statement() -> Any:
+    p = tables.fraud_predictions
+    wallet = bindparam("wallet", type_=String())
+    at = bindparam("at", type_=UTCDateTime())
+    txn = bindparam("txn", type_=String())
+    return select(
+        select(literal(1)).where(p.c.transaction_id == txn).exists().label("stored"),
+        _active(tables.blacklisted_wallets, wallet, at).label("blocked"),
+        _active(tables.allowlisted_wallets, wallet, at).label("allowed"),
+    )
+
+
+_PRECHECK = _precheck_statement()  # built once: constructing it per request cost ~0.5 ms
+
+
 def precheck(conn: Connection, transaction_id: str, wallet: str, at: datetime) -> tuple[bool, ListStatus]:
     """One round trip for what every request asks first: is an answer already stored for this id, and
     what do the wallet lists say."""
-    p = tables.fraud_predictions
-    row = conn.execute(
-        select(
-            select(literal(1)).where(p.c.transaction_id == transaction_id).exists().label("stored"),
-            _active(tables.blacklisted_wallets, wallet, at).label("blocked"),
-            _active(tables.allowlisted_wallets, wallet, at).label("allowed"),
-        )
-    ).one()
+    row = conn.execute(_PRECHECK, {"txn": transaction_id, "wallet": wallet, "at": at}).one()
     return bool(row.stored), _list_status(bool(row.blocked), bool(row.allowed))
 
 
