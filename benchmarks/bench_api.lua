@@ -27,7 +27,7 @@ function init(args)
   local f = io.open(path, "r")
   if f then
     for line in f:lines() do
-      local w, e, t = line:match("([^,]+),([^,]+),([^,]+)")
+      local w, e, t = line:match("([^,]+),([^,]+),([^,\r]+)")
       if w then samples[#samples + 1] = { w, e, t } end
     end
     f:close()

@@ -171,6 +171,10 @@ async def _validation_error(_request: Request, exc: Exception) -> Response:
     errors = []
     for err in exc.errors():
         loc = err.get("loc", ())
+        if err.get("type") == "json_invalid":  # loc is ("body", <character position>)
+            position = loc[-1] if loc else "?"
+            loc = ("body",)
+            err = {**err, "msg": f"{err.get('msg', 'invalid JSON')} at character {position}"}
         errors.append(
             {
                 "field": _field_name(loc),
