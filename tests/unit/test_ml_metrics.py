@@ -76,3 +76,15 @@ def test_thresholds_chosen_on_validation() -> None:
     assert ((s[y == 0] > t).mean()) <= 0.02
     assert ((s[y == 0] >= t).mean()) > 0  # the smallest such threshold
     assert 0.4 < best_f1_threshold(y, s) < 0.6
+
+
+
+def test_threshold_at_fpr_is_the_lowest_with_fpr_at_most_the_limit() -> None:
+    rng = np.random.default_rng(3)
+    y = (rng.random(5000) < 0.05).astype(np.int8)
+    scores = np.round(np.where(y == 1, rng.beta(5, 2, 5000), rng.beta(2, 5, 5000)), 3)  # ties on purpose
+    t = threshold_at_fpr(y, scores, 0.02)
+    legit = scores[y == 0]
+    assert (legit > t).mean() <= 0.02
+    lower = legit[legit < t].max()  # the next candidate threshold down flags more than 2 %
+    assert (legit > lower).mean() > 0.02
