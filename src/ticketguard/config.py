@@ -185,6 +185,10 @@ class Settings(BaseSettings):
         default=None, description="Pin the served model; unset means the registry's live version."
     )
     model_dir: Path | None = Field(default=None, description="Model artifacts; default DATA_DIR/models.")
+    model_store_url: str | None = Field(
+        default=None,
+        description="Object store for artifacts (fsspec URL, e.g. s3://bucket/models); wins over MODEL_DIR.",
+    )
     fraud_threshold_block: float = Field(default=0.85, gt=0, lt=1)
     fraud_threshold_review: float = Field(default=0.65, gt=0, lt=1)
     fraud_threshold_2fa: float = Field(default=0.40, gt=0, lt=1)

@@ -1,7 +1,8 @@
 """Model registry: artifacts in XGBoost's UBJ format with a sha256; metadata and deployments in the database.
 
-- Artifacts live in an `ArtifactStore` (`DirectoryStore` under Settings.resolved_model_dir; an object store
-  implements the same two methods). The registry row keeps the artifact's URI relative to the store.
+- Artifacts live in an `ArtifactStore`: `DirectoryStore` under Settings.resolved_model_dir, or
+  `ObjectStore` at MODEL_STORE_URL (any fsspec URL: s3://, gs://, az://, … with that filesystem's package
+  installed). The registry row keeps the artifact's URI relative to the store.
 - Which model is live is the latest `model_deployments` row (promote / rollback append rows; nothing is
   overwritten, so the history of what served when stays).
 - Loading re-hashes the bytes and compares the model's ordered feature list with the code's catalogue;
@@ -24,6 +25,7 @@ import xgboost as xgb
 from sqlalchemy import Connection, insert, select
 
 from ticketguard import tables
+from ticketguard.config import Settings
 
 ARTIFACT_NAME = "model.ubj"
 METADATA_NAME = "metadata.json"
@@ -199,6 +201,59 @@ class DirectoryStore:
             return path.read_bytes()
         except FileNotFoundError:
             raise RegistryError(f"artifact {uri!r} is missing from the model directory {self.root}") from None
+
+
+class ObjectStore:
+    """Artifacts in an object store (or any fsspec filesystem): ``<url>/<version>/model.ubj`` (+ metadata).
+
+    Object writes are atomic per object; the sha256 in the database is checked on every load, so a partial
+    or tampered object is refused, never served."""
+
+    def __init__(self, url: str) -> None:
+        import fsspec
+
+        try:
+            self.fs, root = fsspec.core.url_to_fs(url)
+        except (ImportError, ValueError) as exc:
+            raise RegistryError(f"MODEL_STORE_URL {url!r} cannot be opened: {exc}") from None
+        self.url = url
+        self.root = root.rstrip("/")
+
+    def _path(self, uri: str) -> str:
+        parts = uri.split("/")
+        if len(parts) != 2 or parts[0] != check_version(parts[0]) or parts[1] in ("", ".", ".."):
+            raise RegistryError(f"artifact URI {uri!r} is not <version>/<file>")
+        return f"{self.root}/{uri}"
+
+    def put(self, version: str, files: dict[str, bytes]) -> dict[str, str]:
+        folder = f"{self.root}/{check_version(version)}"
+        if self.fs.exists(folder) and self.fs.ls(folder):
+            raise RegistryError(
+                f"artifacts for model {version} already exist in {self.url}; pick another version"
+            )
+        uris = {}
+        for name, payload in files.items():
+            self.fs.pipe_file(f"{folder}/{name}", payload)
+            uris[name] = f"{version}/{name}"
+        return uris
+
+    def get(self, uri: str) -> bytes:
+        try:
+            return bytes(self.fs.cat_file(self._path(uri)))
+        except FileNotFoundError:
+            raise RegistryError(f"artifact {uri!r} is missing from the model store {self.url}") from None
+
+    def delete(self, version: str) -> None:
+        folder = f"{self.root}/{check_version(version)}"
+        if self.fs.exists(folder):
+            self.fs.rm(folder, recursive=True)
+
+
+def artifact_store(settings: Settings) -> ArtifactStore:
+    """MODEL_STORE_URL when configured, else the directory MODEL_DIR (default DATA_DIR/models)."""
+    if settings.model_store_url:
+        return ObjectStore(settings.model_store_url)
+    return DirectoryStore(settings.resolved_model_dir)
 
 
 # ------------------------------------------------------------------------------------------ registry

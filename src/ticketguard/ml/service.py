@@ -33,9 +33,9 @@ from ticketguard.ml.dataset import (
 )
 from ticketguard.ml.evaluate import EvaluationInput, evaluate, write_report
 from ticketguard.ml.registry import (
-    DirectoryStore,
     ModelCard,
     ModelRegistry,
+    artifact_store,
     check_version,
     new_version,
     sha256_hex,
@@ -49,7 +49,7 @@ Progress = Callable[[str, float], None]
 
 
 def registry_for(settings: Settings) -> ModelRegistry:
-    return ModelRegistry(DirectoryStore(settings.resolved_model_dir))
+    return ModelRegistry(artifact_store(settings))
 
 
 def decision_thresholds(settings: Settings) -> dict[str, float]:

@@ -26,7 +26,7 @@ from sqlalchemy import Engine
 
 from ticketguard.config import Settings
 from ticketguard.features.specs import FEATURE_NAMES
-from ticketguard.ml.registry import DirectoryStore, ModelCard, ModelRegistry, RegistryError
+from ticketguard.ml.registry import ModelCard, ModelRegistry, RegistryError, artifact_store
 
 
 @dataclass(frozen=True)
@@ -116,7 +116,7 @@ class LiveModel:
     def from_settings(cls, settings: Settings, engine: Engine) -> LiveModel:
         return cls(
             engine,
-            ModelRegistry(DirectoryStore(settings.resolved_model_dir)),
+            ModelRegistry(artifact_store(settings)),
             pinned_version=settings.model_version,
         )
 
