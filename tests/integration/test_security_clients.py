@@ -119,3 +119,35 @@ def test_security_migration_round_trip(db_url: str) -> None:
         assert {"api_clients", "ip_blocks", "security_responses"} <= names
     finally:
         engine.dispose()
+
+
+def _dead_engine() -> object:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return make_engine(f"postgresql+psycopg://postgres@127.0.0.1:{port}/none")
+
+
+def test_key_check_survives_a_database_blip_only_for_known_keys(sqlite_url: str) -> None:
+    from datetime import UTC, datetime
+
+    engine = make_engine(sqlite_url)
+    with engine.begin() as conn:
+        from ticketguard.security.clients import create_client
+
+        _, key = create_client(
+            conn, name="m", scopes="score", actor="t", pepper=b"p" * 32, now=datetime.now(UTC)
+        )
+    clock = [0.0]
+    auth = ApiKeyAuthenticator(engine, b"p" * 32, clock=lambda: clock[0])
+    assert auth.authenticate(key).kind == "api_key"
+    auth._engine = _dead_engine()  # type: ignore[assignment]
+    clock[0] = 60.0  # the cache entry is stale and the database is gone: the known key still works
+    assert auth.authenticate(key).kind == "api_key"
+    from sqlalchemy.exc import OperationalError
+
+    with pytest.raises(OperationalError):  # an unknown key cannot be checked: the API answers 503, not 200
+        auth.authenticate("tgk_0badc0de_" + "x" * 43)
+    engine.dispose()

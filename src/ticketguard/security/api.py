@@ -69,6 +69,9 @@ BLOCK_EVENT_EVERY_S = 60.0
 OVERRIDE_REFRESH_S = 5.0
 
 UNAUTHORIZED_BODY = json.dumps({"error": "unauthorized", "detail": "valid credentials required"}).encode()
+UNAVAILABLE_BODY = json.dumps(
+    {"error": "unavailable", "detail": "credentials cannot be checked right now; retry"}
+).encode()
 FORBIDDEN_BODY = json.dumps(
     {"error": "forbidden", "detail": "requests from this address are blocked"}
 ).encode()
@@ -228,6 +231,10 @@ class SecurityMiddleware:
                 await _send_json(
                     send, 401, UNAUTHORIZED_BODY, [(b"www-authenticate", b'Bearer realm="ticketguard"')]
                 )
+                return
+            except Exception as exc:  # the key store is unreachable: not the client's fault, not a pass
+                log.warning("credential check unavailable on %s: %s", path, type(exc).__name__)
+                await _send_json(send, 503, UNAVAILABLE_BODY, [(b"retry-after", b"1")])
                 return
             state["principal"] = principal
             if principal.kind == "jwt":

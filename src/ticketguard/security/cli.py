@@ -235,6 +235,9 @@ def blocklist_add(
     if list_kind == "ip":
         lists.publish_ip_blocks(engine, _redis(settings))
     until = f"until {_when(expires_at)} UTC" if expires_at else "until removed"
+    from ticketguard.security.redact import mask_wallet
+
+    shown = shown if list_kind == "ip" else mask_wallet(shown)  # the terminal may be logged too
     console.print(f"{kind} {escape(shown)} added ({until})")
 
 

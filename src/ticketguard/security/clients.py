@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Connection, Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -146,15 +147,12 @@ class ApiKeyAuthenticator:
             hit = self._cache.get(prefix)
         if hit is not None and now - hit[0] < self.CACHE_SECONDS:
             return hit[1]
-        with self._engine.connect() as conn:
-            row = conn.execute(
-                select(
-                    api_clients.c.client_id,
-                    api_clients.c.key_hash,
-                    api_clients.c.scopes,
-                    api_clients.c.revoked_at,
-                ).where(api_clients.c.key_prefix == prefix)
-            ).first()
+        try:
+            row = self._fetch(prefix)
+        except Exception:
+            if hit is not None:  # the database is unreachable: a key known a moment ago stays known
+                return hit[1]
+            raise
         found = (
             None
             if row is None
@@ -167,6 +165,17 @@ class ApiKeyAuthenticator:
                 self._cache.clear()
             self._cache[prefix] = (now, found)
         return found
+
+    def _fetch(self, prefix: str) -> Any:
+        with self._engine.connect() as conn:
+            return conn.execute(
+                select(
+                    api_clients.c.client_id,
+                    api_clients.c.key_hash,
+                    api_clients.c.scopes,
+                    api_clients.c.revoked_at,
+                ).where(api_clients.c.key_prefix == prefix)
+            ).first()
 
     def authenticate(self, key: str) -> Principal:
         prefix = api_key_prefix(key)

@@ -299,9 +299,11 @@ class IpBlockCache:
                 self.source = "redis"
             self._snapshot = snapshot
             self._loaded_at = self._clock()
-        except Exception as exc:  # keep the last snapshot; try again next time
+        except Exception as exc:  # keep the last snapshot; try again next time (in the background)
             log.warning("IP block list refresh failed, keeping the last snapshot: %s", type(exc).__name__)
             self._loaded_at = self._clock()
+            if self.source == "none":
+                self.source = "unavailable"
         finally:
             self._lock.release()
 
