@@ -176,3 +176,46 @@ def test_pinned_version_wins_over_the_live_one(engine: Engine, registry: ModelRe
 def test_no_live_model_is_a_clear_error(engine: Engine, registry: ModelRegistry) -> None:
     with pytest.raises(RegistryError, match="no model is live"):
         LiveModel(engine, registry).get()
+
+
+@pytest.mark.parametrize("scheme", ["memory", "file"])
+def test_object_store_url_registers_loads_and_refuses_tampering(
+    engine: Engine, tmp_path: Path, scheme: str
+) -> None:
+    """MODEL_STORE_URL: artifacts in an fsspec object store (memory:// and file:// stand in for s3:// —
+    the same fsspec calls, with no network here)."""
+    import uuid
+
+    from ticketguard.config import Settings
+    from ticketguard.ml.registry import ObjectStore, artifact_store
+
+    url = f"memory://models-{uuid.uuid4().hex[:8]}" if scheme == "memory" else f"file://{tmp_path}/bucket"
+    store = artifact_store(Settings(model_store_url=url, data_dir=tmp_path / "data"))
+    assert isinstance(store, ObjectStore)
+    registry = ModelRegistry(store)
+    booster = tiny_booster(3)
+    with engine.begin() as conn:
+        registry.register(conn, booster, card("v3.0.0"))
+    with engine.connect() as conn:
+        loaded, _ = registry.load(conn, "v3.0.0", FEATURE_NAMES)
+    x = np.random.default_rng(1).normal(size=(4, len(NAMES))).astype(np.float32)
+    np.testing.assert_allclose(loaded.inplace_predict(x), booster.inplace_predict(x))
+    assert not (tmp_path / "data" / "models").exists()  # nothing went to the directory store
+
+    with engine.begin() as conn, pytest.raises(RegistryError, match="already exist"):
+        registry.register(conn, booster, card("v3.0.0"))
+
+    payload = bytearray(store.get("v3.0.0/model.ubj"))
+    payload[-10] ^= 0xFF
+    store.fs.pipe_file(f"{store.root}/v3.0.0/model.ubj", bytes(payload))
+    with engine.connect() as conn, pytest.raises(ModelIntegrityError):
+        registry.load(conn, "v3.0.0", FEATURE_NAMES)
+    with pytest.raises(RegistryError, match="not <version>/<file>"):
+        store.get("../etc/passwd")
+
+
+def test_object_store_url_without_its_filesystem_package_is_a_clear_error() -> None:
+    from ticketguard.ml.registry import ObjectStore
+
+    with pytest.raises(RegistryError, match="MODEL_STORE_URL 'nosuchproto://x' cannot be opened"):
+        ObjectStore("nosuchproto://x")
