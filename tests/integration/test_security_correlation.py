@@ -221,3 +221,28 @@ def test_correlation_job_runs_through_the_jobs_cli(sqlite_url: str, monkeypatch:
     rules = runner.invoke(app, ["security", "rules"])
     assert rules.exit_code == 0
     assert "3 correlation rule(s)" in rules.stdout
+
+
+@pytest.mark.postgres
+def test_two_runs_at_once_apply_each_response_once(postgres_url: str) -> None:
+    import threading
+
+    from ticketguard.kit.db import make_engine
+
+    engine = make_engine(postgres_url)
+    failures(engine, "ip:race", [4, 3, 2, 1, 0.5])
+    barrier = threading.Barrier(4)
+    applied: list[int] = []
+
+    def go() -> None:
+        barrier.wait()
+        applied.append(run(engine))
+
+    threads = [threading.Thread(target=go) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(applied) == [0, 0, 0, 1]
+    assert responses(engine) == [("brute_force", "block_ip", "ip:race")]
+    engine.dispose()

@@ -8,13 +8,14 @@ block never triggers it again, even after the block expires or is reverted; a *n
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, Engine, select, text
 
 from ticketguard.security import rules as R
 from ticketguard.security.events import ALERT, RESPONSE_APPLIED, SecurityEvent, write_events
@@ -138,6 +139,17 @@ def _after_last_response(
     return findings
 
 
+def _serialize(conn: Connection, rule_name: str) -> None:
+    """Two runs of one rule at once (a manual run beside the worker's) take turns: the second sees the
+    first's responses and applies none twice. PostgreSQL: a transaction-scoped advisory lock; SQLite: the
+    database's single writer (a stale reader is refused on write, never double-applies)."""
+    if conn.dialect.name == "postgresql":
+        key = int.from_bytes(
+            hashlib.sha256(f"security-rule:{rule_name}".encode()).digest()[:8], "big", signed=True
+        )
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+
+
 def run_correlation(
     engine: Engine,
     rules: Sequence[R.Rule],
@@ -149,6 +161,7 @@ def run_correlation(
     report = CorrelationReport()
     for rule in rules:
         with engine.begin() as conn:
+            _serialize(conn, rule.name)
             findings = evaluate(conn, rule, now)
             report.findings += len(findings)
             applied = 0
