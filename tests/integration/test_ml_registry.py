@@ -202,8 +202,8 @@ def test_object_store_url_registers_loads_and_refuses_tampering(
     np.testing.assert_allclose(loaded.inplace_predict(x), booster.inplace_predict(x))
     assert not (tmp_path / "data" / "models").exists()  # nothing went to the directory store
 
-    with engine.begin() as conn, pytest.raises(RegistryError, match="already exist"):
-        registry.register(conn, booster, card("v3.0.0"))
+    with pytest.raises(RegistryError, match="already exist"):  # the store refuses to overwrite, too
+        store.put("v3.0.0", {"model.ubj": b"other"})
 
     payload = bytearray(store.get("v3.0.0/model.ubj"))
     payload[-10] ^= 0xFF

@@ -231,6 +231,7 @@ class ObjectStore:
             raise RegistryError(
                 f"artifacts for model {version} already exist in {self.url}; pick another version"
             )
+        self.fs.makedirs(folder, exist_ok=True)  # a no-op on object stores, needed on file://
         uris = {}
         for name, payload in files.items():
             self.fs.pipe_file(f"{folder}/{name}", payload)
