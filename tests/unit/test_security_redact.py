@@ -117,3 +117,24 @@ def test_json_log_line_is_one_line_and_scrubbed() -> None:
         assert raw not in stream.getvalue()
     assert "\\n" in first["msg"]
     assert redactor() is not None
+
+
+def test_configure_logging_replaces_console_handlers_once() -> None:
+    from ticketguard.security.logs import configure_logging
+
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        stream = io.StringIO()
+        root.addHandler(logging.StreamHandler(io.StringIO()))  # what logging.basicConfig would leave
+        configure_logging("INFO", ["configured-secret-value-123"], stream=stream)
+        configure_logging("INFO", [], stream=stream)
+        ours = [h for h in root.handlers if isinstance(h.formatter, JsonFormatter)]
+        assert len(ours) == 1
+        logging.getLogger("tg.test.cfg").warning("uses configured-secret-value-123 from 198.51.100.9")
+        line = json.loads(stream.getvalue().splitlines()[-1])
+        assert "configured-secret-value-123" not in line["msg"]
+        assert "198.51.100.9" not in line["msg"]
+    finally:
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])

@@ -75,7 +75,9 @@ def configure_logging(level: str = "INFO", secrets: list[str] | None = None, str
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    # Replace the console handlers (basicConfig's, a previous call's); keep a test runner's capture handlers.
+    kept = [h for h in root.handlers if type(h).__module__.startswith("_pytest")]
+    root.handlers[:] = [*kept, handler]
     root.setLevel(level)
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logger = logging.getLogger(name)
