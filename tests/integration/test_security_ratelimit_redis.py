@@ -88,7 +88,7 @@ def test_paused_redis_gives_no_hang_and_local_limits(own_redis: tuple[str, subpr
 
     before, elapsed, during = asyncio.run(scenario())
     assert before == 10
-    assert elapsed < 1.0, f"requests waited {elapsed:.2f}s on a paused Redis"
+    assert elapsed < 2.0, f"requests waited {elapsed:.2f}s on a Redis paused for 3 s"
     assert during == 50  # local policy: ceil(100 / 2 workers) in this process while the breaker is open
 
 
@@ -106,6 +106,6 @@ def test_killed_redis_gives_no_hang_and_recovers(own_redis: tuple[str, subproces
         return time.perf_counter() - started, sum(during)
 
     elapsed, during = asyncio.run(scenario())
-    assert elapsed < 1.0
+    assert elapsed < 2.0  # the whole burst of 100
     assert during == 100
     assert service.breaker_open()

@@ -59,5 +59,5 @@ def test_redis_down_follows_policy_without_waiting(policy: str, expected: int) -
     allowed = asyncio.run(_burst(service, 40))
     elapsed = time.perf_counter() - started
     assert allowed == expected  # local: ceil(10 / 2 workers) per process
-    assert elapsed < 1.0
+    assert elapsed < 2.0  # the whole burst; a hang would wait for the OS connect timeout
     assert service.breaker_open()
