@@ -199,6 +199,23 @@ def test_jwt_attack_matrix_gets_one_uniform_401(
         assert client.get(INFO, headers=bearer(token(key=rsa_pair[0], alg="RS256"))).status_code == 200
         assert client.get(INFO, headers={"X-API-Key": api_key}).status_code == 200
         assert client.get(INFO, headers=bearer(api_key)).status_code == 200
+        # Scopes: /api/v1/metrics needs a `metrics` key; a scoring key or a user token gets the same 401.
+        with engine.begin() as conn:
+            _, metrics_key = create_client(
+                conn,
+                name="prometheus",
+                scopes="metrics",
+                actor="t",
+                pepper=PEPPER.encode(),
+                now=datetime.now(UTC),
+            )
+        for headers in ({"X-API-Key": api_key}, bearer(token())):
+            r = client.get("/api/v1/metrics", headers=headers)
+            assert r.status_code == 401
+            assert r.content == refusals[0][2]
+        assert client.get("/api/v1/metrics", headers={"X-API-Key": metrics_key}).status_code != 401
+        assert client.get(INFO, headers={"X-API-Key": metrics_key}).status_code == 401
+        scope_refusals = 3
         health = client.get("/health")
         assert health.status_code == 200  # reachable without credentials
         assert health.json()["auth"] == "jwt(HS256,RS256)+api_key"
@@ -232,7 +249,7 @@ def test_jwt_attack_matrix_gets_one_uniform_401(
             )
         ).all()
         actor = conn.execute(select(tables.scoring_audit.c.actor)).scalars().all()
-    assert len(failed) == len(refusals)
+    assert len(failed) == len(refusals) + scope_refusals
     with engine.connect() as conn:
         blocked = (
             conn.execute(
