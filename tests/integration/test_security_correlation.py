@@ -99,6 +99,9 @@ def test_brute_force_blocks_once_audited_and_reversible(
     later = NOW + timedelta(minutes=3)
     failures(engine, "ip:attacker", [0.4, 0.3, 0.2, 0.1, 0.0], end=later)
     assert run(engine, later) == 1
+    events = runner.invoke(app, ["security", "events", "--type", "auth_failed", "--since-minutes", "30"])
+    assert events.exit_code == 0, events.output
+    assert "auth_failed 17" in events.output  # attacker 5 + typo 4 + slow 3 within 30 min + new burst 5
     listed = runner.invoke(app, ["security", "responses"])
     assert listed.exit_code == 0
     assert "2 response(s)" in listed.stdout

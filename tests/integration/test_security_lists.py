@@ -41,6 +41,7 @@ def cli_db(db_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
         ["security", "responses"],
         ["security", "revert"],
         ["security", "rules"],
+        ["security", "events"],
     ],
 )
 def test_every_command_has_help(command: list[str]) -> None:

@@ -342,6 +342,48 @@ def security_responses(
     out.print(table)
 
 
+@security_app.command("events")
+def security_events_command(
+    event_type: str = typer.Option(None, "--type", help="Only this event type, e.g. auth_failed."),
+    since_minutes: int = typer.Option(60, "--since-minutes", min=1, max=525_600, help="Look-back window."),
+    limit: int = typer.Option(50, "--limit", min=1, max=10_000, help="Newest first."),
+) -> None:
+    """Recent security events (IPs and users appear as their hash tokens), with counts per type."""
+    from sqlalchemy import func, select
+
+    from ticketguard.tables import security_events as t
+
+    _, engine = _ready()
+    since = datetime.now(UTC) - timedelta(minutes=since_minutes)
+    where = [t.c.timestamp >= since] + ([t.c.event_type == event_type] if event_type else [])
+    with engine.connect() as conn:
+        counts = conn.execute(
+            select(t.c.event_type, func.count())
+            .where(*where)
+            .group_by(t.c.event_type)
+            .order_by(t.c.event_type)
+        ).all()
+        rows = conn.execute(
+            select(t).where(*where).order_by(t.c.timestamp.desc(), t.c.id.desc()).limit(limit)
+        ).all()
+    summary = ", ".join(f"{kind} {n}" for kind, n in counts) or "none"
+    console.print(f"last {since_minutes} min: {summary}")
+    table = Table(title=f"{len(rows)} newest event(s)")
+    for column in ("time", "type", "severity", "source", "user", "details"):
+        table.add_column(column)
+    for r in rows:
+        details = ", ".join(f"{k}={v}" for k, v in (r.metadata or {}).items() if v is not None)
+        table.add_row(
+            _when(r.timestamp),
+            r.event_type,
+            r.severity or "-",
+            r.source_ip or "-",
+            r.user_id or "-",
+            escape(details[:120]),
+        )
+    out.print(table)
+
+
 @security_app.command("revert")
 def security_revert(
     response_id: int = typer.Argument(..., help="The response id (see `ticketguard security responses`)."),
