@@ -267,6 +267,9 @@ class Settings(BaseSettings):
         default=1_048_576, ge=1024, le=64 * 1_048_576, description="Larger request bodies get 413."
     )
     api_batch_max_items: int = Field(default=100, ge=1, le=10_000, description="Items per batch request.")
+    api_threads: int = Field(
+        default=16, ge=1, le=256, description="Requests scored at once per worker (thread pool, DB pool)."
+    )
     model_refresh_seconds: float = Field(
         default=5.0, gt=0, le=3600, description="How often each worker checks the registry's live version."
     )
