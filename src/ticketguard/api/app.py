@@ -202,8 +202,11 @@ def _install_security(app: FastAPI, settings: Settings) -> None:
 class ModelRefresher:
     """Checks the registry's live version every MODEL_REFRESH_SECONDS and swaps the model in when it moved."""
 
-    def __init__(self, live: LiveModel, interval_s: float) -> None:
+    def __init__(
+        self, live: LiveModel, interval_s: float, on_change: Callable[[], None] | None = None
+    ) -> None:
         self.live = live
+        self.on_change = on_change
         self.interval_s = interval_s
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -217,6 +220,8 @@ class ModelRefresher:
             return False
         current = self.live.get().version
         if current != self.version:
+            if self.on_change is not None:
+                self.on_change()  # e.g. build the new model's fast path before requests need it
             metrics.set_model_version(self.version, current)
             log.info("serving model %s", current)
             self.version = current
@@ -247,7 +252,7 @@ def create_app(
     engine = engine or api_engine(settings)
     live = service.live if service is not None else LiveModel.from_settings(settings, engine)
     scoring = service or ScoringService(settings, engine, live)
-    refresher = ModelRefresher(live, settings.model_refresh_seconds)
+    refresher = ModelRefresher(live, settings.model_refresh_seconds, on_change=scoring.warm)
     scoring.committer.on_batch = metrics.GROUP_COMMIT_ROWS.observe
 
     @asynccontextmanager

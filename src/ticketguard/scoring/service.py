@@ -15,6 +15,7 @@ returns with 503 — never an APPROVED, and nothing half-written (one database t
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import threading
@@ -48,6 +49,7 @@ from ticketguard.scoring.store import (
     find_answer,
     precheck,
 )
+from ticketguard.scoring.trees import FastTrees
 
 log = logging.getLogger(__name__)
 
@@ -153,6 +155,8 @@ class ScoringService:
         # The wallet blacklist / allow list is read with the idempotency check (`store.precheck`); these
         # are the further checks (the security layer adds IP blocks).
         self.list_checks: list[ListCheck] = []
+        self._fast: dict[str, FastTrees | None] = {}
+        self._fast_lock = threading.Lock()
         self._inflight: dict[str, _InFlight] = {}
         self._inflight_lock = threading.Lock()
 
@@ -170,6 +174,25 @@ class ScoringService:
             raise ModelUnavailable(
                 f"the model registry could not be read: {type(exc.orig).__name__}"
             ) from exc
+
+    def fast_trees(self, model: ServingModel) -> FastTrees | None:
+        """The numpy walker of this model's trees (built once per version), or None if it cannot
+        reproduce XGBoost for this model (then XGBoost's own predict/explain serve it)."""
+        if model.version in self._fast:
+            return self._fast[model.version]
+        with self._fast_lock:
+            if model.version not in self._fast:
+                try:
+                    self._fast = {model.version: FastTrees.from_booster(model.booster)}
+                except ValueError as exc:
+                    log.warning("model %s: fast tree path off (%s)", model.version, exc)
+                    self._fast = {model.version: None}
+        return self._fast[model.version]
+
+    def warm(self) -> None:
+        """Load the model and build its fast path now, not on the first request."""
+        with contextlib.suppress(ModelUnavailable):
+            self.fast_trees(self.model())
 
     def start(self) -> None:
         self.committer.start()
@@ -296,11 +319,24 @@ class ScoringService:
         features: dict[str, float],
         lists: ListStatus,
     ) -> Answer:
-        score = model.predict(row)
+        fast = self.fast_trees(model)
+        approx: dict[str, float] | None = None
+        if fast is not None:
+            # One numpy walk of the trees: margin and approximate contributions, no DMatrix.
+            margin, values = fast.explain(row)
+            score = 1.0 / (1.0 + math.exp(-margin))
+            approx = dict(zip(model.feature_names, values.tolist(), strict=True))
+            bias = fast.bias
+        else:
+            score = model.predict(row)
         decision = domain.decide(score, self.thresholds, lists)
         exact = self.exact_for == "all" or (self.exact_for == "non_approved" and decision != domain.APPROVED)
-        why = model.explain(row, approximate=not exact)
-        top = domain.top_contributions(why.contributions, features, self.top_k)
+        if exact or approx is None:
+            why = model.explain(row, approximate=not exact)
+            contributions, bias = why.contributions, why.bias
+        else:
+            contributions = approx
+        top = domain.top_contributions(contributions, features, self.top_k)
         return Answer(
             transaction_id=req.transaction_id,
             fraud_score=round(score, 6),
@@ -316,7 +352,7 @@ class ScoringService:
             ],
             reasons=domain.reasons_for(decision, top, lists),
             model_version=model.version,
-            bias=round(why.bias, 6),
+            bias=round(bias, 6),
             explanation="exact" if exact else "approximate",
         )
 
