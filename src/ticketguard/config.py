@@ -175,6 +175,9 @@ class Settings(BaseSettings):
     security_list_cache_seconds: float = Field(
         default=5, gt=0, le=3600, description="In-process list snapshot age when Redis is unavailable."
     )
+    security_no_autoblock_ips: list[str] = Field(
+        default=[], description="IPs the correlation rules never block, e.g. the backend's (JSON list)."
+    )
 
     # --- notifications ---------------------------------------------------------------------------
     slack_webhook: SecretStr | None = None

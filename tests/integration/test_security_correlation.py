@@ -249,3 +249,22 @@ def test_two_runs_at_once_apply_each_response_once(postgres_url: str) -> None:
     assert sorted(applied) == [0, 0, 0, 1]
     assert responses(engine) == [("brute_force", "block_ip", "ip:race")]
     engine.dispose()
+
+
+def test_exempt_ip_is_never_blocked_by_a_rule(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ticketguard.kit.db import make_engine
+    from ticketguard.security.keys import pepper
+    from ticketguard.security.redact import hash_ip
+
+    monkeypatch.setenv("DATABASE_URL", sqlite_url)
+    monkeypatch.setenv("SECURITY_NO_AUTOBLOCK_IPS", '["10.0.0.5"]')
+    from ticketguard.config import Settings
+
+    backend = hash_ip("10.0.0.5", pepper(Settings()))
+    engine = make_engine(sqlite_url)
+    now = datetime.now(UTC)
+    failures(engine, backend, [3, 2, 1, 0.5, 0.1], end=now)  # a misconfigured backend key, say
+    failures(engine, "ip:stranger", [3, 2, 1, 0.5, 0.1], end=now)
+    result = runner.invoke(app, ["jobs", "run", "security-correlation"])
+    assert result.exit_code == 0, result.output
+    assert responses(engine) == [("brute_force", "block_ip", "ip:stranger")]

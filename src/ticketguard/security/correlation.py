@@ -32,6 +32,7 @@ class CorrelationReport:
     findings: int = 0
     applied: list[ResponseRecord] = field(default_factory=list)
     skipped_repeats: int = 0
+    exempt: int = 0
     per_rule: dict[str, int] = field(default_factory=dict)
 
     def counts(self) -> dict[str, Any]:
@@ -39,6 +40,7 @@ class CorrelationReport:
             "findings": self.findings,
             "responses_applied": len(self.applied),
             "skipped_repeats": self.skipped_repeats,
+            "exempt": self.exempt,
         }
         counts.update({f"{rule}.applied": n for rule, n in self.per_rule.items()})
         return counts
@@ -156,8 +158,10 @@ def run_correlation(
     *,
     now: datetime,
     global_limit: int,
+    exempt_targets: frozenset[str] = frozenset(),
 ) -> CorrelationReport:
-    """Evaluate every rule and apply each new finding's response (one transaction per rule)."""
+    """Evaluate every rule and apply each new finding's response (one transaction per rule). Findings whose
+    target is in ``exempt_targets`` (SECURITY_NO_AUTOBLOCK_IPS, as tokens) are counted, never acted on."""
     report = CorrelationReport()
     for rule in rules:
         with engine.begin() as conn:
@@ -167,6 +171,10 @@ def run_correlation(
             applied = 0
             events: list[SecurityEvent] = []
             for finding in findings:
+                if finding.target in exempt_targets:
+                    report.exempt += 1
+                    log.warning("rule %s matched an exempt target %s: no response", rule.name, finding.target)
+                    continue
                 if rule.kind == "distinct_rate_limited_ips":
                     last = last_response(conn, rule.name, "global")
                     if (
@@ -247,10 +255,15 @@ def default_lookback(rules: Sequence[R.Rule]) -> timedelta:
 
 def correlation_job(settings: Any, engine: Engine, now: datetime) -> dict[str, Any]:
     """The `security-correlation` job: rules from SECURITY_RULES_PATH; new IP blocks pushed to Redis."""
+    from ticketguard.security.keys import pepper
     from ticketguard.security.lists import publish_ip_blocks
+    from ticketguard.security.redact import hash_ip
 
     rules = R.load_rules(settings.security_rules_path)
-    report = run_correlation(engine, rules, now=now, global_limit=settings.rate_limit_global)
+    exempt = frozenset(hash_ip(ip, pepper(settings)) for ip in settings.security_no_autoblock_ips)
+    report = run_correlation(
+        engine, rules, now=now, global_limit=settings.rate_limit_global, exempt_targets=exempt
+    )
     if any(r.action == "block_ip" for r in report.applied) and settings.resolved_redis_url:
         import redis
 
