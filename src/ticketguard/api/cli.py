@@ -55,6 +55,9 @@ def serve_api(
         # proxy-header handling would believe any X-Forwarded-For sent from 127.0.0.1.
         proxy_headers=False,
         timeout_graceful_shutdown=10,
+        # Longer than a load balancer's idle timeout (ALB: 60 s) and than a client's pause between calls,
+        # so the server is never the side that closes a keep-alive connection a client is reusing.
+        timeout_keep_alive=75,
     )
 
 
