@@ -2,9 +2,9 @@
 -- Wallets, events and tickets come from benchmarks' sample file (one "wallet,event,ticket" per line) so the
 -- online features read real history; without it, random new wallets are used.
 -- usage: wrk -t2 -c32 -d30s -s benchmarks/bench_api.lua http://127.0.0.1:5001
--- TG_RATE=<requests/s> paces the connections: each waits c/rate seconds between its requests (Debian's wrk
--- has no wrk2-style -R), so the offered rate is at most TG_RATE; benchmarks/bench_api.py reports the achieved
--- rate next to it. done() prints one JSON line (prefix "WRK_JSON ") with the percentiles.
+-- TG_RATE=<requests/s> paces the connections: each waits an exponential gap of mean c/rate seconds between
+-- its requests (Debian's wrk has no wrk2-style -R), so the offered rate is at most TG_RATE;
+-- benchmarks/bench_api.py reports the achieved rate next to it. done() prints one JSON line (prefix "WRK_JSON ") with the percentiles.
 
 local counter = 0
 local pace_ms = nil
@@ -41,7 +41,10 @@ local function hex(n)
 end
 
 function delay()
-  return pace_ms or 0
+  -- Exponential gaps (a Poisson stream per connection): fixed gaps keep the connections in phase and turn
+  -- the offered rate into bursts of one request per connection.
+  if not pace_ms then return 0 end
+  return math.floor(-math.log(1 - math.random()) * pace_ms)
 end
 
 function request()

@@ -29,6 +29,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -122,7 +123,8 @@ class Server:
             env["REDIS_URL"] = args.redis_url
         else:
             env.pop("REDIS_URL", None)
-        self.log = open(ROOT / f".bench_api_{args.name}.log", "w")  # noqa: SIM115 - closed in stop()
+        self.log_path = Path(tempfile.gettempdir()) / f"bench_api_{args.name}.log"
+        self.log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             [
                 str(BIN / "ticketguard"),
@@ -149,7 +151,7 @@ class Server:
             except httpx.HTTPError:
                 pass
             time.sleep(0.5)
-        raise RuntimeError(f"API not healthy after {timeout}s; see .bench_api log")
+        raise RuntimeError(f"API not healthy after {timeout}s; see {self.log_path}")
 
     def stop(self) -> None:
         os.killpg(self.proc.pid, signal.SIGTERM)
@@ -307,7 +309,13 @@ def main() -> None:
     }
     results["loadavg_before"] = load_before
     results["loadavg_after"] = os.getloadavg()
-    (out_dir / f"api_{args.name}.json").write_text(json.dumps(results, indent=2))
+    out = out_dir / f"api_{args.name}.json"
+    if "locust" not in results and out.exists():
+        # A sweep-only re-run keeps the earlier locust run of the same name (recorded with its time).
+        previous = json.loads(out.read_text())
+        if "locust" in previous:
+            results["locust"] = previous["locust"] | {"from_earlier_run": True}
+    out.write_text(json.dumps(results, indent=2))
     if results.get("sweep"):
         plot(results["sweep"], out_dir / f"api_{args.name}_sweep.png", f"scoring API sweep — {args.name}")
     table = Table(title=f"scoring API — {args.name}")
