@@ -514,7 +514,7 @@ def test_redis_paused_then_killed_mid_load_no_hang_no_5xx(
     env = _env(postgres_url, url, tmp_path, RATE_LIMIT_IP="100000", LOG_LEVEL="INFO")
     with serve(env, tmp_path / "api.log") as base, httpx.Client(base_url=base, timeout=5) as client:
         results: list[tuple[int, float]] = []
-        stop = time.monotonic() + 6
+        stop = time.monotonic() + 7
 
         def worker(_: int) -> None:
             while time.monotonic() < stop:
@@ -528,8 +528,8 @@ def test_redis_paused_then_killed_mid_load_no_hang_no_5xx(
         with ThreadPoolExecutor(8) as pool:
             futures = [pool.submit(worker, i) for i in range(8)]
             time.sleep(1.5)
-            redis.Redis.from_url(url).execute_command("CLIENT", "PAUSE", "2000", "ALL")
-            time.sleep(2.5)
+            redis.Redis.from_url(url).execute_command("CLIENT", "PAUSE", "3000", "ALL")
+            time.sleep(3.5)
             proc.kill()
             for f in futures:
                 f.result()
@@ -538,5 +538,6 @@ def test_redis_paused_then_killed_mid_load_no_hang_no_5xx(
     assert statuses[0] == 0, "a request timed out"
     assert not [s for s in statuses if s >= 500], statuses
     assert statuses[200] > 100
-    assert slowest < 1.5, f"slowest request {slowest:.2f}s"  # budget: 2 × 250 ms, plus a busy machine
+    # Budget 2 × 250 ms plus a busy machine; waiting on the pause would take 3 s.
+    assert slowest < 2.0, f"slowest request {slowest:.2f}s"
     engine.dispose()
