@@ -1,0 +1,92 @@
+"""`ticketguard serve api` end to end: two uvicorn worker processes, the guide's smoke request, and
+Prometheus metrics aggregated across the workers (multiprocess mode)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from scoring_fixtures import free_port, ladder_booster, make_settings, register_model, request_body
+from typer.testing import CliRunner
+
+from ticketguard.cli import app
+from ticketguard.kit.db import make_engine
+
+
+def test_serve_api_help_names_its_options() -> None:
+    result = CliRunner().invoke(app, ["serve", "api", "--help"])
+    assert result.exit_code == 0
+    for option in ("--host", "--port", "--workers", "--example"):
+        assert option in result.output
+
+
+@pytest.mark.xdist_group("api-serve")
+def test_two_workers_answer_and_share_metrics(sqlite_url: str, tmp_path: Path) -> None:
+    settings = make_settings(sqlite_url, tmp_path)
+    engine = make_engine(sqlite_url)
+    register_model(engine, settings.resolved_model_dir, "served-1", ladder_booster(), promote=True)
+    engine.dispose()
+    port = free_port()
+    env = dict(
+        os.environ,
+        DATABASE_URL=sqlite_url,
+        DATA_DIR=str(tmp_path),
+        RATE_LIMIT_IP="1000000",
+        RATE_LIMIT_GLOBAL="1000000",
+        RATE_LIMIT_USER="1000000",
+    )
+    env.pop("REDIS_URL", None)
+    proc = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "ticketguard"),
+            "serve",
+            "api",
+            "--port",
+            str(port),
+            "--workers",
+            "2",
+            "--example",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "server did not become healthy"
+            assert proc.poll() is None, "server exited"
+            time.sleep(0.3)
+        with httpx.Client(base_url=base, timeout=10) as client:
+            answers = [client.post("/api/v1/ml/predict/fraud", json=request_body()) for _ in range(20)]
+            assert {r.status_code for r in answers} == {200}
+            assert {r.json()["model_version"] for r in answers} == {"served-1"}
+            text = client.get("/metrics").text
+        approved = [
+            line
+            for line in text.splitlines()
+            if line.startswith(
+                'ticketguard_decisions_total{decision="APPROVED",degraded="false",replayed="false"}'
+            )
+        ]
+        assert approved, text[:2000]
+        assert float(approved[0].rsplit(" ", 1)[1]) == 20.0  # summed over both workers
+        assert "ticketguard_model_info{" in text
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+        output = proc.communicate(timeout=30)[0].decode()
+    assert "curl -s" in output  # --example printed the smoke-test commands
