@@ -4,6 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO_TRANSACTIONS ?= 200000
+DEMO_PORT ?= 5001
 
 .PHONY: demo test lint typecheck unit install clean
 
@@ -21,7 +22,7 @@ demo: $(STAMP)
 	$(BIN)/ticketguard db upgrade
 	$(BIN)/ticketguard simulate --transactions $(DEMO_TRANSACTIONS) --seed 7 --replace
 	$(BIN)/ticketguard train --promote
-	$(BIN)/ticketguard serve api --host 127.0.0.1 --port 5001 --example
+	$(BIN)/ticketguard serve api --host 127.0.0.1 --port $(DEMO_PORT) --example
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

@@ -295,10 +295,10 @@ def api_engine(settings: Settings) -> Engine:
     pool_size = max(settings.db_pool_size, settings.api_threads + 4)
     if settings.is_embedded_database:
         return _sqlite_pooled_engine(settings, pool_size)
-    options = (
-        f"-c timezone=UTC -c statement_timeout={int(settings.db_statement_timeout_ms)} "
-        "-c plan_cache_mode=force_generic_plan"
-    )
+    # A statement may not outlive twice the request deadline: past the deadline the request has already
+    # answered with the failure policy, and a stuck statement would only hold a connection.
+    timeout_ms = min(settings.db_statement_timeout_ms, max(1000, 2 * settings.scoring_deadline_ms))
+    options = f"-c timezone=UTC -c statement_timeout={timeout_ms} -c plan_cache_mode=force_generic_plan"
     engine = create_engine(
         settings.resolved_database_url,
         pool_size=pool_size,

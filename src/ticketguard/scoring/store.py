@@ -251,7 +251,8 @@ class GroupCommitter:
         try:
             self._write_batch(live)
         except Exception as exc:  # the futures carry it to each request; the thread must live on
-            log.exception("group commit failed")
+            # The type only: driver messages quote the statement's parameters (wallets, IPs).
+            log.error("group commit failed: %s", type(exc).__name__)
             for w in live:
                 if not w.future.done():
                     w.future.set_exception(exc)
