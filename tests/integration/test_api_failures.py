@@ -117,7 +117,27 @@ def test_redis_down_is_reported_and_scoring_goes_on(sqlite_url: str, tmp_path: P
         health = client.get("/health").json()
         assert health["status"] == "degraded"
         assert health["checks"]["redis"].startswith("down")
-        assert client.post(PREDICT, json=request_body()).status_code == 200
+        r = client.post(PREDICT, json=request_body())
+        assert r.status_code == 200
+        answer = r.json()
+        # The event aggregates Redis should have served came from the database: same features, and the
+        # answer says its path was degraded.
+        assert answer["degraded"] is True
+        assert any("redis unavailable" in reason for reason in answer["degraded_reasons"])
+        assert answer["decision"] == "APPROVED"
+
+
+def test_redis_up_holds_the_shared_event_bases(sqlite_url: str, redis_url: str, tmp_path: Path) -> None:
+    import redis
+
+    settings = make_settings(sqlite_url, tmp_path, redis_url=redis_url)
+    engine = make_engine(sqlite_url)
+    register_model(engine, settings.resolved_model_dir, "m1", ladder_booster(), promote=True)
+    with running_api(settings) as base, httpx.Client(base_url=base, timeout=10) as client:
+        answer = client.post(PREDICT, json=request_body(event_id="evt-shared")).json()
+        assert answer["degraded"] is False
+        assert client.get("/health").json()["checks"]["redis"] == "ok"
+    assert redis.Redis.from_url(redis_url).exists("ticketguard:scoring:evbase:evt-shared") == 1
 
 
 def test_no_model_is_503_saying_how_to_train_one(sqlite_url: str, tmp_path: Path) -> None:

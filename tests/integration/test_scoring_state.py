@@ -82,3 +82,56 @@ def test_cached_event_aggregates_equal_the_sql_source(db_url: str) -> None:
         assert not _close(after, exact)
     finally:
         engine.dispose()
+
+
+def test_event_bases_are_shared_through_redis_and_redis_down_falls_back(
+    sqlite_url: str, redis_url: str
+) -> None:
+    import redis
+
+    params = FeatureParams()
+    history = simulate(SimulationConfig(transactions=1500, seed=9))
+    engine = make_engine(sqlite_url)
+    try:
+        with engine.begin() as conn:
+            write_history(conn, history)
+        plain = SqlFeatureSource(engine, params)
+        client = redis.Redis.from_url(redis_url)
+        worker_a = CachedFeatureSource(engine, params, ttl_s=3600, redis_client=client)
+        worker_b = CachedFeatureSource(
+            engine, params, ttl_s=3600, redis_client=redis.Redis.from_url(redis_url)
+        )
+        down = CachedFeatureSource(
+            engine,
+            params,
+            ttl_s=3600,
+            redis_client=redis.Redis.from_url("redis://127.0.0.1:1/0", socket_timeout=0.05),
+        )
+        rows = history.transactions.sample(40, random_state=1).sort_values("timestamp")
+        reasons: list[str | None] = []
+        with engine.connect() as conn:
+            for record in rows.to_dict("records"):
+                txn = TransactionFacts.from_mapping(record)
+                exact = plain.primitives_in(conn, txn)
+                a, why_a = worker_a.primitives_status(conn, txn)
+                b, why_b = worker_b.primitives_status(conn, txn)
+                c, why_c = down.primitives_status(conn, txn)
+                assert not _close(a, exact)
+                assert not _close(b, exact)
+                assert not _close(c, exact)  # Redis down: the same numbers, from the database
+                assert why_a is None
+                assert why_b is None
+                reasons.append(why_c)
+        # Every base that Redis should have served (not yet in process memory) is reported; hits are not.
+        assert down.cache is not None
+        degraded = [r for r in reasons if r is not None]
+        assert len(degraded) == down.cache.misses > 0
+        assert all("redis unavailable" in r for r in degraded)
+        assert worker_a.cache is not None
+        assert worker_b.cache is not None
+        # B found the bases A had computed in Redis instead of computing them again.
+        assert worker_b.cache.shared_hits > 0
+        assert worker_b.cache.misses < worker_a.cache.misses + worker_a.cache.hits
+        assert any(k.startswith(b"ticketguard:scoring:evbase:") for k in client.keys("*"))
+    finally:
+        engine.dispose()

@@ -137,7 +137,9 @@ class ScoringService:
         self.live = live
         self.params = feature_params(settings)
         self.source: SqlFeatureSource | CachedFeatureSource = (
-            CachedFeatureSource(engine, self.params, ttl_s=settings.feature_cache_seconds)
+            CachedFeatureSource(
+                engine, self.params, ttl_s=settings.feature_cache_seconds, redis_client=_redis(settings)
+            )
             if settings.feature_cache_seconds > 0
             else SqlFeatureSource(engine, self.params)
         )
@@ -280,7 +282,12 @@ class ScoringService:
                     latitude=req.latitude,
                     longitude=req.longitude,
                 )
-                primitives = self.source.primitives_in(conn, facts)
+                degraded: list[str] = []
+                if isinstance(self.source, CachedFeatureSource):
+                    primitives, why_degraded = self.source.primitives_status(conn, facts)
+                    degraded += [why_degraded] if why_degraded else []
+                else:
+                    primitives = self.source.primitives_in(conn, facts)
                 for check in self.list_checks:
                     lists = lists.merge(check(conn, facts))
         except DBAPIError as exc:
@@ -288,7 +295,7 @@ class ScoringService:
             raise self._unavailable(req, "database unavailable") from exc
         features = self.features.finish(facts, primitives)
         row = model.vector(features)
-        answer = self._decide(req, model, row, features, lists)
+        answer = self._decide(req, model, row, features, lists, degraded)
         if time.monotonic() > deadline:
             raise self._unavailable(req, "deadline exceeded before the answer was stored")
         write = self._pending(req, facts, answer, features, started)
@@ -318,6 +325,7 @@ class ScoringService:
         row: np.ndarray,
         features: dict[str, float],
         lists: ListStatus,
+        degraded: list[str],
     ) -> Answer:
         fast = self.fast_trees(model)
         approx: dict[str, float] | None = None
@@ -353,6 +361,8 @@ class ScoringService:
             reasons=domain.reasons_for(decision, top, lists),
             model_version=model.version,
             bias=round(bias, 6),
+            degraded=bool(degraded),
+            degraded_reasons=list(degraded),
             explanation="exact" if exact else "approximate",
         )
 
@@ -415,6 +425,17 @@ class ScoringService:
             "timestamp": facts.timestamp,
         }
         return PendingWrite(transaction, prediction, audit)
+
+
+def _redis(settings: Settings) -> Any:
+    """The Redis client for shared feature state, with the short REDIS_TIMEOUT_MS (None: in-process only)."""
+    url = settings.resolved_redis_url
+    if not url:
+        return None
+    import redis
+
+    timeout = settings.redis_timeout_ms / 1000.0
+    return redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
 
 
 def _json_float(value: float) -> float | None:

@@ -22,6 +22,9 @@ features within FEATURE_CACHE_SECONDS. Set it to 0 to read everything from SQL o
 
 from __future__ import annotations
 
+import json
+import logging
+import math
 import threading
 import time
 from dataclasses import dataclass
@@ -38,6 +41,8 @@ from ticketguard.features.repository import (
 )
 from ticketguard.features.specs import Aggregate, FeatureParams
 from ticketguard.kit.types import UTCDateTime
+
+log = logging.getLogger(__name__)
 
 CUTOFF_LAG = timedelta(seconds=120)
 _EVENT_MATCH = (("event_id", "event_id"),)
@@ -107,28 +112,101 @@ class _SplitStatement(_Statement):
 class _Base:
     t0: datetime
     values: dict[str, float]
-    computed_at: float
+    computed_at: float  # epoch seconds (wall clock: bases are shared between processes through Redis)
+
+
+REDIS_DOWN = "redis unavailable: event aggregates read from the database"
+REDIS_RETRY_S = 2.0  # after a Redis failure, go straight to the database this long
+
+
+class RedisBases:
+    """Event bases shared by all workers in Redis (one key per event, expiring with the cache lifetime)."""
+
+    def __init__(self, client: Any, ttl_s: float, prefix: str = "ticketguard:scoring:evbase") -> None:
+        self.client = client
+        self.ttl_s = ttl_s
+        self.prefix = prefix
+
+    def get(self, event_id: str) -> _Base | None:
+        raw = self.client.get(f"{self.prefix}:{event_id}")
+        if raw is None:
+            return None
+        data = json.loads(raw)
+        return _Base(datetime.fromisoformat(data["t0"]), dict(data["values"]), float(data["computed_at"]))
+
+    def put(self, event_id: str, base: _Base) -> None:
+        payload = {"t0": base.t0.isoformat(), "values": base.values, "computed_at": base.computed_at}
+        self.client.set(f"{self.prefix}:{event_id}", json.dumps(payload), ex=max(1, math.ceil(self.ttl_s)))
 
 
 class EventBaseCache:
-    """Per-event aggregates over rows before ``t0``, kept for ``ttl_s`` seconds (process memory)."""
+    """Per-event aggregates over rows before ``t0``, kept for ``ttl_s`` seconds: in process memory, and in
+    Redis when configured (shared by the workers). Redis failing or slow (REDIS_TIMEOUT_MS) is not an error:
+    the base is computed from the database — the same numbers — and the answer says it was degraded."""
 
-    def __init__(self, members: list[Aggregate], ttl_s: float, max_events: int = 100_000) -> None:
+    def __init__(
+        self,
+        members: list[Aggregate],
+        ttl_s: float,
+        *,
+        shared: RedisBases | None = None,
+        max_events: int = 100_000,
+    ) -> None:
         self.members = members
         self.ttl_s = ttl_s
+        self.shared = shared
         self.max_events = max_events
         self._bases: dict[str, _Base] = {}
         self._lock = threading.Lock()
+        self._shared_down_until = 0.0
         self.hits = 0
+        self.shared_hits = 0
         self.misses = 0
 
-    def get(self, conn: Connection, event_id: str, now: datetime) -> _Base:
-        mono = time.monotonic()
+    def _fresh(self, base: _Base | None, now: datetime) -> bool:
+        return base is not None and time.time() - base.computed_at < self.ttl_s and base.t0 <= now
+
+    def _remember(self, event_id: str, base: _Base) -> None:
+        with self._lock:
+            if len(self._bases) >= self.max_events:
+                self._bases.clear()  # crude but bounded; events are few compared to this bound
+            self._bases[event_id] = base
+
+    def get(self, conn: Connection, event_id: str, now: datetime) -> tuple[_Base, str | None]:
+        """The event's base and, if Redis should have served it and could not, why (else None)."""
         base = self._bases.get(event_id)
-        if base is not None and mono - base.computed_at < self.ttl_s and base.t0 <= now:
+        if base is not None and self._fresh(base, now):
             self.hits += 1
-            return base
+            return base, None
+        degraded: str | None = None
+        if self.shared is not None:
+            if time.monotonic() < self._shared_down_until:
+                degraded = REDIS_DOWN
+            else:
+                try:
+                    shared = self.shared.get(event_id)
+                except Exception as exc:  # any Redis/network/decoding failure: the database answers
+                    log.warning("event base from Redis failed: %s", type(exc).__name__)
+                    self._shared_down_until = time.monotonic() + REDIS_RETRY_S
+                    degraded = REDIS_DOWN
+                else:
+                    if shared is not None and self._fresh(shared, now):
+                        self.shared_hits += 1
+                        self._remember(event_id, shared)
+                        return shared, None
         self.misses += 1
+        base = self._compute(conn, event_id, now)
+        self._remember(event_id, base)
+        if self.shared is not None and degraded is None:
+            try:
+                self.shared.put(event_id, base)
+            except Exception as exc:
+                log.warning("event base to Redis failed: %s", type(exc).__name__)
+                self._shared_down_until = time.monotonic() + REDIS_RETRY_S
+                degraded = REDIS_DOWN
+        return base, degraded
+
+    def _compute(self, conn: Connection, event_id: str, now: datetime) -> _Base:
         t0 = now - CUTOFF_LAG
         from ticketguard import tables
 
@@ -136,12 +214,7 @@ class EventBaseCache:
         row = conn.execute(
             select(*_columns(x, self.members)).where(x.c.event_id == event_id, x.c.timestamp < t0)
         ).one()
-        base = _Base(t0, {name: _as_float(value) for name, value in row._mapping.items()}, mono)
-        with self._lock:
-            if len(self._bases) >= self.max_events:
-                self._bases.clear()  # crude but bounded; events are few compared to this bound
-            self._bases[event_id] = base
-        return base
+        return _Base(t0, {name: _as_float(value) for name, value in row._mapping.items()}, time.time())
 
     def clear(self) -> None:
         with self._lock:
@@ -152,10 +225,13 @@ class CachedFeatureSource:
     """`FeatureSource` with `primitives_in(conn, txn)` like `SqlFeatureSource`, the event's all-history
     aggregates split into a cached base plus a SQL delta (see the module doc)."""
 
-    def __init__(self, engine: Engine, params: FeatureParams, *, ttl_s: float) -> None:
+    def __init__(
+        self, engine: Engine, params: FeatureParams, *, ttl_s: float, redis_client: Any = None
+    ) -> None:
         self.engine = engine
         self.params = params
         self.ttl_s = ttl_s
+        self.shared = RedisBases(redis_client, ttl_s) if redis_client is not None else None
         self._statements: dict[str, _SplitStatement] = {}
         self._caches: dict[str, EventBaseCache] = {}
         self._lock = threading.Lock()
@@ -166,7 +242,7 @@ class CachedFeatureSource:
             with self._lock:
                 statement = _SplitStatement(dialect, self.params)
                 self._statements[dialect] = statement
-                self._caches[dialect] = EventBaseCache(statement.cached, self.ttl_s)
+                self._caches[dialect] = EventBaseCache(statement.cached, self.ttl_s, shared=self.shared)
         return statement, self._caches[dialect]
 
     @property
@@ -178,8 +254,14 @@ class CachedFeatureSource:
             return self.primitives_in(conn, txn)
 
     def primitives_in(self, conn: Connection, txn: TransactionFacts) -> dict[str, float]:
+        return self.primitives_status(conn, txn)[0]
+
+    def primitives_status(
+        self, conn: Connection, txn: TransactionFacts
+    ) -> tuple[dict[str, float], str | None]:
+        """The primitives, and why the path was degraded (Redis unavailable) or None."""
         statement, cache = self._statement(conn.dialect.name)
-        base = cache.get(conn, txn.event_id, txn.timestamp)
+        base, degraded = cache.get(conn, txn.event_id, txn.timestamp)
         values = statement.values(txn)
         values["t0"] = base.t0
         row = conn.execute(statement.select, values).one()
@@ -187,4 +269,4 @@ class CachedFeatureSource:
         for name, value in base.values.items():
             out[name] = out[name] + value
         out["geo_max_km"] = _geo_max_km(conn, txn, self.params)
-        return out
+        return out, degraded
