@@ -236,3 +236,28 @@ def test_event_writer_batches_and_redacts(engine: Engine) -> None:
     assert "[REDACTED]" in text
     with pytest.raises(ValueError, match="severity"):
         SecurityEvent("x", "urgent")
+
+
+def test_event_writer_keeps_events_while_the_database_cannot_take_them(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A failed write keeps its batch (bounded by MAX_QUEUED) for the next try instead of dropping it."""
+    from ticketguard.kit import migrate
+    from ticketguard.kit.db import make_engine
+
+    url = f"sqlite:///{tmp_path / 'later.db'}"  # no tables yet: every write fails
+    engine = make_engine(url)
+    writer = SecurityEventWriter(engine)
+    writer.MAX_QUEUED = 5  # type: ignore[misc]
+    writer.FLUSH_SECONDS = 3600  # type: ignore[misc]  # the background thread stays asleep: flushes are ours
+    for i in range(7):
+        writer.record(SecurityEvent("auth_failed", "medium", f"ip:{i:04d}"))
+    assert writer.dropped == 2  # the queue is bounded
+    assert writer.flush() == 0
+    assert writer.pending_failed
+    assert writer.dropped == 2  # the failed batch went back to the queue, nothing more lost
+    migrate.upgrade(url)
+    assert writer.flush() == 5
+    assert not writer.pending_failed
+    with engine.connect() as conn:
+        assert conn.execute(select(tables.security_events)).all().__len__() == 5
+    writer.close()
+    engine.dispose()

@@ -247,6 +247,7 @@ def create_app(
     engine: Engine | None = None,
     service: ScoringService | None = None,
 ) -> FastAPI:
+    from ticketguard.api.kpis import router as kpis_router
     from ticketguard.api.routes import router
 
     engine = engine or api_engine(settings)
@@ -281,6 +282,7 @@ def create_app(
     app.state.refresher = refresher
     app.state.redis = _redis_client(settings)
     app.include_router(router)
+    app.include_router(kpis_router)  # GET /api/v1/metrics (business KPIs, metrics-scope API key)
     app.add_exception_handler(RequestValidationError, _validation_error)
     _install_security(app, settings)
     app.add_middleware(RequestGuard, max_body_bytes=settings.api_max_body_bytes)

@@ -91,6 +91,7 @@ class SecurityEventWriter:
         self._thread: threading.Thread | None = None
         self.dropped = 0
         self.written = 0
+        self.pending_failed = False  # the last write failed; its events wait in the queue
         self._throttle: dict[tuple[str, str], float] = {}
 
     def record(self, event: SecurityEvent) -> None:
@@ -133,10 +134,13 @@ class SecurityEventWriter:
                     self._thread.start()
 
     def _run(self) -> None:
+        failures = 0
         while not self._stop.is_set():
-            self._wake.wait(self.FLUSH_SECONDS)
+            # after failed writes back off (0.5 s doubling to 30 s): a database that is down is not hammered
+            self._wake.wait(min(30.0, self.FLUSH_SECONDS * 2**failures))
             self._wake.clear()
             self.flush()
+            failures = failures + 1 if self.pending_failed else 0
         self.flush()
 
     def flush(self) -> int:
@@ -150,10 +154,20 @@ class SecurityEventWriter:
                 with self._engine.begin() as conn:
                     written += write_events(conn, batch, self._redactor)
                 self.written += len(batch)
-            except Exception as exc:  # the database is down: these events are lost, the requests are not
-                self.dropped += len(batch)
-                log.warning("could not write %d security events: %s", len(batch), type(exc).__name__)
+            except Exception as exc:  # the database is down: keep the batch (bounded) for the next try
+                with self._lock:
+                    keep = batch[: max(0, self.MAX_QUEUED - len(self._queue))]
+                    self._queue.extendleft(reversed(keep))
+                    self.dropped += len(batch) - len(keep)
+                self.pending_failed = True
+                log.warning(
+                    "could not write %d security events (%s); %d kept for the next try",
+                    len(batch),
+                    type(exc).__name__,
+                    len(keep),
+                )
                 return written
+            self.pending_failed = False
 
     def close(self) -> None:
         self._stop.set()
