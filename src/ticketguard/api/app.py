@@ -269,6 +269,9 @@ def create_app(
         finally:
             refresher.stop()
             scoring.stop()
+            security = getattr(_app.state, "security", None)
+            if security is not None:
+                security.events.close()  # flush queued security events, stop their writer thread
 
     app = FastAPI(
         title="ticketguard scoring API",
