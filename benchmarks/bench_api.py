@@ -315,6 +315,11 @@ def main() -> None:
         previous = json.loads(out.read_text())
         if "locust" in previous:
             results["locust"] = previous["locust"] | {"from_earlier_run": True}
+    if not results.get("sweep") and out.exists():
+        previous = json.loads(out.read_text())
+        if previous.get("sweep"):
+            results["sweep"] = [s | {"from_earlier_run": True} for s in previous["sweep"]]
+            results["max_rate_p99_under_50ms"] = previous.get("max_rate_p99_under_50ms")
     out.write_text(json.dumps(results, indent=2))
     if results.get("sweep"):
         plot(results["sweep"], out_dir / f"api_{args.name}_sweep.png", f"scoring API sweep — {args.name}")

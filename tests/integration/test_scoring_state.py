@@ -135,3 +135,33 @@ def test_event_bases_are_shared_through_redis_and_redis_down_falls_back(
         assert any(k.startswith(b"ticketguard:scoring:evbase:") for k in client.keys("*"))
     finally:
         engine.dispose()
+
+
+def test_warm_computes_the_bases_of_the_latest_events(sqlite_url: str) -> None:
+    params = FeatureParams()
+    history = simulate(SimulationConfig(transactions=1000, seed=4))
+    engine = make_engine(sqlite_url)
+    try:
+        with engine.begin() as conn:
+            write_history(conn, history)
+        source = CachedFeatureSource(engine, params, ttl_s=3600)
+        last = history.transactions.sort_values("timestamp").iloc[-1].to_dict()
+        txn = TransactionFacts.from_mapping(last)
+        later = txn.timestamp + timedelta(seconds=1)
+        with engine.connect() as conn:
+            assert source.warm(conn, later, limit=5) == 5
+            cache = source.cache
+            assert cache is not None
+            misses = cache.misses
+            probe = TransactionFacts(
+                transaction_id="p",
+                wallet_address="0xabc",
+                event_id=txn.event_id,
+                timestamp=later,
+                price_paid=1,
+            )
+            source.primitives_in(conn, probe)  # the latest transaction's event is among the warmed ones
+        assert cache.misses == misses
+        assert cache.hits >= 1
+    finally:
+        engine.dispose()

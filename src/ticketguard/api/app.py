@@ -263,6 +263,7 @@ def create_app(
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.api_threads
         scoring.start()
         refresher.check()  # load now if a model is live, so the first request does not pay for it
+        await anyio.to_thread.run_sync(scoring.warm_features)
         refresher.start()
         try:
             yield

@@ -196,6 +196,20 @@ class ScoringService:
         with contextlib.suppress(ModelUnavailable):
             self.fast_trees(self.model())
 
+    def warm_features(self, limit: int = 1000) -> int:
+        """Event bases of the busiest recent events, before the first request (best effort)."""
+        if not isinstance(self.source, CachedFeatureSource):
+            return 0
+        started = time.monotonic()
+        try:
+            with self.engine.connect() as conn:
+                n = self.source.warm(conn, self.clock(), limit)
+        except DBAPIError as exc:
+            log.warning("event bases not warmed: %s", type(exc.orig).__name__)
+            return 0
+        log.info("warmed %d event bases in %.1f s", n, time.monotonic() - started)
+        return n
+
     def start(self) -> None:
         self.committer.start()
 

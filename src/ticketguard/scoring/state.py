@@ -253,6 +253,23 @@ class CachedFeatureSource:
         with self.engine.connect() as conn:
             return self.primitives_in(conn, txn)
 
+    def warm(self, conn: Connection, now: datetime, limit: int) -> int:
+        """Compute the bases of the ``limit`` events with the latest transactions (at start-up: the first
+        requests would otherwise all pay for their event's base at once). Returns how many."""
+        from ticketguard import tables
+
+        x = tables.transactions
+        latest = func.max(x.c.timestamp)
+        events = conn.execute(
+            select(x.c.event_id).group_by(x.c.event_id).order_by(latest.desc()).limit(limit)
+        ).scalars()
+        _, cache = self._statement(conn.dialect.name)
+        n = 0
+        for event_id in events:
+            cache.get(conn, str(event_id), now)
+            n += 1
+        return n
+
     def primitives_in(self, conn: Connection, txn: TransactionFacts) -> dict[str, float]:
         return self.primitives_status(conn, txn)[0]
 
