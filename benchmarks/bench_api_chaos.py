@@ -64,6 +64,15 @@ def set_connections(admin_url: str, name: str, allow: bool) -> None:
     admin.dispose()
 
 
+def restart_postgres() -> None:
+    """A real server restart: every connection of every client is dropped, then the server comes back."""
+    version = sorted(os.listdir("/etc/postgresql"))[0]
+    subprocess.run(
+        ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart", "-m", "fast"], check=True
+    )
+    subprocess.run(["pg_isready", "-h", "127.0.0.1", "-t", "30"], check=True, stdout=subprocess.DEVNULL)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -73,6 +82,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--rate", type=float, default=60)
     parser.add_argument("--outage", type=float, default=5)
+    parser.add_argument(
+        "--restart-postgres",
+        action="store_true",
+        help="Restart the PostgreSQL server itself (pg_ctlcluster … restart) instead of cutting one database "
+        "off — only when nothing else uses this server.",
+    )
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
     if shutil.which("redis-server") is None:
@@ -138,12 +153,18 @@ def main() -> None:
         events.append((time.monotonic() - started, "redis killed"))
         console.print("redis killed")
         time.sleep(args.seconds * 0.25)
-        set_connections(admin_url, db_name, allow=False)
-        phase["name"] = "redis down, postgres cut off"
-        events.append((time.monotonic() - started, "postgres cut off"))
-        console.print("postgres cut off")
-        time.sleep(args.outage)
-        set_connections(admin_url, db_name, allow=True)
+        if args.restart_postgres:
+            phase["name"] = "redis down, postgres restarting"
+            events.append((time.monotonic() - started, "postgres restart begins"))
+            console.print("restarting postgres")
+            restart_postgres()
+        else:
+            set_connections(admin_url, db_name, allow=False)
+            phase["name"] = "redis down, postgres cut off"
+            events.append((time.monotonic() - started, "postgres cut off"))
+            console.print("postgres cut off")
+            time.sleep(args.outage)
+            set_connections(admin_url, db_name, allow=True)
         phase["name"] = "redis down, postgres back"
         events.append((time.monotonic() - started, "postgres back"))
         console.print("postgres back")
@@ -154,7 +175,8 @@ def main() -> None:
         health = httpx.get(f"{server.base}/health", timeout=5).json()
     finally:
         stop.set()
-        set_connections(admin_url, db_name, allow=True)
+        if not args.restart_postgres:
+            set_connections(admin_url, db_name, allow=True)
         server.stop()
         if redis_proc.poll() is None:
             redis_proc.kill()
@@ -190,6 +212,9 @@ def main() -> None:
         "by_phase": {k: dict(v) for k, v in by_phase.items()},
         "events_s": events,
         "health_at_end": health,
+        "postgres_outage": "server restart (pg_ctlcluster restart -m fast)"
+        if args.restart_postgres
+        else f"database cut off for {args.outage} s (connections refused, backends terminated)",
     }
     out = ROOT / "docs" / "benchmarks" / "api_chaos.json"
     out.write_text(json.dumps(summary, indent=2))
