@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -24,17 +24,13 @@ from fastapi.responses import Response
 from sqlalchemy import Engine, create_engine, event, make_url
 
 from ticketguard.api import metrics
+from ticketguard.api.asgi import ASGIApp, Message, Receive, Scope, Send, send_json
 from ticketguard.config import Settings, load_settings
 from ticketguard.ml.serving import LiveModel
 from ticketguard.scoring.service import ScoringService
 
 log = logging.getLogger(__name__)
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 JSON_BODY_ROUTES = ("/api/",)
 
@@ -127,18 +123,7 @@ class RequestGuard:
 
     @staticmethod
     async def _send_error(send: Send, status: int, error: str, detail: str) -> None:
-        body = orjson.dumps({"error": error, "detail": detail})
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        await send_json(send, status, orjson.dumps({"error": error, "detail": detail}))
 
 
 _KNOWN_ROUTES = (

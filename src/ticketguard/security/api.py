@@ -19,13 +19,14 @@ import atexit
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine
 
+from ticketguard.api.asgi import ASGIApp, Receive, Scope, Send, send_json
 from ticketguard.config import Settings
 from ticketguard.security.auth import AuthError, Principal, TokenVerifier
 from ticketguard.security.clients import ApiKeyAuthenticator
@@ -54,11 +55,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 OPEN_PATHS = frozenset({"/health", "/docs", "/openapi.json", "/redoc", "/docs/oauth2-redirect"})
 SCORING_PREFIX = "/api/v1/ml/"
@@ -163,21 +159,6 @@ def _headers(scope: Scope) -> dict[str, list[str]]:
     return out
 
 
-async def _send_json(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                *headers,
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
-
-
 class SecurityMiddleware:
     def __init__(self, app: ASGIApp, runtime: SecurityRuntime) -> None:
         self.app = app
@@ -207,7 +188,7 @@ class SecurityMiddleware:
                 SecurityEvent(REQUEST_BLOCKED, "low", ip_token, metadata={"path": path}),
                 BLOCK_EVENT_EVERY_S,
             )
-            await _send_json(send, 403, FORBIDDEN_BODY, [])
+            await send_json(send, 403, FORBIDDEN_BODY, [])
             return
 
         for name, key, limit in self._pre_auth_limits(path, ip_token):
@@ -228,13 +209,13 @@ class SecurityMiddleware:
                     )
                 )
                 log.info("auth failed on %s: %s", path, exc.reason)
-                await _send_json(
+                await send_json(
                     send, 401, UNAUTHORIZED_BODY, [(b"www-authenticate", b'Bearer realm="ticketguard"')]
                 )
                 return
             except Exception as exc:  # the key store is unreachable: not the client's fault, not a pass
                 log.warning("credential check unavailable on %s: %s", path, type(exc).__name__)
-                await _send_json(send, 503, UNAVAILABLE_BODY, [(b"retry-after", b"1")])
+                await send_json(send, 503, UNAVAILABLE_BODY, [(b"retry-after", b"1")])
                 return
             state["principal"] = principal
             if principal.kind == "jwt":
@@ -335,7 +316,7 @@ class SecurityMiddleware:
                 "retry_after": verdict.retry_after,
             }
         ).encode()
-        await _send_json(
+        await send_json(
             send,
             429,
             body,
