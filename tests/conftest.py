@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -180,3 +182,56 @@ def redis_url() -> Iterator[str]:
     yield url
     client.flushdb()
     client.close()
+
+
+@pytest.fixture
+def own_redis() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """A private redis-server on a free port, for tests that pause or kill Redis (the shared one never is).
+    Yields its URL and its process."""
+    import redis
+
+    binary = shutil.which("redis-server")
+    if binary is None:
+        _unavailable("redis", "redis-server binary (PATH)")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    proc = subprocess.Popen(
+        [str(binary), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    client = redis.Redis(port=port, socket_timeout=0.2)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            client.ping()
+            break
+        except redis.RedisError:
+            if time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail("private redis-server did not start")
+            time.sleep(0.05)
+    client.close()
+    yield f"redis://127.0.0.1:{port}/0", proc
+    proc.kill()
+    proc.wait(5)
+
+
+# ------------------------------------------------------------------------------------------- keys
+@pytest.fixture(scope="session")
+def rsa_pair() -> tuple[str, str]:
+    """A fresh RSA-2048 key pair (private PKCS8 PEM, public SPKI PEM) for RS256 tokens."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    public = (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    return private, public

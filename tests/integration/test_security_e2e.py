@@ -137,23 +137,6 @@ def make_attack(name: str, rsa_pair: tuple[str, str], secret: str) -> str:
     return "not.a.token"
 
 
-@pytest.fixture(scope="module")
-def rsa_pair() -> tuple[str, str]:
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    private = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode()
-    public = (
-        key.public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        .decode()
-    )
-    return private, public
-
-
 def test_jwt_attack_matrix_gets_one_uniform_401(
     postgres_url: str, tmp_path: Path, rsa_pair: tuple[str, str]
 ) -> None:
@@ -480,28 +463,6 @@ def test_two_workers_hold_every_limit_and_logs_stay_clean(
 
 
 # ------------------------------------------------------------------------------ Redis paused / killed
-@pytest.fixture
-def own_redis() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    port = free_port()
-    proc = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    client = redis.Redis(port=port, socket_timeout=0.2)
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            client.ping()
-            break
-        except redis.RedisError:
-            if time.monotonic() > deadline:
-                proc.kill()
-                pytest.fail("private redis-server did not start")
-            time.sleep(0.05)
-    yield f"redis://127.0.0.1:{port}/0", proc
-    proc.kill()
-    proc.wait(5)
 
 
 @pytest.mark.xdist_group("security-e2e")

@@ -4,11 +4,9 @@ that is paused or killed mid-load costs no request more than the short timeout."
 from __future__ import annotations
 
 import asyncio
-import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
 
 import pytest
 import redis
@@ -16,37 +14,6 @@ import redis
 from ticketguard.security.ratelimit import RateLimitService, Verdict
 
 pytestmark = pytest.mark.redis
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture
-def own_redis() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """A private redis-server for pause/kill tests (the shared one is never paused or stopped)."""
-    port = _free_port()
-    proc = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    client = redis.Redis(port=port, socket_timeout=0.2)
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            client.ping()
-            break
-        except redis.RedisError:
-            if time.monotonic() > deadline:
-                proc.kill()
-                pytest.fail("private redis-server did not start")
-            time.sleep(0.05)
-    yield f"redis://127.0.0.1:{port}/0", proc
-    proc.kill()
-    proc.wait(5)
 
 
 async def _load(services: list[RateLimitService], n: int, name: str, key: str, limit: int) -> list[bool]:

@@ -9,8 +9,6 @@ import time
 
 import jwt
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from ticketguard.security.auth import (
     AuthError,
@@ -24,20 +22,6 @@ from ticketguard.security.auth import (
 
 SECRET = "a-test-only-hs256-secret-of-at-least-32-chars"
 AUD, ISS = "ticketguard", "ticketing-backend"
-
-
-@pytest.fixture(scope="module")
-def rsa_keys() -> tuple[str, str]:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    private = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode()
-    public = (
-        key.public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        .decode()
-    )
-    return private, public
 
 
 def claims(**overrides: object) -> dict[str, object]:
@@ -57,15 +41,15 @@ def unsigned(payload: dict[str, object], alg: str = "none") -> str:
 
 
 @pytest.fixture
-def verifier(rsa_keys: tuple[str, str]) -> TokenVerifier:
+def verifier(rsa_pair: tuple[str, str]) -> TokenVerifier:
     return TokenVerifier(
-        hs_secret=SECRET, rs_public_key=rsa_keys[1], audience=AUD, issuer=ISS, leeway_seconds=5
+        hs_secret=SECRET, rs_public_key=rsa_pair[1], audience=AUD, issuer=ISS, leeway_seconds=5
     )
 
 
-def test_valid_hs256_and_rs256_tokens_pass(verifier: TokenVerifier, rsa_keys: tuple[str, str]) -> None:
+def test_valid_hs256_and_rs256_tokens_pass(verifier: TokenVerifier, rsa_pair: tuple[str, str]) -> None:
     assert verifier.verify(jwt.encode(claims(), SECRET, algorithm="HS256")).subject == "user-1"
-    assert verifier.verify(jwt.encode(claims(sub="u2"), rsa_keys[0], algorithm="RS256")).subject == "u2"
+    assert verifier.verify(jwt.encode(claims(sub="u2"), rsa_pair[0], algorithm="RS256")).subject == "u2"
 
 
 def _hs_confusion(public_pem: str) -> str:
@@ -99,9 +83,9 @@ ATTACKS = [
 ]
 
 
-def make_attack(name: str, rsa_keys: tuple[str, str]) -> str:
+def make_attack(name: str, rsa_pair: tuple[str, str]) -> str:
     now = int(time.time())
-    _private, public = rsa_keys
+    _private, public = rsa_pair
     if name == "alg_none":
         return unsigned(claims())
     if name == "alg_none_capitalised":
@@ -129,15 +113,15 @@ def make_attack(name: str, rsa_keys: tuple[str, str]) -> str:
 
 
 @pytest.mark.parametrize("attack", ATTACKS)
-def test_attack_refused(attack: str, verifier: TokenVerifier, rsa_keys: tuple[str, str]) -> None:
+def test_attack_refused(attack: str, verifier: TokenVerifier, rsa_pair: tuple[str, str]) -> None:
     with pytest.raises(AuthError):
-        verifier.verify(make_attack(attack, rsa_keys))
+        verifier.verify(make_attack(attack, rsa_pair))
 
 
-def test_rs256_refused_when_only_hs_configured(rsa_keys: tuple[str, str]) -> None:
+def test_rs256_refused_when_only_hs_configured(rsa_pair: tuple[str, str]) -> None:
     hs_only = TokenVerifier(hs_secret=SECRET, rs_public_key=None, audience=AUD, issuer=ISS)
     with pytest.raises(AuthError, match="algorithm not accepted"):
-        hs_only.verify(jwt.encode(claims(), rsa_keys[0], algorithm="RS256"))
+        hs_only.verify(jwt.encode(claims(), rsa_pair[0], algorithm="RS256"))
     assert hs_only.algorithms == ["HS256"]
 
 
@@ -145,11 +129,11 @@ def test_disabled_without_keys() -> None:
     assert not TokenVerifier(hs_secret=None, rs_public_key=None, audience=AUD, issuer=ISS).enabled
 
 
-def test_public_key_from_file(tmp_path, rsa_keys: tuple[str, str]) -> None:  # type: ignore[no-untyped-def]
+def test_public_key_from_file(tmp_path, rsa_pair: tuple[str, str]) -> None:  # type: ignore[no-untyped-def]
     path = tmp_path / "pub.pem"
-    path.write_text(rsa_keys[1])
+    path.write_text(rsa_pair[1])
     v = TokenVerifier(hs_secret=None, rs_public_key=str(path), audience=AUD, issuer=ISS)
-    assert v.verify(jwt.encode(claims(), rsa_keys[0], algorithm="RS256")).kind == "jwt"
+    assert v.verify(jwt.encode(claims(), rsa_pair[0], algorithm="RS256")).kind == "jwt"
     with pytest.raises(ValueError, match="JWT_PUBLIC_KEY"):
         TokenVerifier(hs_secret=None, rs_public_key=str(tmp_path / "missing.pem"), audience=AUD, issuer=ISS)
 
