@@ -260,6 +260,20 @@ class Settings(BaseSettings):
     feature_cache_seconds: float = Field(
         default=60, ge=0, le=3600, description="Event aggregates' cached base lifetime; 0 = all from SQL."
     )
+    feature_state: Literal["auto", "memory", "sql"] = Field(
+        default="auto",
+        description="Where the scoring path reads features: memory (in-process state kept in step through "
+        "Redis), sql (the database per request); auto = memory when Redis is set or API_WORKERS is 1.",
+    )
+    feature_state_refresh_seconds: float = Field(
+        default=5, gt=0, le=3600, description="How often labels, lists, events and the graph are re-read."
+    )
+    feature_state_rebuild_seconds: float = Field(
+        default=900,
+        ge=0,
+        le=86_400,
+        description="Full state reload (rows from imports, the chain ETL, retention); 0 = never.",
+    )
     scoring_commit_batch_max: int = Field(
         default=256, ge=1, le=10_000, description="Most answers written in one group commit."
     )

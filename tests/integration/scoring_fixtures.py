@@ -88,6 +88,9 @@ def make_settings(database_url: str, data_dir: Path, **overrides: Any) -> Settin
     # their own), so here they are out of the way unless a test asks for them.
     for limit in ("rate_limit_ip", "rate_limit_user", "rate_limit_global"):
         overrides.setdefault(limit, 1_000_000)
+    # `running_api` serves from one in-thread uvicorn: one worker, so FEATURE_STATE=auto serves features
+    # from the in-process state (the production path); tests of the SQL path set feature_state="sql".
+    overrides.setdefault("api_workers", 1)
     return Settings(database_url=database_url, data_dir=data_dir, _env_file=None, **overrides)  # type: ignore[call-arg]
 
 

@@ -130,7 +130,8 @@ def test_redis_down_is_reported_and_scoring_goes_on(sqlite_url: str, tmp_path: P
 def test_redis_up_holds_the_shared_event_bases(sqlite_url: str, redis_url: str, tmp_path: Path) -> None:
     import redis
 
-    settings = make_settings(sqlite_url, tmp_path, redis_url=redis_url)
+    # The SQL feature path (the fallback of the in-memory state) shares event bases through Redis.
+    settings = make_settings(sqlite_url, tmp_path, redis_url=redis_url, feature_state="sql")
     engine = make_engine(sqlite_url)
     register_model(engine, settings.resolved_model_dir, "m1", ladder_booster(), promote=True)
     with running_api(settings) as base, httpx.Client(base_url=base, timeout=10) as client:

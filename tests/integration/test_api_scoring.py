@@ -4,6 +4,7 @@ idempotency (also concurrent), list overrides, explanations, model info, health 
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -41,7 +42,7 @@ FIELDS = {
 @pytest.fixture
 def api(db_url: str, tmp_path: Path) -> Iterator[tuple[httpx.Client, Engine]]:
     engine = make_engine(db_url)
-    settings = make_settings(db_url, tmp_path, scoring_top_features=32)
+    settings = make_settings(db_url, tmp_path, scoring_top_features=32, feature_state_refresh_seconds=0.5)
     register_model(engine, settings.resolved_model_dir, "ladder-1", ladder_booster(), promote=True)
     with running_api(settings) as base, httpx.Client(base_url=base, timeout=10) as client:
         yield client, engine
@@ -140,6 +141,8 @@ def test_blacklisted_wallet_is_blocked_and_vip_skips_review(api: tuple[httpx.Cli
         conn.execute(
             insert(tables.allowlisted_wallets).values(wallet_address=vip, reason="test", timestamp=past)
         )
+    # The scoring path reads the lists from memory, re-read every FEATURE_STATE_REFRESH_SECONDS (0.5 here).
+    time.sleep(1.2)
     blocked = client.post(PREDICT, json=request_body(wallet_address=bad)).json()
     assert blocked["decision"] == "BLOCKED"
     assert blocked["confidence"] == 1.0

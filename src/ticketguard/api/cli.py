@@ -32,6 +32,8 @@ def serve_api(
     workers = workers or settings.api_workers
     # One OpenMP thread per worker: processes give the parallelism; threads would fight over the cores.
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    # The workers read their count from here: in-process feature state needs Redis with more than one.
+    os.environ["API_WORKERS"] = str(workers)
     if workers > 1:
         # prometheus_client multiprocess mode: each worker writes its values here; /metrics sums them.
         metrics_dir = Path(tempfile.gettempdir()) / f"ticketguard-metrics-{port}"

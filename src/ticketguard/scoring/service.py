@@ -40,6 +40,7 @@ from ticketguard.ml.registry import RegistryError
 from ticketguard.ml.serving import LiveModel, ServingModel
 from ticketguard.scoring import domain
 from ticketguard.scoring.domain import Answer, ListStatus, Thresholds
+from ticketguard.scoring.online import StateKeeper
 from ticketguard.scoring.state import CachedFeatureSource
 from ticketguard.scoring.store import (
     DatabaseUnavailable,
@@ -111,8 +112,9 @@ class Outcome:
     replayed: bool  # the stored answer of an earlier identical request
 
 
-# A list check runs inside the request's read connection and says what a list says about the request.
-ListCheck = Callable[[Connection, TransactionFacts], ListStatus]
+# A list check says what a list says about the request. It gets the request's read connection on the SQL
+# path, None on the in-memory path (then it answers from its own in-memory view of the list).
+ListCheck = Callable[[Connection | None, TransactionFacts], ListStatus]
 
 
 @dataclass
@@ -144,12 +146,15 @@ class ScoringService:
             else SqlFeatureSource(engine, self.params)
         )
         self.features = OnlineFeatures(self.source, self.params)
+        self.keeper = StateKeeper.from_settings(settings, engine, self.params, _redis(settings))
         self.thresholds = Thresholds(
             block=settings.fraud_threshold_block,
             review=settings.fraud_threshold_review,
             twofa=settings.fraud_threshold_2fa,
         )
         self.committer = committer or GroupCommitter(engine, max_batch=settings.scoring_commit_batch_max)
+        if self.keeper is not None:
+            self.committer.after_commit = self.keeper.publish
         self.clock = clock
         self.deadline_s = settings.scoring_deadline_ms / 1000.0
         self.top_k = settings.scoring_top_features
@@ -212,9 +217,13 @@ class ScoringService:
 
     def start(self) -> None:
         self.committer.start()
+        if self.keeper is not None:
+            self.keeper.start()
 
     def stop(self) -> None:
         self.committer.stop()
+        if self.keeper is not None:
+            self.keeper.stop()
 
     # ------------------------------------------------------------------------------------------ scoring
     def score(self, req: ScoreRequest) -> Outcome:
@@ -269,44 +278,73 @@ class ScoringService:
             raise self._conflict(req.transaction_id)
         return Outcome(answer, replayed=True)
 
+    def _facts(self, req: ScoreRequest, event_id: str | None, now: datetime) -> TransactionFacts:
+        return TransactionFacts(
+            transaction_id=req.transaction_id,
+            wallet_address=req.wallet_address,
+            event_id=event_id or UNKNOWN_EVENT,
+            timestamp=now,
+            price_paid=req.price_paid,
+            ticket_id=req.ticket_id,
+            payment_method=req.payment_method,
+            is_resale=req.is_resale,
+            seller_address=req.seller_address if req.is_resale else None,
+            ip_address=req.ip_address,
+            latitude=req.latitude,
+            longitude=req.longitude,
+        )
+
+    def _from_memory(
+        self, req: ScoreRequest, now: datetime, degraded: list[str]
+    ) -> tuple[TransactionFacts, dict[str, float], ListStatus] | None:
+        """Features and lists from the worker's online state — no database read — or None when the state
+        cannot answer (not loaded, stale, or its feed unreachable: then ``degraded`` says so)."""
+        keeper = self.keeper
+        if keeper is None or not keeper.ready:
+            return None
+        event_id = req.event_id
+        if event_id is None and req.ticket_id is not None:
+            event_id = keeper.event_of_ticket(req.ticket_id)
+        facts = self._facts(req, event_id, now)
+        primitives, why = keeper.primitives(facts)
+        if primitives is None:
+            degraded += [why] if why else []
+            return None
+        lists = keeper.wallet_lists(req.wallet_address, now)
+        for check in self.list_checks:
+            lists = lists.merge(check(None, facts))
+        return facts, primitives, lists
+
     def _score(self, req: ScoreRequest, started: float, deadline: float) -> Outcome:
         model = self.model()
         now = self.clock()
-        try:
-            with self.engine.connect() as conn:
-                already, lists = precheck(conn, req.transaction_id, req.wallet_address, now)
-                if already:
-                    stored = find_answer(conn, req.transaction_id)
-                    if stored is not None:
-                        return self._replay(req, stored.request_hash, stored.answer)
-                event_id = req.event_id
-                if event_id is None and req.ticket_id is not None:
-                    event_id = event_of_ticket(conn, req.ticket_id)
-                facts = TransactionFacts(
-                    transaction_id=req.transaction_id,
-                    wallet_address=req.wallet_address,
-                    event_id=event_id or UNKNOWN_EVENT,
-                    timestamp=now,
-                    price_paid=req.price_paid,
-                    ticket_id=req.ticket_id,
-                    payment_method=req.payment_method,
-                    is_resale=req.is_resale,
-                    seller_address=req.seller_address if req.is_resale else None,
-                    ip_address=req.ip_address,
-                    latitude=req.latitude,
-                    longitude=req.longitude,
-                )
-                degraded: list[str] = []
-                if isinstance(self.source, CachedFeatureSource):
-                    primitives, why_degraded = self.source.primitives_status(conn, facts)
-                    degraded += [why_degraded] if why_degraded else []
-                else:
-                    primitives = self.source.primitives_in(conn, facts)
-                for check in self.list_checks:
-                    lists = lists.merge(check(conn, facts))
-        except DBAPIError as exc:
-            log.warning("database read failed: %s", type(exc.orig).__name__)
-            raise self._unavailable(req, "database unavailable") from exc
+        degraded: list[str] = []
+        # The stored-answer check is the write itself (INSERT … ON CONFLICT): a replay is found there.
+        memory = self._from_memory(req, now, degraded)
+        if memory is not None:
+            facts, primitives, lists = memory
+        else:
+            try:
+                with self.engine.connect() as conn:
+                    already, lists = precheck(conn, req.transaction_id, req.wallet_address, now)
+                    if already:
+                        stored = find_answer(conn, req.transaction_id)
+                        if stored is not None:
+                            return self._replay(req, stored.request_hash, stored.answer)
+                    event_id = req.event_id
+                    if event_id is None and req.ticket_id is not None:
+                        event_id = event_of_ticket(conn, req.ticket_id)
+                    facts = self._facts(req, event_id, now)
+                    if isinstance(self.source, CachedFeatureSource):
+                        primitives, why_degraded = self.source.primitives_status(conn, facts)
+                        degraded += [why_degraded] if why_degraded and not degraded else []
+                    else:
+                        primitives = self.source.primitives_in(conn, facts)
+                    for check in self.list_checks:
+                        lists = lists.merge(check(conn, facts))
+            except DBAPIError as exc:
+                log.warning("database read failed: %s", type(exc.orig).__name__)
+                raise self._unavailable(req, "database unavailable") from exc
         features = self.features.finish(facts, primitives)
         row = model.vector(features)
         answer = self._decide(req, model, row, features, lists, degraded)

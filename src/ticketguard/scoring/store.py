@@ -90,7 +90,7 @@ def _active(table: Any, wallet: Any, at: Any) -> Any:
     )
 
 
-def _list_status(blocked: bool, allowed: bool) -> ListStatus:
+def list_status(blocked: bool, allowed: bool) -> ListStatus:
     reasons = []
     if blocked:
         reasons.append("wallet is on the blacklist")
@@ -107,7 +107,7 @@ def wallet_lists(conn: Connection, wallet: str, at: datetime) -> ListStatus:
             _active(tables.allowlisted_wallets, wallet, at).label("allowed"),
         )
     ).one()
-    return _list_status(bool(row.blocked), bool(row.allowed))
+    return list_status(bool(row.blocked), bool(row.allowed))
 
 
 def _precheck_statement() -> Any:
@@ -129,7 +129,7 @@ def precheck(conn: Connection, transaction_id: str, wallet: str, at: datetime) -
     """One round trip for what every request asks first: is an answer already stored for this id, and
     what do the wallet lists say."""
     row = conn.execute(_PRECHECK, {"txn": transaction_id, "wallet": wallet, "at": at}).one()
-    return bool(row.stored), _list_status(bool(row.blocked), bool(row.allowed))
+    return bool(row.stored), list_status(bool(row.blocked), bool(row.allowed))
 
 
 def event_of_ticket(conn: Connection, ticket_id: str) -> str | None:
@@ -159,12 +159,35 @@ class WriteOutcome:
 
     status: str
     stored: StoredAnswer | None = None
+    inserted: bool = True  # False: the transaction row existed (chain ETL, import); only the answer was added
 
 
-def _write_rows(conn: Connection, batch: list[PendingWrite]) -> None:
-    conn.execute(insert(tables.transactions), [w.transaction for w in batch])
-    conn.execute(insert(tables.fraud_predictions), [w.prediction for w in batch])
-    conn.execute(insert(tables.scoring_audit), [w.audit for w in batch])
+def _insert_new_transactions(conn: Connection, batch: list[PendingWrite]) -> set[str]:
+    """INSERT … ON CONFLICT DO NOTHING: the ids whose transaction row this statement wrote (an id already
+    stored — a replay, a race with another worker, a row from the chain ETL — is left to `_write_one`)."""
+    x = tables.transactions
+    statement: Any
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects import postgresql
+
+        statement = postgresql.insert(x).on_conflict_do_nothing(index_elements=[x.c.transaction_id])
+    else:
+        from sqlalchemy.dialects import sqlite
+
+        statement = sqlite.insert(x).on_conflict_do_nothing(index_elements=[x.c.transaction_id])
+    result = conn.execute(statement.returning(x.c.transaction_id), [w.transaction for w in batch])
+    return {str(tid) for tid in result.scalars()}
+
+
+def _write_rows(conn: Connection, batch: list[PendingWrite]) -> list[PendingWrite]:
+    """The batch's rows in the caller's transaction; returns the writes that landed (the others' ids were
+    already stored)."""
+    inserted = _insert_new_transactions(conn, batch)
+    fresh = [w for w in batch if w.transaction_id in inserted]
+    if fresh:
+        conn.execute(insert(tables.fraud_predictions), [w.prediction for w in fresh])
+        conn.execute(insert(tables.scoring_audit), [w.audit for w in fresh])
+    return fresh
 
 
 def _write_one(engine: Engine, w: PendingWrite) -> WriteOutcome:
@@ -184,7 +207,7 @@ def _write_one(engine: Engine, w: PendingWrite) -> WriteOutcome:
                     conn.execute(insert(x), [w.transaction])
                 conn.execute(insert(tables.fraud_predictions), [w.prediction])
                 conn.execute(insert(tables.scoring_audit), [w.audit])
-            return WriteOutcome("written")
+            return WriteOutcome("written", inserted=exists is None)
         except IntegrityError:
             continue  # lost a race with another worker: read what it stored
     with engine.connect() as conn:
@@ -206,6 +229,9 @@ class GroupCommitter:
         self.batches = 0
         self.rows = 0
         self.on_batch: Callable[[int], None] | None = None  # e.g. a metrics histogram's observe
+        # Called with the transaction rows of every commit, after it and before its requests are answered
+        # (the online feature state's change feed). Must not raise.
+        self.after_commit: Callable[[list[dict[str, Any]]], None] | None = None
 
     def start(self) -> None:
         if self._thread is None:
@@ -257,26 +283,36 @@ class GroupCommitter:
                 if not w.future.done():
                     w.future.set_exception(exc)
 
+    def _committed(self, written: list[PendingWrite]) -> None:
+        if written and self.after_commit is not None:
+            self.after_commit([w.transaction for w in written])
+
     def _write_batch(self, batch: list[PendingWrite]) -> None:
         ids = [w.transaction_id for w in batch]
+        rest = batch
         if len(set(ids)) == len(ids):
             try:
                 with self.engine.begin() as conn:
-                    _write_rows(conn, batch)
+                    fresh = _write_rows(conn, batch)
                 self.batches += 1
-                self.rows += len(batch)
+                self.rows += len(fresh)
                 if self.on_batch is not None:
-                    self.on_batch(len(batch))
-                for w in batch:
+                    self.on_batch(len(fresh))
+                self._committed(fresh)
+                for w in fresh:
                     w.future.set_result(WriteOutcome("written"))
-                return
+                landed = {w.transaction_id for w in fresh}
+                rest = [w for w in batch if w.transaction_id not in landed]
             except IntegrityError:
                 log.info("group commit conflict: writing %d rows one by one", len(batch))
             except DBAPIError as exc:
                 raise DatabaseUnavailable(f"database write failed: {type(exc.orig).__name__}") from exc
-        for w in batch:
+        for w in rest:
             try:
-                w.future.set_result(_write_one(self.engine, w))
+                outcome = _write_one(self.engine, w)
+                if outcome.status == "written" and outcome.inserted:
+                    self._committed([w])
+                w.future.set_result(outcome)
             except DBAPIError as exc:
                 w.future.set_exception(
                     DatabaseUnavailable(f"database write failed: {type(exc.orig).__name__}")

@@ -141,13 +141,24 @@ class SecurityRuntime:
     def auth_enabled(self) -> bool:
         return self.verifier.enabled
 
-    def ip_list_check(self, conn: Connection, facts: TransactionFacts) -> ListStatus:
-        """Scoring-path list check: the buyer IP the backend reports, against the IP block list."""
+    def ip_list_check(self, conn: Connection | None, facts: TransactionFacts) -> ListStatus:
+        """Scoring-path list check: the buyer IP the backend reports, against the IP block list — in the
+        request's connection on the SQL path; from the block-list snapshot (at most
+        SECURITY_LIST_CACHE_SECONDS old, as for the caller's own IP) on the in-memory path (``conn`` None)."""
         from ticketguard.scoring.domain import ListStatus
 
         if not facts.ip_address:
             return ListStatus()
-        if ip_token_blocked(conn, hash_ip(facts.ip_address, self.pepper), datetime.now(UTC)):
+        token = hash_ip(facts.ip_address, self.pepper)
+        if conn is None:
+            if self.ip_blocks.source == "none":
+                self.ip_blocks.refresh(True)  # never loaded: wait for it rather than pass a blocked IP
+            elif self.ip_blocks.stale():
+                self.ip_blocks.refresh()
+            blocked = self.ip_blocks.is_blocked(token)
+        else:
+            blocked = ip_token_blocked(conn, token, datetime.now(UTC))
+        if blocked:
             return ListStatus(blocked=True, reasons=("buyer IP address is on the block list",))
         return ListStatus()
 

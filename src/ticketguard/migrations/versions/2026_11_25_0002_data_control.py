@@ -30,8 +30,12 @@ def upgrade() -> None:
         sa.Column("id", _ID, autoincrement=True, nullable=False),
         sa.Column("job_name", sa.String(length=64), nullable=False),
         sa.Column("trigger", sa.String(length=16), nullable=False, comment="schedule | manual"),
-        sa.Column("status", sa.String(length=16), nullable=False,
-                  comment="running | succeeded | failed | skipped | abandoned"),
+        sa.Column(
+            "status",
+            sa.String(length=16),
+            nullable=False,
+            comment="running | succeeded | failed | skipped | abandoned",
+        ),
         sa.Column("started_at", _TS, nullable=False),
         sa.Column("finished_at", _TS, nullable=True),
         sa.Column("counts", _JSON, nullable=True),
@@ -82,8 +86,12 @@ def upgrade() -> None:
         sa.Column("ip_address", sa.String(length=45), nullable=True),
         sa.Column("user_agent_hash", sa.String(length=64), nullable=True),
         sa.Column("revoked_at", _TS, nullable=True),
-        sa.ForeignKeyConstraint(["admin_user_id"], ["admin_users.id"],
-                                name=op.f("fk_admin_sessions_admin_user_id_admin_users"), ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(
+            ["admin_user_id"],
+            ["admin_users.id"],
+            name=op.f("fk_admin_sessions_admin_user_id_admin_users"),
+            ondelete="CASCADE",
+        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_admin_sessions")),
     )
     with op.batch_alter_table("admin_sessions", schema=None) as batch_op:

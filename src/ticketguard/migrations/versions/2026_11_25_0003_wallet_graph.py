@@ -35,10 +35,14 @@ def upgrade() -> None:
         "wallet_graph_scores",
         sa.Column("snapshot_at", _TS, nullable=False),
         sa.Column("wallet_address", sa.String(length=42), nullable=False),
-        sa.Column("centrality", sa.Float(), nullable=False, comment="PageRank × node count (1 = average wallet)"),
+        sa.Column(
+            "centrality", sa.Float(), nullable=False, comment="PageRank × node count (1 = average wallet)"
+        ),
         sa.ForeignKeyConstraint(
-            ["snapshot_at"], ["wallet_graph_snapshots.snapshot_at"],
-            name=op.f("fk_wallet_graph_scores_snapshot_at_wallet_graph_snapshots"), ondelete="CASCADE",
+            ["snapshot_at"],
+            ["wallet_graph_snapshots.snapshot_at"],
+            name=op.f("fk_wallet_graph_scores_snapshot_at_wallet_graph_snapshots"),
+            ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("snapshot_at", "wallet_address", name=op.f("pk_wallet_graph_scores")),
     )

@@ -24,7 +24,9 @@ _TS = sa.DateTime(timezone=True)
 def upgrade() -> None:
     op.create_table(
         "scoring_audit",
-        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
+        sa.Column(
+            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
+        ),
         sa.Column("transaction_id", sa.String(length=64), nullable=False),
         sa.Column("action", sa.String(length=32), nullable=False, comment="fraud_decision"),
         sa.Column("actor", sa.String(length=64), comment="API client that asked (set by the security layer)"),

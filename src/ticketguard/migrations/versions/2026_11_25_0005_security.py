@@ -27,7 +27,9 @@ def upgrade() -> None:
         sa.Column("client_id", sa.String(length=32), nullable=False),
         sa.Column("name", sa.String(length=100), nullable=False),
         sa.Column("key_prefix", sa.String(length=16), nullable=False, comment="public part of the key"),
-        sa.Column("key_hash", sa.String(length=64), nullable=False, comment="HMAC-SHA256(SECURITY_PEPPER, key), hex"),
+        sa.Column(
+            "key_hash", sa.String(length=64), nullable=False, comment="HMAC-SHA256(SECURITY_PEPPER, key), hex"
+        ),
         sa.Column("scopes", sa.String(length=200), nullable=False, comment="comma-separated: score, metrics"),
         sa.Column("created_at", _TS, server_default=sa.func.now(), nullable=False),
         sa.Column("created_by", sa.String(length=64)),
@@ -39,7 +41,9 @@ def upgrade() -> None:
     )
     op.create_table(
         "ip_blocks",
-        sa.Column("ip_hash", sa.String(length=45), nullable=False, comment="keyed hash token of the address (ip:…)"),
+        sa.Column(
+            "ip_hash", sa.String(length=45), nullable=False, comment="keyed hash token of the address (ip:…)"
+        ),
         sa.Column("ip_masked", sa.String(length=45), comment="for people: 203.0.113.x"),
         sa.Column("reason", sa.Text()),
         sa.Column("added_by", sa.String(length=64), comment="admin user or rule that added it"),
@@ -50,10 +54,22 @@ def upgrade() -> None:
     op.create_index("idx_ip_blocks_expires_at", "ip_blocks", ["expires_at"])
     op.create_table(
         "security_responses",
-        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
+        sa.Column(
+            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
+        ),
         sa.Column("rule", sa.String(length=64), nullable=False),
-        sa.Column("action", sa.String(length=32), nullable=False, comment="block_ip, blacklist_wallet, tighten_global_limit"),
-        sa.Column("target", sa.String(length=128), nullable=False, comment="ip hash token, wallet address or 'global'"),
+        sa.Column(
+            "action",
+            sa.String(length=32),
+            nullable=False,
+            comment="block_ip, blacklist_wallet, tighten_global_limit",
+        ),
+        sa.Column(
+            "target",
+            sa.String(length=128),
+            nullable=False,
+            comment="ip hash token, wallet address or 'global'",
+        ),
         sa.Column("params", sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql")),
         sa.Column("created_at", _TS, server_default=sa.func.now(), nullable=False),
         sa.Column("expires_at", _TS),
