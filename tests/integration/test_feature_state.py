@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import importlib.util
 import subprocess
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -22,7 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from sqlalchemy import Engine, insert
+from sqlalchemy import Engine, delete, insert, text
 
 from ticketguard import tables
 from ticketguard.features.online import SqlFeatureSource
@@ -32,6 +34,7 @@ from ticketguard.features.specs import FeatureParams, primitive_names
 from ticketguard.history import History, write_history
 from ticketguard.kit.db import make_engine
 from ticketguard.scoring.online import REDIS_DOWN, LocalFeed, RedisFeed, StateKeeper
+from ticketguard.security.lists import ListChangeWatcher
 from ticketguard.simulate import SimulationConfig, simulate
 
 
@@ -294,3 +297,72 @@ def test_redis_down_sends_requests_to_sql_marked_degraded_then_recovers(
         assert not keeper.rebuild()  # no feed to anchor a reload on: the SQL path keeps serving
     finally:
         engine.dispose()
+
+
+def _wait(predicate: Any, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+@pytest.mark.postgres
+def test_list_changes_reach_the_worker_at_once_through_notify(postgres_url: str) -> None:
+    """A blacklist change made by plain SQL reaches a worker's in-memory lists in well under a second,
+    though its periodic refresh is an hour away; after the listener's connection is killed it reconnects
+    and re-reads (changes may have been missed), and later changes arrive again."""
+    engine = make_engine(postgres_url)
+    keeper = _keeper(engine, FeatureParams(), refresh_s=3600)
+    watcher = ListChangeWatcher(engine)
+    watcher.subscribe(keeper.refresh_lists)
+    fired = threading.Event()
+    watcher.subscribe(fired.set)
+    bad = "0x" + "ab" * 20
+    try:
+        watcher.start()
+        assert _wait(lambda: watcher.connected, 5.0)
+        assert not keeper.wallet_lists(bad, datetime.now(UTC)).blocked
+        with engine.begin() as conn:
+            conn.execute(
+                insert(tables.blacklisted_wallets).values(
+                    wallet_address=bad, reason="t", timestamp=datetime.now(UTC) - timedelta(seconds=1)
+                )
+            )
+        assert fired.wait(1.0)
+        assert keeper.wallet_lists(bad, datetime.now(UTC)).blocked
+        assert keeper._state is not None
+        assert bad in keeper._state.blacklist  # the counterparty-blacklisted features see it too
+
+        fired.clear()
+        with engine.begin() as conn:
+            killed = conn.execute(
+                text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND query = 'LISTEN ticketguard_lists'"
+                )
+            ).scalar()
+        assert killed == 1
+        assert fired.wait(5.0)  # reconnected, and re-read once
+        assert _wait(lambda: watcher.connected, 5.0)
+
+        fired.clear()
+        with engine.begin() as conn:
+            conn.execute(
+                delete(tables.blacklisted_wallets).where(tables.blacklisted_wallets.c.wallet_address == bad)
+            )
+        assert fired.wait(1.0)
+        assert not keeper.wallet_lists(bad, datetime.now(UTC)).blocked
+    finally:
+        watcher.stop()
+        engine.dispose()
+
+
+def test_list_watcher_is_off_on_sqlite(sqlite_url: str) -> None:
+    engine = make_engine(sqlite_url)
+    watcher = ListChangeWatcher(engine)
+    watcher.start()
+    assert not watcher.supported
+    assert watcher._thread is None
+    engine.dispose()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import Engine, select, text
 from typer.testing import CliRunner
 
 from ticketguard import tables
@@ -107,16 +107,33 @@ def test_token_command_needs_and_uses_jwt_secret(cli_db: str, monkeypatch: pytes
     assert result.stdout.startswith("eyJ")
 
 
+def _list_triggers(engine: Engine) -> set[str]:
+    if engine.dialect.name != "postgresql":
+        return set()
+    with engine.connect() as conn:
+        return set(
+            conn.execute(
+                text("SELECT tgname FROM pg_trigger WHERE tgname LIKE '%\\_notify' AND NOT tgisinternal")
+            ).scalars()
+        )
+
+
 def test_security_migration_round_trip(db_url: str) -> None:
-    migrate.downgrade(db_url, "-1")
     engine = make_engine(db_url)
     try:
         from sqlalchemy import inspect
 
+        notifying = {"blacklisted_wallets_notify", "allowlisted_wallets_notify", "ip_blocks_notify"}
+        at_head = _list_triggers(engine)
+        assert at_head == (notifying if engine.dialect.name == "postgresql" else set())
+        migrate.downgrade(db_url, "0005")  # 0006: the list-change NOTIFY triggers (PostgreSQL only)
+        assert _list_triggers(engine) == set()
+        migrate.downgrade(db_url, "0004")
         assert "api_clients" not in inspect(engine).get_table_names()
         migrate.upgrade(db_url)
         names = set(inspect(make_engine(db_url)).get_table_names())
         assert {"api_clients", "ip_blocks", "security_responses"} <= names
+        assert _list_triggers(engine) == at_head
     finally:
         engine.dispose()
 

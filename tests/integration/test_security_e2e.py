@@ -34,6 +34,7 @@ from scoring_fixtures import (
     register_model,
     request_body,
     running_api,
+    txn_id,
 )
 from sqlalchemy import select
 
@@ -220,10 +221,18 @@ def test_jwt_attack_matrix_gets_one_uniform_401(
                 now=datetime.now(UTC),
                 expires_at=None,
             )
+        # The workers hold the lists in memory; the commit's NOTIFY reaches them in milliseconds (well
+        # inside the 5 s periodic refresh, which this does not wait for).
         for body in (request_body(wallet_address=bad_wallet), request_body(ip_address="203.0.113.99")):
-            r = client.post(PREDICT, json=body, headers=bearer(token("buyer-9")))
-            assert r.status_code == 200, r.text
-            assert r.json()["decision"] == "BLOCKED"
+            deadline = time.monotonic() + 1.0
+            while True:
+                r = client.post(PREDICT, json=body, headers=bearer(token("buyer-9")))
+                assert r.status_code == 200, r.text
+                if r.json()["decision"] == "BLOCKED" or time.monotonic() > deadline:
+                    break
+                time.sleep(0.02)
+                body = {**body, "transaction_id": txn_id()}
+            assert r.json()["decision"] == "BLOCKED", (body, r.json())
         time.sleep(1.0)  # the event writer flushes every 0.5 s
     with engine.connect() as conn:
         failed = conn.execute(

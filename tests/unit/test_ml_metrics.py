@@ -78,7 +78,6 @@ def test_thresholds_chosen_on_validation() -> None:
     assert 0.4 < best_f1_threshold(y, s) < 0.6
 
 
-
 def test_threshold_at_fpr_is_the_lowest_with_fpr_at_most_the_limit() -> None:
     rng = np.random.default_rng(3)
     y = (rng.random(5000) < 0.05).astype(np.int8)

@@ -301,6 +301,7 @@ class StateKeeper:
         self._lock = threading.RLock()
         self._state: FeatureState | None = None
         self._lists = WalletLists({}, {})
+        self._lists_version = 0  # bumped by refresh_lists: a load that read the lists before must re-read
         self._position = "0"
         self._epoch = 0
         self._stale = True
@@ -385,6 +386,7 @@ class StateKeeper:
         if not self._rebuilding.acquire(blocking=False):
             return False
         started = time.monotonic()
+        lists_version = self._lists_version
         try:
             position = self.feed.position()
             state = FeatureState(self.params)
@@ -400,6 +402,8 @@ class StateKeeper:
                 self._state, self._lists = state, lists
                 self._position, self._epoch, self._stale = position, epoch, False
                 self._loaded_at = time.monotonic()
+            if self._lists_version != lists_version:
+                self.refresh_lists()
             self.rebuilds += 1
             self.load_seconds = round(time.monotonic() - started, 3)
             self.status = "ready"
@@ -426,6 +430,7 @@ class StateKeeper:
         state = self._state
         if state is None:
             return
+        lists_version = self._lists_version
         try:
             scratch = FeatureState(self.params)
             with self.engine.connect() as conn:
@@ -442,11 +447,29 @@ class StateKeeper:
                 state.set_blacklist(scratch.blacklist)
                 state.set_centrality(scratch.centrality_at, scratch.centrality)
                 self._lists = lists
+        if self._lists_version != lists_version:
+            self.refresh_lists()
         with contextlib.suppress(Exception):
             if isinstance(self.feed, RedisFeed) and not self.feed.holds(self._position):
                 self._mark_stale("feed trimmed past this worker's position")
                 return
             self.sync()
+
+    def refresh_lists(self) -> None:
+        """A block/allow list changed (`ListChangeWatcher`): re-read the wallet lists now."""
+        self._lists_version += 1
+        if self._state is None:
+            return
+        try:
+            with self.engine.connect() as conn:
+                lists = read_lists(conn)
+        except Exception as exc:
+            log.warning("wallet lists reload failed: %s", type(exc).__name__)
+            return
+        with self._lock:
+            if self._state is not None:
+                self._state.set_blacklist(lists.blacklist)
+            self._lists = lists
 
     # ---------------------------------------------------------------------------------- requests
     def sync(self) -> None:

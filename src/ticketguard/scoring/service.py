@@ -51,6 +51,7 @@ from ticketguard.scoring.store import (
     precheck,
 )
 from ticketguard.scoring.trees import FastTrees
+from ticketguard.security.lists import ListChangeWatcher
 
 log = logging.getLogger(__name__)
 
@@ -153,8 +154,11 @@ class ScoringService:
             twofa=settings.fraud_threshold_2fa,
         )
         self.committer = committer or GroupCommitter(engine, max_batch=settings.scoring_commit_batch_max)
+        # Block/allow list changes reach this worker's in-memory copies at once (PostgreSQL NOTIFY).
+        self.list_watcher = ListChangeWatcher(engine)
         if self.keeper is not None:
             self.committer.after_commit = self.keeper.publish
+            self.list_watcher.subscribe(self.keeper.refresh_lists)
         self.clock = clock
         self.deadline_s = settings.scoring_deadline_ms / 1000.0
         self.top_k = settings.scoring_top_features
@@ -219,9 +223,11 @@ class ScoringService:
         self.committer.start()
         if self.keeper is not None:
             self.keeper.start()
+        self.list_watcher.start()
 
     def stop(self) -> None:
         self.committer.stop()
+        self.list_watcher.stop()
         if self.keeper is not None:
             self.keeper.stop()
 

@@ -367,6 +367,7 @@ def install_security(app: FastAPI, settings: Settings) -> SecurityRuntime:
     scoring = getattr(app.state, "scoring", None)
     if scoring is not None:
         scoring.add_list_check(runtime.ip_list_check)
+        scoring.list_watcher.subscribe(runtime.ip_blocks.reload)
     atexit.register(runtime.events.close)
     if not runtime.auth_enabled:
         log.warning("client auth is OFF: no JWT_SECRET or JWT_PUBLIC_KEY configured (embedded demo mode)")

@@ -344,6 +344,113 @@ class IpBlockCache:
         self._snapshot = dict(snapshot)
         self._loaded_at = self._clock()
 
+    def reload(self) -> None:
+        """A list changed in the database (`ListChangeWatcher`): take the active set from the database now,
+        and push it to Redis for the other readers (best effort)."""
+        with self._lock:
+            try:
+                if self._redis is not None:
+                    try:
+                        self.publish()
+                        self.source = "redis"
+                        return
+                    except Exception:
+                        log.warning("IP block list changed but Redis is unavailable; using the database")
+                self._snapshot = self._from_database()
+                self._loaded_at = self._clock()
+                self.source = "database"
+            except Exception as exc:
+                log.warning("IP block list reload failed, keeping the last snapshot: %s", type(exc).__name__)
+
+
+LIST_CHANNEL = "ticketguard_lists"  # NOTIFY channel fed by the triggers of migration 0006
+
+
+class ListChangeWatcher:
+    """Calls its subscribers within milliseconds of any committed change to a block/allow list table.
+
+    On PostgreSQL a statement trigger on each list table sends ``NOTIFY ticketguard_lists`` (migration
+    0006); this thread LISTENs on a connection of its own, so a change made anywhere — the admin API, the
+    CLI, an automated response, plain SQL — reaches every API worker at once. A burst of changes is
+    coalesced into one call. After the connection is lost it reconnects (backing off up to 30 s) and calls
+    the subscribers once, since changes may have been missed meanwhile. Other databases have no such
+    channel: `start` does nothing, and the periodic refreshes bring changes in."""
+
+    COALESCE_S = 0.02
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.subscribers: list[Callable[[], None]] = []
+        self.changes = 0
+        self.connected = False
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def supported(self) -> bool:
+        return self.engine.dialect.name == "postgresql"
+
+    def subscribe(self, callback: Callable[[], None]) -> None:
+        self.subscribers.append(callback)
+
+    def start(self) -> None:
+        if not self.supported or self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="list-changes", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5.0)
+            self._thread = None
+
+    def _fire(self) -> None:
+        self.changes += 1
+        for callback in self.subscribers:
+            try:
+                callback()
+            except Exception as exc:  # one subscriber failing does not starve the others
+                log.warning("list change subscriber failed: %s", type(exc).__name__)
+
+    def _connect(self) -> Any:
+        import psycopg
+
+        cargs, cparams = self.engine.dialect.create_connect_args(self.engine.url)
+        conn = psycopg.connect(*cargs, **{**cparams, "autocommit": True, "connect_timeout": 5})
+        conn.execute(f"LISTEN {LIST_CHANNEL}")
+        return conn
+
+    def _run(self) -> None:
+        backoff = 0.5
+        first = True
+        while not self._stop.is_set():
+            try:
+                conn = self._connect()
+            except Exception as exc:
+                self.connected = False
+                log.warning(
+                    "list change listener: cannot connect (%s); retry in %.1f s", type(exc).__name__, backoff
+                )
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 30.0)
+                continue
+            self.connected, backoff = True, 0.5
+            if not first:
+                self._fire()  # changes while disconnected were not notified
+            first = False
+            try:
+                with conn:
+                    while not self._stop.is_set():
+                        if any(True for _ in conn.notifies(timeout=1.0, stop_after=1)):
+                            for _ in conn.notifies(timeout=self.COALESCE_S):
+                                pass
+                            self._fire()
+            except Exception as exc:
+                self.connected = False
+                log.warning("list change listener lost its connection (%s); reconnecting", type(exc).__name__)
+
 
 def publish_ip_blocks(engine: Engine, redis: Any | None, key_prefix: str = "") -> bool:
     """After a change in the database: push the new active set to Redis now (best effort; the loaded
