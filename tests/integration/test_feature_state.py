@@ -366,3 +366,43 @@ def test_list_watcher_is_off_on_sqlite(sqlite_url: str) -> None:
     assert not watcher.supported
     assert watcher._thread is None
     engine.dispose()
+
+
+def test_refresh_rereads_labels_only_when_they_changed(sqlite_url: str) -> None:
+    """The periodic refresh skips the costly label read while the labels' fingerprint stands still, and
+    picks up a new label, a relabel and a removal."""
+    engine = make_engine(sqlite_url)
+    try:
+        keeper = _keeper(engine, FeatureParams())
+        now = datetime.now(UTC)
+        _commit(engine, keeper, _api_row("l1", "0x" + "11" * 20, "evt-l", now - timedelta(days=30)))
+        state = keeper._state
+        assert state is not None
+        keeper.refresh()
+        unchanged = state._fraud_by_event
+        keeper.refresh()
+        assert state._fraud_by_event is unchanged  # not rebuilt: nothing moved
+
+        def label(**values: Any) -> None:
+            with engine.begin() as conn:
+                conn.execute(delete(tables.fraud_labels))
+                if values:
+                    conn.execute(
+                        insert(tables.fraud_labels).values(
+                            transaction_id="l1",
+                            source="analyst",
+                            labelled_at=now - timedelta(days=1),
+                            **values,
+                        )
+                    )
+            keeper.refresh()
+
+        label(is_fraud=True)
+        assert [x.tid for x in state._fraud_by_event["evt-l"]] == ["l1"]
+        label(is_fraud=False)  # relabelled legit: same count, same date
+        assert "evt-l" not in state._fraud_by_event
+        label(is_fraud=True)
+        label()  # removed
+        assert "evt-l" not in state._fraud_by_event
+    finally:
+        engine.dispose()

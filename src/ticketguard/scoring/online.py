@@ -41,7 +41,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import orjson
-from sqlalchemy import Connection, Engine, func, make_url, select, true
+from sqlalchemy import Connection, Engine, case, func, make_url, select, true
 
 from ticketguard import tables
 from ticketguard.config import Settings
@@ -230,6 +230,13 @@ def read_labels(conn: Connection) -> list[FraudLabel]:
     return [FraudLabel(r[0], to_us(r[1]), to_us(r[2]), r[3], r[4], r[5]) for r in rows]
 
 
+def labels_fingerprint(conn: Connection) -> tuple[Any, ...]:
+    """Cheap (computed in the database): changes when a label is added, removed, relabelled or re-dated."""
+    lab = tables.fraud_labels
+    fraud = func.sum(case((lab.c.is_fraud == true(), 1), else_=0))
+    return tuple(conn.execute(select(func.count(), fraud, func.max(lab.c.labelled_at))).one())
+
+
 def read_events(conn: Connection) -> dict[str, EventFacts]:
     ev = tables.events
     return {
@@ -302,6 +309,7 @@ class StateKeeper:
         self._state: FeatureState | None = None
         self._lists = WalletLists({}, {})
         self._lists_version = 0  # bumped by refresh_lists: a load that read the lists before must re-read
+        self._labels_fp: tuple[Any, ...] | None = None  # the labels the state holds (see `refresh`)
         self._position = "0"
         self._epoch = 0
         self._stale = True
@@ -416,13 +424,17 @@ class StateKeeper:
         finally:
             self._rebuilding.release()
 
-    def _read_slow(self, conn: Connection, state: FeatureState) -> WalletLists:
-        """Labels, events, lists and the graph snapshot into ``state``; returns the wallet lists."""
-        state.set_labels(read_labels(conn))
+    def _read_slow(self, conn: Connection, state: FeatureState, labels: bool = True) -> WalletLists:
+        """Labels (unless ``labels`` is False), events, lists and the graph snapshot into ``state``;
+        returns the wallet lists."""
+        fingerprint = labels_fingerprint(conn) if labels else self._labels_fp
+        if labels:
+            state.set_labels(read_labels(conn))
         state.set_events(read_events(conn))
         lists = read_lists(conn)
         state.set_blacklist(lists.blacklist)
         state.set_centrality(*read_centrality(conn, self.clock()))
+        self._labels_fp = fingerprint
         return lists
 
     def refresh(self) -> None:
@@ -434,15 +446,19 @@ class StateKeeper:
         try:
             scratch = FeatureState(self.params)
             with self.engine.connect() as conn:
-                lists = self._read_slow(conn, scratch)
+                # Labels change rarely and are the costly part (a join, and the per-event/seller/party
+                # indexes rebuilt in Python while holding the GIL): only when their fingerprint moved.
+                labels = labels_fingerprint(conn) != self._labels_fp
+                lists = self._read_slow(conn, scratch, labels)
         except Exception as exc:
             log.warning("feature state refresh failed: %s", type(exc).__name__)
             return
         with self._lock:
             if self._state is state:
-                state._fraud_by_event = scratch._fraud_by_event
-                state._fraud_by_seller = scratch._fraud_by_seller
-                state._fraud_by_party = scratch._fraud_by_party
+                if labels:
+                    state._fraud_by_event = scratch._fraud_by_event
+                    state._fraud_by_seller = scratch._fraud_by_seller
+                    state._fraud_by_party = scratch._fraud_by_party
                 state.set_events(scratch.events)
                 state.set_blacklist(scratch.blacklist)
                 state.set_centrality(scratch.centrality_at, scratch.centrality)
