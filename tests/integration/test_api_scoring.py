@@ -191,6 +191,39 @@ def test_concurrent_duplicates_store_once(api: tuple[httpx.Client, Engine]) -> N
     assert counts(engine, same["transaction_id"]) == (1, 1, 1)
 
 
+def test_transactions_stored_by_the_chain_etl_get_their_answer(api: tuple[httpx.Client, Engine]) -> None:
+    """A transaction row already stored without an answer (the chain ETL saw it first) gets its prediction
+    and audit row when the backend asks — also inside a group-commit batch with fresh requests — and a
+    retry replays that answer."""
+    client, engine = api
+    on_chain = [request_body() for _ in range(3)]
+    with engine.begin() as conn:
+        conn.execute(
+            insert(tables.transactions),
+            [
+                {
+                    "transaction_id": b["transaction_id"],
+                    "wallet_address": b["wallet_address"],
+                    "event_id": b["event_id"],
+                    "ticket_id": b["ticket_id"],
+                    "price_paid": str(b["price_paid"]),
+                    "timestamp": datetime.now(UTC) - timedelta(seconds=5),
+                    "source": "chain",
+                }
+                for b in on_chain
+            ],
+        )
+    bodies = on_chain + [request_body() for _ in range(9)]
+    with ThreadPoolExecutor(12) as pool:
+        answers = list(pool.map(lambda b: client.post(PREDICT, json=b), bodies))
+    assert [r.status_code for r in answers] == [200] * len(bodies), [r.text for r in answers]
+    for body, first in zip(bodies, answers, strict=True):
+        assert counts(engine, body["transaction_id"]) == (1, 1, 1)
+        again = client.post(PREDICT, json=body)
+        assert again.status_code == 200
+        assert again.json() == first.json()
+
+
 def test_batch_scores_each_and_reports_item_errors(api: tuple[httpx.Client, Engine]) -> None:
     client, engine = api
     stored = request_body()
