@@ -406,3 +406,29 @@ def test_refresh_rereads_labels_only_when_they_changed(sqlite_url: str) -> None:
         assert "evt-l" not in state._fraud_by_event
     finally:
         engine.dispose()
+
+
+def test_the_loaded_state_is_frozen_out_of_the_cyclic_collector(sqlite_url: str) -> None:
+    """A server keeper freezes its state after loading it (full collections would walk every row: a
+    pause of every request in flight), and leaves the collector enabled — also when the load fails."""
+    import gc
+
+    engine = make_engine(sqlite_url)
+    try:
+        gc.unfreeze()
+        keeper = _keeper(engine, FeatureParams(), freeze_gc=True)
+        assert gc.isenabled()
+        assert gc.get_freeze_count() > 0
+        assert keeper._state is not None
+        state = keeper._state
+        assert gc.is_tracked(state)
+        assert all(o is not state for o in gc.get_objects())  # the collector's generations skip it
+        engine.dispose()  # a load that fails (the database is gone) still re-enables the collector
+        broken = StateKeeper(
+            make_engine("sqlite:////nonexistent/dir/x.db"), FeatureParams(), LocalFeed(), freeze_gc=True
+        )
+        assert not broken.rebuild()
+        assert gc.isenabled()
+    finally:
+        gc.unfreeze()
+        engine.dispose()

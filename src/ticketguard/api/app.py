@@ -246,6 +246,7 @@ def create_app(
         # Requests scored at once in this worker: more threads than cores only queue on the GIL and the
         # database pool; fewer connections than threads would open and close connections under load.
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.api_threads
+        metrics.GC_TIMER.start()
         scoring.start()
         refresher.check()  # load now if a model is live, so the first request does not pay for it
         await anyio.to_thread.run_sync(scoring.warm_features)

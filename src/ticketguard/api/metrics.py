@@ -7,7 +7,12 @@ prometheus_client then keeps each process's values in files there and `/metrics`
 
 from __future__ import annotations
 
+import gc
 import os
+import threading
+import time
+from collections import deque
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -61,6 +66,52 @@ GROUP_COMMIT_ROWS = Histogram(
     "Answers written per group commit.",
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 1024),
 )
+
+GC_PAUSE_SECONDS = Histogram(
+    "ticketguard_gc_pause_seconds",
+    "Pauses of Python's cyclic garbage collector, by generation: every thread of the worker waits.",
+    ["generation"],
+    buckets=_BUCKETS,
+)
+
+
+class GcPauseTimer:
+    """Times the collector's pauses into GC_PAUSE_SECONDS. The gc callback only appends to a deque
+    (no lock: a collection can start while this thread holds a metrics lock); a daemon thread moves the
+    samples into the histogram every few seconds."""
+
+    def __init__(self, flush_s: float = 5.0) -> None:
+        self.flush_s = flush_s
+        self._started = 0.0
+        self._pauses: deque[tuple[int, float]] = deque(maxlen=100_000)
+        self._thread: threading.Thread | None = None
+
+    def _on_gc(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self._pauses.append((info["generation"], time.perf_counter() - self._started))
+
+    def flush(self) -> None:
+        while self._pauses:
+            generation, seconds = self._pauses.popleft()
+            GC_PAUSE_SECONDS.labels(generation=str(generation)).observe(seconds)
+
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        gc.callbacks.append(self._on_gc)
+
+        def run() -> None:
+            while True:
+                time.sleep(self.flush_s)
+                self.flush()
+
+        self._thread = threading.Thread(target=run, name="gc-pause-metrics", daemon=True)
+        self._thread.start()
+
+
+GC_TIMER = GcPauseTimer()
 
 
 def render() -> tuple[bytes, str]:
