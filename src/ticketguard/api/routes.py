@@ -15,6 +15,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from sqlalchemy import text
+from starlette.concurrency import run_in_threadpool
 
 from ticketguard.api import metrics
 from ticketguard.api.app import json_response
@@ -124,7 +125,7 @@ def _service(request: Request) -> ScoringService:
     summary="Score one transaction",
     tags=["scoring"],
 )
-def predict_fraud(body: ScoreRequestModel, request: Request) -> Response:
+async def predict_fraud(body: ScoreRequestModel, request: Request) -> Response:
     service = _service(request)
     skew = _skew_error(body, service.settings.scoring_max_clock_skew_seconds)
     if skew is not None:
@@ -134,7 +135,11 @@ def predict_fraud(body: ScoreRequestModel, request: Request) -> Response:
     request.state.wallet_address = body.wallet_address
     request.state.transaction_id = body.transaction_id
     try:
-        outcome = service.score(req)
+        # In-memory features: scored on the event loop, the commit awaited. Otherwise (state not ready,
+        # the same id in flight) in the thread pool, where the SQL reads and the waiting belong.
+        outcome = await service.score_inline(req)
+        if outcome is None:
+            outcome = await run_in_threadpool(service.score, req)
     except ScoringUnavailable as exc:
         request.state.decision = exc.answer.decision
         metrics.DECISIONS.labels(decision=exc.answer.decision, degraded="true", replayed="false").inc()
