@@ -398,17 +398,18 @@ class FeatureState:
         out["w_events_24h"], out["we_n_1h"] = float(len(events_24h)), float(we_1h)
 
     def _ip(self, out: dict[str, float], ip: str | None, wallet: str, t: int) -> None:
-        n_1h = ipw = 0
-        wallets: set[str] = set()
+        n_1h = ipw = n_wallets = 0
         if ip is not None:
-            hour = t - self._us["hour"]
-            for row in _window(self.by_ip.get(ip, []), t - self._us["day"], t):
-                wallets.add(row.wallet)
-                if row.wallet == wallet:
-                    ipw += 1
-                if row.ts >= hour:
-                    n_1h += 1
-        out["ip_n_1h"], out["ip_wallets_24h"], out["ipw_n_24h"] = float(n_1h), float(len(wallets)), float(ipw)
+            # A shared IP (carrier NAT, a venue's Wi-Fi) can hold thousands of rows a day: bisect the window
+            # and count in comprehensions rather than walk it row by row.
+            rows = self.by_ip.get(ip, [])
+            hi = bisect_left(rows, t, key=_ts)
+            lo = bisect_left(rows, t - self._us["day"], key=_ts, hi=hi)
+            n_1h = hi - bisect_left(rows, t - self._us["hour"], lo, hi, key=_ts)
+            window = rows[lo:hi]
+            n_wallets = len({row.wallet for row in window})
+            ipw = sum(row.wallet == wallet for row in window)
+        out["ip_n_1h"], out["ip_wallets_24h"], out["ipw_n_24h"] = float(n_1h), float(n_wallets), float(ipw)
 
     def _event(self, out: dict[str, float], event: str, t: int) -> None:
         totals = self.event_totals.get(event) or _EventTotals()
