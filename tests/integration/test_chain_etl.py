@@ -98,7 +98,12 @@ def trade(chain: Chain) -> int:
 
 
 def make_etl(
-    engine: Engine, chain: Chain, *, sleeps: list[float] | None = None, **overrides: Any
+    engine: Engine,
+    chain: Chain,
+    *,
+    sleeps: list[float] | None = None,
+    changes: Any = None,
+    **overrides: Any,
 ) -> ChainEtl:
     options: dict[str, Any] = {"confirmations": 0, "batch_blocks": 3, "retry_base_delay_s": 0.5}
     options.update(overrides)
@@ -109,6 +114,7 @@ def make_etl(
         EtlConfig(contract_address=chain.market.address, **options),
         sleep=recorded.append,
         jitter=lambda: 1.0,  # no randomness: the full delay, so the test can name it
+        changes=changes,
     )
 
 
@@ -304,6 +310,55 @@ def test_reorg_replaces_rows_of_orphaned_blocks(engine: Engine, chain: Chain) ->
     cursor = cursor_of(engine, report)
     assert cursor.last_block == chain.head - 1 > first.last_block
     assert cursor.last_block_hash == "0x" + chain.w3.eth.get_block(cursor.last_block)["hash"].hex()
+
+
+def test_new_rows_and_reorgs_reach_the_api_feature_state(
+    engine: Engine, chain: Chain, redis_url: str
+) -> None:
+    """The API workers' in-memory features see the ETL's rows through the shared feed at once (not at their
+    next rebuild); after a reorganisation deleted rows, the epoch makes them rebuild."""
+    import redis
+
+    from ticketguard.features.specs import FeatureParams
+    from ticketguard.scoring.online import FeedPublisher, RedisFeed, StateKeeper
+
+    client = redis.Redis.from_url(redis_url)
+
+    def feed() -> RedisFeed:
+        return RedisFeed(client, key="test:etl:feed", epoch_key="test:etl:epoch")
+
+    keeper = StateKeeper(engine, FeatureParams(), feed())
+    assert keeper.rebuild()
+    m, (_org, a, b, c, d, e, *_) = chain.market, chain.accounts
+    fork_point = chain.w3.testing.snapshot()
+    m.buy(chain.event_id, a, FACE)
+    m.buy(chain.event_id, b, FACE)
+    chain.w3.testing.mine(2)
+    etl = make_etl(engine, chain, confirmations=1, batch_blocks=2, changes=FeedPublisher(feed()))
+    assert etl.run().rows_inserted == 2
+    keeper.sync()
+    assert keeper.ready
+    assert keeper._state is not None
+    assert {row.wallet for row in keeper._state.by_event[str(chain.event_id)]} == {a.lower(), b.lower()}
+    assert etl.run().rows_inserted == 0
+    keeper.sync()
+    assert keeper._state.rows == 2  # a run that inserts nothing publishes nothing
+
+    chain.w3.testing.revert(fork_point)
+    m.forget_nonces()
+    for buyer in (c, d, e):
+        m.buy(chain.event_id, buyer, FACE)
+    chain.w3.testing.mine(2)
+    assert etl.run().reorgs == 1
+    keeper.sync()
+    assert not keeper.ready  # rows were deleted: the epoch moved, the state must be rebuilt
+    assert keeper.rebuild()
+    assert {row.wallet for row in keeper._state.by_event[str(chain.event_id)]} == {
+        c.lower(),
+        d.lower(),
+        e.lower(),
+    }
+    client.close()
 
 
 def test_reorg_to_a_shorter_chain_is_undone_even_with_nothing_new_to_read(

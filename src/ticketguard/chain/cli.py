@@ -132,12 +132,15 @@ def status_command() -> None:
     from ticketguard.chain import repository as repo
     from ticketguard.chain.pipeline import ChainEtl, EtlConfig, EtlError
     from ticketguard.chain.reader import ProviderUnavailable, reader_from_settings
+    from ticketguard.scoring.online import FeedPublisher
 
     settings = _ready_settings()
     engine = database_engine(settings)
     try:
         reader = reader_from_settings(settings)
-        etl = ChainEtl(engine, reader, EtlConfig.from_settings(settings))
+        etl = ChainEtl(
+            engine, reader, EtlConfig.from_settings(settings), changes=FeedPublisher.from_settings(settings)
+        )
         name = etl.cursor_name()
         head = reader.head_block()
         with engine.connect() as conn:
@@ -181,6 +184,7 @@ def rewind_command(
     from ticketguard.bootstrap import database_engine
     from ticketguard.chain.pipeline import ChainEtl, EtlConfig, EtlError
     from ticketguard.chain.reader import reader_from_settings
+    from ticketguard.scoring.online import FeedPublisher
 
     settings = _ready_settings()
     if not yes:
@@ -190,7 +194,12 @@ def rewind_command(
         )
     engine = database_engine(settings)
     try:
-        etl = ChainEtl(engine, reader_from_settings(settings), EtlConfig.from_settings(settings))
+        etl = ChainEtl(
+            engine,
+            reader_from_settings(settings),
+            EtlConfig.from_settings(settings),
+            changes=FeedPublisher.from_settings(settings),
+        )
         deleted = etl.rewind_to(to_block)
     except ValueError as exc:
         console.print(f"[red]cannot rewind:[/red] {escape(str(exc))}")

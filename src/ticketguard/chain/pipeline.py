@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from sqlalchemy import Engine
 
@@ -174,6 +174,15 @@ def backoff_delay(attempt: int, *, base_s: float, max_s: float, jitter: float) -
     return ceiling * (0.5 + jitter / 2)
 
 
+class TransactionChanges(Protocol):
+    """Told after each commit what the ETL changed in `transactions` (the API workers' in-memory feature
+    state: `scoring.online.FeedPublisher`)."""
+
+    def added(self, transactions: list[dict[str, Any]]) -> None: ...
+
+    def removed(self) -> None: ...
+
+
 class ChainEtl:
     """The ETL over an engine and a reader; `run()` is one job run. Safe to re-run at any time."""
 
@@ -186,8 +195,10 @@ class ChainEtl:
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
         jitter: Callable[[], float] = random.random,
+        changes: TransactionChanges | None = None,
     ) -> None:
         self._engine = engine
+        self._changes = changes
         self._reader = reader
         self._config = config
         self._sleep = sleep
@@ -352,7 +363,8 @@ class ChainEtl:
         end: BlockHeader = headers[last]
         with self._engine.begin() as conn:
             repo.allow_long_statements(conn)
-            inserted = repo.insert_transactions(conn, rows)
+            new_rows = repo.insert_transactions(conn, rows)
+            inserted = len(new_rows)
             upserted = repo.upsert_events(conn, events)
             repo.add_checkpoint(
                 conn, cursor.name, repo.Checkpoint(last, end.hash), keep=self._config.checkpoints_kept
@@ -364,6 +376,8 @@ class ChainEtl:
                     f"cursor {cursor.name} moved past block {cursor.last_block} while this run loaded "
                     f"{first}..{last}; another ETL run is active (this batch was rolled back)"
                 )
+        if self._changes is not None:
+            self._changes.added(new_rows)
         log.info(
             "chain etl batch committed",
             extra={"from_block": first, "to_block": last, "logs": len(raw_logs), "rows_inserted": inserted},
@@ -417,6 +431,8 @@ class ChainEtl:
                 raise ConcurrentRun(
                     f"cursor {name} moved while this run rewound it; another ETL run is active"
                 )
+        if deleted and self._changes is not None:
+            self._changes.removed()
         report.reorgs += 1
         report.rows_deleted += deleted
         report.last_block = ancestor.block
@@ -456,6 +472,8 @@ class ChainEtl:
                 conn, name, expected_block=cursor.last_block, block=block, block_hash=block_hash
             ):
                 raise ConcurrentRun(f"cursor {name} moved while rewinding it; another ETL run is active")
+        if deleted and self._changes is not None:
+            self._changes.removed()
         log.warning(
             "chain etl rewound by hand", extra={"cursor": name, "to_block": block, "rows_deleted": deleted}
         )
@@ -472,11 +490,13 @@ def run_etl(
     """One ETL run with the engine and provider the settings name (the scheduler's entry point)."""
     from ticketguard.bootstrap import database_engine
     from ticketguard.chain.reader import reader_from_settings
+    from ticketguard.scoring.online import FeedPublisher
 
     config = EtlConfig.from_settings(settings)
     reader = reader_from_settings(settings)
     engine = database_engine(settings)
     try:
-        return ChainEtl(engine, reader, config).run(max_blocks=max_blocks, on_batch=on_batch, on_plan=on_plan)
+        etl = ChainEtl(engine, reader, config, changes=FeedPublisher.from_settings(settings))
+        return etl.run(max_blocks=max_blocks, on_batch=on_batch, on_plan=on_plan)
     finally:
         engine.dispose()

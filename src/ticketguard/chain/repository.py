@@ -128,17 +128,18 @@ def checkpoints(conn: Connection, name: str) -> list[Checkpoint]:
     return [Checkpoint(block, block_hash) for block, block_hash in rows]
 
 
-def insert_transactions(conn: Connection, rows: Sequence[dict[str, Any]]) -> int:
-    """Insert chain rows, skipping any (tx hash, log index) already stored; returns how many were new."""
+def insert_transactions(conn: Connection, rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Insert chain rows, skipping any (tx hash, log index) already stored; returns the new ones."""
     if not rows:
-        return 0
+        return []
     table = tables.transactions
     stmt = (
         _insert(conn, table)
         .on_conflict_do_nothing(index_elements=["chain_tx_hash", "chain_log_index"])
         .returning(table.c.transaction_id)
     )
-    return len(conn.execute(stmt, list(rows)).all())
+    new = {str(tid) for tid in conn.execute(stmt, list(rows)).scalars()}
+    return [row for row in rows if row["transaction_id"] in new]
 
 
 def upsert_events(conn: Connection, rows: Sequence[dict[str, Any]]) -> int:

@@ -152,6 +152,59 @@ class RedisFeed:
         self.lost = False
 
 
+class FeedPublisher:
+    """For writers outside the API (the chain ETL): tells the API workers' states what changed in the
+    transactions table, so they need not wait for their periodic rebuild. Rows added are appended to the
+    shared feed; rows removed (a chain reorganisation, a rewind) bump the epoch, and every worker rebuilds.
+    Best effort: if Redis fails, the workers' next rebuild (FEATURE_STATE_REBUILD_SECONDS) brings them in."""
+
+    def __init__(self, feed: RedisFeed) -> None:
+        self.feed = feed
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> FeedPublisher | None:
+        """None without Redis: the workers' in-process feeds cannot be reached from another process."""
+        client = redis_client(settings)
+        return None if client is None else cls(shared_feed(settings, client))
+
+    def added(self, transactions: list[dict[str, Any]]) -> None:
+        """After the commit of these new rows of the transactions table."""
+        if not transactions:
+            return
+        try:
+            self.feed.publish([row_of(t).as_list() for t in transactions])
+        except Exception as exc:
+            log.warning("feature feed: %d rows not published (%s)", len(transactions), type(exc).__name__)
+            self.removed()  # the workers must not miss them: make them rebuild if Redis still answers
+
+    def removed(self) -> None:
+        """After the commit of a deletion from the transactions table."""
+        try:
+            self.feed.client.incr(self.feed.epoch_key)
+        except Exception as exc:
+            log.warning(
+                "feature feed: epoch not bumped (%s); workers catch up at their rebuild", type(exc).__name__
+            )
+
+
+def redis_client(settings: Settings) -> Any:
+    """The Redis client for shared feature state, with the short REDIS_TIMEOUT_MS (None: no Redis)."""
+    url = settings.resolved_redis_url
+    if not url:
+        return None
+    import redis
+
+    timeout = settings.redis_timeout_ms / 1000.0
+    return redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+
+
+def shared_feed(settings: Settings, client: Any) -> RedisFeed:
+    """The database's feed: one per database, so two deployments sharing a Redis never read each other's
+    rows."""
+    suffix = feed_suffix(settings)
+    return RedisFeed(client, key=f"{FEED_KEY}:{suffix}", epoch_key=f"{EPOCH_KEY}:{suffix}")
+
+
 def feed_suffix(settings: Settings) -> str:
     """A short digest of the database's address (password left out) that names its feed."""
     url = make_url(settings.resolved_database_url)
@@ -326,24 +379,20 @@ class StateKeeper:
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, engine: Engine, params: FeatureParams, redis_client: Any
+        cls, settings: Settings, engine: Engine, params: FeatureParams, redis: Any
     ) -> StateKeeper | None:
         """The keeper FEATURE_STATE asks for, or None (the SQL feature source serves alone)."""
         mode = settings.feature_state
         if mode == "sql":
             return None
-        if redis_client is None and mode == "auto" and settings.api_workers > 1:
+        if redis is None and mode == "auto" and settings.api_workers > 1:
             log.warning(
                 "in-process feature state off: %d workers and no Redis to keep them in step "
                 "(set REDIS_URL, or API_WORKERS=1); features are read from the database",
                 settings.api_workers,
             )
             return None
-        feed: Feed = LocalFeed()
-        if redis_client is not None:
-            # One feed per database: two deployments sharing a Redis never read each other's rows.
-            suffix = feed_suffix(settings)
-            feed = RedisFeed(redis_client, key=f"{FEED_KEY}:{suffix}", epoch_key=f"{EPOCH_KEY}:{suffix}")
+        feed: Feed = LocalFeed() if redis is None else shared_feed(settings, redis)
         return cls(
             engine,
             params,

@@ -41,7 +41,7 @@ from ticketguard.ml.registry import RegistryError
 from ticketguard.ml.serving import LiveModel, ServingModel
 from ticketguard.scoring import domain
 from ticketguard.scoring.domain import Answer, ListStatus, Thresholds
-from ticketguard.scoring.online import StateKeeper
+from ticketguard.scoring.online import StateKeeper, redis_client
 from ticketguard.scoring.state import CachedFeatureSource
 from ticketguard.scoring.store import (
     DatabaseUnavailable,
@@ -142,13 +142,13 @@ class ScoringService:
         self.params = feature_params(settings)
         self.source: SqlFeatureSource | CachedFeatureSource = (
             CachedFeatureSource(
-                engine, self.params, ttl_s=settings.feature_cache_seconds, redis_client=_redis(settings)
+                engine, self.params, ttl_s=settings.feature_cache_seconds, redis_client=redis_client(settings)
             )
             if settings.feature_cache_seconds > 0
             else SqlFeatureSource(engine, self.params)
         )
         self.features = OnlineFeatures(self.source, self.params)
-        self.keeper = StateKeeper.from_settings(settings, engine, self.params, _redis(settings))
+        self.keeper = StateKeeper.from_settings(settings, engine, self.params, redis_client(settings))
         self.thresholds = Thresholds(
             block=settings.fraud_threshold_block,
             review=settings.fraud_threshold_review,
@@ -570,17 +570,6 @@ class ScoringService:
             "timestamp": facts.timestamp,
         }
         return PendingWrite(transaction, prediction, audit)
-
-
-def _redis(settings: Settings) -> Any:
-    """The Redis client for shared feature state, with the short REDIS_TIMEOUT_MS (None: in-process only)."""
-    url = settings.resolved_redis_url
-    if not url:
-        return None
-    import redis
-
-    timeout = settings.redis_timeout_ms / 1000.0
-    return redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
 
 
 def _json_float(value: float) -> float | None:
