@@ -432,3 +432,67 @@ def test_the_loaded_state_is_frozen_out_of_the_cyclic_collector(sqlite_url: str)
     finally:
         gc.unfreeze()
         engine.dispose()
+
+
+def test_bulk_writes_outside_the_api_make_the_workers_reload(postgres_url: str, redis_url: str) -> None:
+    """A simulation written by the CLI (as an import, retention or an erasure would) moves the shared feed's
+    epoch: a worker's state turns stale and reloads with the new rows, not 15 minutes later."""
+    from typer.testing import CliRunner
+
+    from ticketguard.cli import app
+    from ticketguard.config import Settings
+    from ticketguard.scoring.online import redis_client
+
+    settings = Settings(database_url=postgres_url, redis_url=redis_url, api_workers=2)
+    engine = make_engine(postgres_url)
+    try:
+        keeper = StateKeeper.from_settings(settings, engine, FeatureParams(), redis_client(settings))
+        assert keeper is not None
+        assert keeper.shared
+        assert keeper.rebuild()
+        assert keeper._state is not None
+        assert keeper._state.rows == 0
+        result = CliRunner().invoke(
+            app,
+            ["simulate", "-n", "1000", "--seed", "2", "--days", "30"],
+            env={"COLUMNS": "200", "DATABASE_URL": postgres_url, "REDIS_URL": redis_url},
+        )
+        assert result.exit_code == 0, result.output
+        keeper.sync()
+        assert not keeper.ready  # the epoch moved
+        assert keeper.rebuild()
+        assert keeper._state.rows == 1000
+    finally:
+        engine.dispose()
+
+
+def test_retention_that_archived_transactions_moves_the_epoch(postgres_url: str, redis_url: str) -> None:
+    import redis
+
+    from ticketguard.config import Settings
+    from ticketguard.retention.service import RetentionReport, TableReport, tell_feature_state
+    from ticketguard.scoring.online import redis_client, shared_feed
+
+    settings = Settings(database_url=postgres_url, redis_url=redis_url)
+    feed = shared_feed(settings, redis_client(settings))
+    client = redis.Redis.from_url(redis_url)
+
+    def epoch() -> int:
+        return int(client.get(feed.epoch_key) or 0)
+
+    now = datetime.now(UTC)
+
+    def report(table: str, archived: int, dry_run: bool = False) -> RetentionReport:
+        return RetentionReport(
+            dry_run=dry_run,
+            now=now,
+            tables=[TableReport(table, f"{table}_archive", now, None, archived=archived)],
+        )
+
+    tell_feature_state(settings, report("transactions", 0))
+    tell_feature_state(settings, report("fraud_predictions", 10))
+    tell_feature_state(settings, report("transactions", 10, dry_run=True))
+    assert epoch() == 0
+    tell_feature_state(settings, report("transactions", 10))
+    assert epoch() == 1
+    client.close()

@@ -180,7 +180,7 @@ class TransactionChanges(Protocol):
 
     def added(self, transactions: list[dict[str, Any]]) -> None: ...
 
-    def removed(self) -> None: ...
+    def invalidate(self) -> None: ...
 
 
 class ChainEtl:
@@ -432,7 +432,7 @@ class ChainEtl:
                     f"cursor {name} moved while this run rewound it; another ETL run is active"
                 )
         if deleted and self._changes is not None:
-            self._changes.removed()
+            self._changes.invalidate()
         report.reorgs += 1
         report.rows_deleted += deleted
         report.last_block = ancestor.block
@@ -473,7 +473,7 @@ class ChainEtl:
             ):
                 raise ConcurrentRun(f"cursor {name} moved while rewinding it; another ETL run is active")
         if deleted and self._changes is not None:
-            self._changes.removed()
+            self._changes.invalidate()
         log.warning(
             "chain etl rewound by hand", extra={"cursor": name, "to_block": block, "rows_deleted": deleted}
         )

@@ -97,6 +97,12 @@ def import_command(
             else:
                 with engine.begin() as conn:
                     report = import_file(conn, file, mapping, **options)  # type: ignore[arg-type]
+                if report.transactions_written:
+                    from ticketguard.scoring.online import invalidate_feature_state
+
+                    invalidate_feature_state(
+                        settings, f"import of {report.transactions_written} transactions"
+                    )
     except ImportValidationError as exc:
         console.print(f"[red]{escape(exc.render())}[/red]")
         raise typer.Exit(code=EXIT_REFUSED) from None

@@ -62,9 +62,11 @@ def _refresh_views(ctx: JobContext) -> Counts:
 
 def _retention(ctx: JobContext) -> Counts:
     from ticketguard.retention.policy import policy_from_settings
-    from ticketguard.retention.service import run_retention
+    from ticketguard.retention.service import run_retention, tell_feature_state
 
-    return run_retention(ctx.engine, policy_from_settings(ctx.settings), now=ctx.now).counts()
+    report = run_retention(ctx.engine, policy_from_settings(ctx.settings), now=ctx.now)
+    tell_feature_state(ctx.settings, report)
+    return report.counts()
 
 
 def _data_quality(ctx: JobContext) -> Counts:

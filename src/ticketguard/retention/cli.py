@@ -63,7 +63,7 @@ def run_command(
 ) -> None:
     """Move rows past their hot period to the archive tables and delete rows past the archive horizon."""
     from ticketguard.retention.policy import policy_from_settings
-    from ticketguard.retention.service import run_retention
+    from ticketguard.retention.service import run_retention, tell_feature_state
 
     settings, engine = _settings_and_engine()
     policy = policy_from_settings(settings)
@@ -87,6 +87,7 @@ def run_command(
                     progress.update(task, advance=rows, description=f"{phase} {table}")
 
                 report = run_retention(engine, policy, now=now, on_batch=advance)
+            tell_feature_state(settings, report)
     except Exception as exc:
         console.print(
             f"[red]retention stopped:[/red] {escape(str(exc))}\n"
@@ -137,6 +138,9 @@ def erase_wallet_command(
         report = erase_wallet(
             engine, address, key=key, actor=actor or getpass.getuser(), now=datetime.now(UTC)
         )
+        from ticketguard.scoring.online import invalidate_feature_state
+
+        invalidate_feature_state(settings, "wallet erased")  # the workers hold the raw address in memory
     finally:
         engine.dispose()
     table = Table(title=f"erased: now {report.pseudonym}")

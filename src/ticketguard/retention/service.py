@@ -11,6 +11,7 @@ from datetime import datetime
 
 from sqlalchemy import Engine
 
+from ticketguard.config import Settings
 from ticketguard.retention import repository
 from ticketguard.retention.policy import RetentionPolicy
 
@@ -126,3 +127,12 @@ def run_retention(
 
     report.seconds = time.perf_counter() - started
     return report
+
+
+def tell_feature_state(settings: Settings, report: RetentionReport) -> None:
+    """Transactions archived: the API workers' in-memory features must drop them (they reload)."""
+    moved = sum(r.archived + r.deleted for r in report.tables if r.table == "transactions")
+    if moved and not report.dry_run:
+        from ticketguard.scoring.online import invalidate_feature_state
+
+        invalidate_feature_state(settings, f"retention archived {moved} transactions")

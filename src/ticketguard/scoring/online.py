@@ -175,16 +175,29 @@ class FeedPublisher:
             self.feed.publish([row_of(t).as_list() for t in transactions])
         except Exception as exc:
             log.warning("feature feed: %d rows not published (%s)", len(transactions), type(exc).__name__)
-            self.removed()  # the workers must not miss them: make them rebuild if Redis still answers
+            self.invalidate()  # the workers must not miss them: make them rebuild if Redis still answers
 
-    def removed(self) -> None:
-        """After the commit of a deletion from the transactions table."""
+    def invalidate(self) -> None:
+        """After the commit of a deletion or a bulk change of the transactions table: every worker
+        rebuilds its state (the epoch moves)."""
         try:
             self.feed.client.incr(self.feed.epoch_key)
         except Exception as exc:
             log.warning(
                 "feature feed: epoch not bumped (%s); workers catch up at their rebuild", type(exc).__name__
             )
+
+
+def invalidate_feature_state(settings: Settings, why: str) -> bool:
+    """After a bulk change of `transactions` outside the API (an import, a simulation, retention, an
+    erasure): every API worker reloads its in-memory state from the database. False without Redis (the
+    workers pick the change up at their next rebuild, FEATURE_STATE_REBUILD_SECONDS)."""
+    publisher = FeedPublisher.from_settings(settings)
+    if publisher is None:
+        return False
+    log.info("feature state invalidated: %s", why)
+    publisher.invalidate()
+    return True
 
 
 def redis_client(settings: Settings) -> Any:

@@ -41,6 +41,7 @@ def simulate_command(
     from ticketguard.bootstrap import database_engine
     from ticketguard.cli import ready_settings
     from ticketguard.kit.db import redact_url
+    from ticketguard.scoring.online import invalidate_feature_state
     from ticketguard.simulate.domain import SimulationConfig, simulate, summarize
     from ticketguard.simulate.service import SimulationTargetError, write_to_database, write_to_files
 
@@ -80,6 +81,7 @@ def simulate_command(
                         replace=replace,
                         progress=lambda msg: progress.update(task, description=msg),
                     )
+                    invalidate_feature_state(settings, "simulated history written")
                 finally:
                     engine.dispose()
                 target = f"{redact_url(settings.resolved_database_url)} ({counts['transactions']} rows)"
