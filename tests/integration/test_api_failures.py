@@ -117,6 +117,8 @@ def test_redis_down_is_reported_and_scoring_goes_on(sqlite_url: str, tmp_path: P
         health = client.get("/health").json()
         assert health["status"] == "degraded"
         assert health["checks"]["redis"].startswith("down")
+        # No feed to anchor the in-memory state on: the SQL source serves (and says so).
+        assert health["checks"]["features"] == "memory: loading (features from SQL meanwhile)"
         r = client.post(PREDICT, json=request_body())
         assert r.status_code == 200
         answer = r.json()

@@ -306,7 +306,7 @@ def test_content_type_size_and_malformed_json(api: tuple[httpx.Client, Engine]) 
 
 
 def test_model_info_health_metrics_and_openapi(api: tuple[httpx.Client, Engine]) -> None:
-    client, _ = api
+    client, engine = api
     info = client.get("/api/v1/ml/model/info").json()
     assert info["model_version"] == "ladder-1"
     assert info["thresholds"] == {
@@ -319,6 +319,15 @@ def test_model_info_health_metrics_and_openapi(api: tuple[httpx.Client, Engine])
     assert health["status"] == "healthy"
     assert health["model_version"] == "ladder-1"
     assert health["checks"]["database"] == "ok"
+    assert health["checks"]["features"].startswith("memory: ready (")
+    postgres = engine.dialect.name == "postgresql"
+    deadline = time.monotonic() + 5
+    while (
+        postgres and health["checks"]["list_changes"] != "notify: listening" and time.monotonic() < deadline
+    ):
+        time.sleep(0.05)
+        health = client.get("/health").json()
+    assert health["checks"]["list_changes"] == ("notify: listening" if postgres else "periodic refresh")
     client.post(PREDICT, json=request_body())
     text = client.get("/metrics").text
     assert (

@@ -293,6 +293,12 @@ def health(request: Request) -> Response:
             checks["redis"] = "ok"
         except Exception as exc:
             checks["redis"] = f"down: {type(exc).__name__}"
+    checks["features"] = service.feature_source_status()
+    watcher = service.list_watcher
+    if not watcher.supported:
+        checks["list_changes"] = "periodic refresh"
+    else:
+        checks["list_changes"] = "notify: listening" if watcher.connected else "notify: reconnecting"
     version: str | None = None
     try:
         version = service.model().version
@@ -301,7 +307,7 @@ def health(request: Request) -> Response:
         checks["model"] = f"missing: {exc}"
     if checks["database"] != "ok" or checks["model"] != "ok":
         status, code = "unhealthy", 503
-    elif checks["redis"].startswith("down"):
+    elif checks["redis"].startswith("down") or checks["features"].startswith("memory: stale"):
         status, code = "degraded", 200
     else:
         status, code = "healthy", 200

@@ -220,6 +220,15 @@ class ScoringService:
         log.info("warmed %d event bases in %.1f s", n, time.monotonic() - started)
         return n
 
+    def feature_source_status(self) -> str:
+        """For /health: where this worker's features come from now."""
+        if self.keeper is None:
+            return "sql"
+        info = self.keeper.info()
+        if info["status"] == "ready":
+            return f"memory: ready ({info['transactions']:,} transactions, {info['feed']} feed)"
+        return f"memory: {info['status']} (features from SQL meanwhile)"
+
     def start(self) -> None:
         self.committer.start()
         if self.keeper is not None:
