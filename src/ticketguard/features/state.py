@@ -24,6 +24,7 @@ keeps it in step with the database and the other API workers.
 from __future__ import annotations
 
 import math
+import sys
 from bisect import bisect_left, insort
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
@@ -130,7 +131,26 @@ class Row:
 
     @classmethod
     def from_list(cls, v: list[Any]) -> Row:
-        return cls(v[0], int(v[1]), v[2], v[3], v[4], v[5], v[6], bool(v[7]), v[8], v[9], v[10], v[11])
+        """From `as_list` (the change feed); the repeating strings interned, as the database loader does."""
+
+        def i(x: str | None) -> str | None:
+            return None if x is None else sys.intern(x)
+
+        intern = sys.intern
+        return cls(
+            v[0],
+            int(v[1]),
+            intern(v[2]),
+            intern(v[3]),
+            i(v[4]),
+            v[5],
+            i(v[6]),
+            bool(v[7]),
+            i(v[8]),
+            i(v[9]),
+            v[10],
+            v[11],
+        )
 
 
 def _ts(row: Row) -> int:

@@ -33,6 +33,7 @@ import contextlib
 import gc
 import hashlib
 import logging
+import sys
 import threading
 import time
 from collections import deque
@@ -250,18 +251,21 @@ def read_rows(conn: Connection) -> Iterator[Row]:
             x.c.longitude,
         ).order_by(x.c.timestamp)
     )
+    # Wallets, events, tickets, sellers, IPs and payment methods repeat across rows: one string object each
+    # (the driver makes a new one per row) — a third of the state's memory.
+    intern = sys.intern
     for r in result:
         yield Row(
             r[0],
             to_us(r[1]),
-            r[2],
-            r[3],
-            r[4],
+            intern(r[2]),
+            intern(r[3]),
+            None if r[4] is None else intern(r[4]),
             None if r[5] is None else float(r[5]),
-            r[6],
+            None if r[6] is None else intern(r[6]),
             bool(r[7]),
-            r[8],
-            r[9],
+            None if r[8] is None else intern(r[8]),
+            None if r[9] is None else intern(r[9]),
             r[10],
             r[11],
         )
