@@ -181,7 +181,10 @@ def _insert_new_transactions(conn: Connection, batch: list[PendingWrite]) -> set
     return {str(tid) for tid in result.scalars()}
 
 
-@functools.lru_cache(maxsize=512)  # one per batch size (SCORING_COMMIT_BATCH_MAX)
+PG_STATEMENT_ROWS = 512  # answers per one-statement write on PostgreSQL (the batch cap there)
+
+
+@functools.lru_cache(maxsize=PG_STATEMENT_ROWS)  # one per batch size
 def _batch_statement(n: int, columns: tuple[tuple[str, ...], ...]) -> TextClause:
     """The one-statement batch write for ``n`` rows with these columns (transactions, predictions, audit):
     a text statement with typed binds, built once per shape (SQLAlchemy does not cache multi-row VALUES
@@ -276,6 +279,9 @@ class GroupCommitter:
             if engine.dialect.name == "postgresql"
             else None
         )
+        if self._one_statement is not None:
+            # One statement binds ~40 values per answer; PostgreSQL takes at most 65,535 per statement.
+            self.max_batch = min(max_batch, PG_STATEMENT_ROWS)
         self._queue: queue.SimpleQueue[PendingWrite | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()

@@ -1,0 +1,85 @@
+"""The group committer writes large bursts: on PostgreSQL each batch is one statement, so a burst larger than
+one statement can bind (65,535 values) is split into batches of PG_STATEMENT_ROWS; every answer lands once."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from sqlalchemy import Engine, func, select
+
+from ticketguard import tables
+from ticketguard.scoring.store import PG_STATEMENT_ROWS, GroupCommitter, PendingWrite
+
+
+def _write(tid: str, now: datetime) -> PendingWrite:
+    transaction = {
+        "transaction_id": tid,
+        "wallet_address": "0x" + uuid.uuid4().hex[:8] * 5,
+        "event_id": "evt-burst",
+        "ticket_id": f"tk-{tid}",
+        "price_paid": Decimal("12.5"),
+        "payment_method": "card",
+        "is_resale": False,
+        "status": "approved",
+        "timestamp": now,
+        "seller_address": None,
+        "ip_address": "198.51.100.9",
+        "country": None,
+        "latitude": None,
+        "longitude": None,
+        "source": "api",
+    }
+    prediction = {
+        "transaction_id": tid,
+        "fraud_score": 0.1,
+        "decision": "APPROVED",
+        "features": {"txn_velocity_1h": 0.0},
+        "model_version": "m",
+        "timestamp": now,
+        "confidence": 0.9,
+        "top_features": [],
+        "reasons": [],
+        "degraded": False,
+        "degraded_reason": None,
+        "request_hash": "h" * 64,
+        "latency_ms": 1.0,
+    }
+    audit = {
+        "transaction_id": tid,
+        "action": "fraud_decision",
+        "actor": None,
+        "decision": "APPROVED",
+        "fraud_score": 0.1,
+        "model_version": "m",
+        "degraded": False,
+        "request_hash": "h" * 64,
+        "metadata": {},
+        "timestamp": now,
+    }
+    return PendingWrite(transaction, prediction, audit)
+
+
+def test_a_burst_larger_than_one_statement_lands_once(engine: Engine) -> None:
+    committer = GroupCommitter(engine, max_batch=10_000)
+    published: list[int] = []
+    committer.after_commit = lambda rows: published.append(len(rows))
+    now = datetime.now(UTC)
+    writes = [_write(f"burst-{i}", now) for i in range(2_000)]  # × ~40 binds: past 65,535 in one
+    for w in writes:
+        committer._queue.put(w)  # queued before the thread starts: it takes them in as few batches as it may
+    committer.start()
+    outcomes = [w.future.result(timeout=30) for w in writes]
+    committer.stop()
+    assert {o.status for o in outcomes} == {"written"}
+    assert sum(published) == len(writes)
+    if engine.dialect.name == "postgresql":
+        assert committer.max_batch == PG_STATEMENT_ROWS
+        assert committer.batches >= 2
+    with engine.connect() as conn:
+        for table in (tables.transactions, tables.fraud_predictions, tables.scoring_audit):
+            count = conn.execute(
+                select(func.count()).select_from(table).where(table.c.transaction_id.like("burst-%"))
+            ).scalar()
+            assert count == len(writes), table.name
