@@ -27,6 +27,7 @@ from ticketguard.api import metrics
 from ticketguard.api.asgi import ASGIApp, Message, Receive, Scope, Send, send_json
 from ticketguard.config import Settings, load_settings
 from ticketguard.ml.serving import LiveModel
+from ticketguard.scoring.online import redis_client
 from ticketguard.scoring.service import ScoringService
 
 log = logging.getLogger(__name__)
@@ -270,7 +271,7 @@ def create_app(
     app.state.engine = engine
     app.state.scoring = scoring
     app.state.refresher = refresher
-    app.state.redis = _redis_client(settings)
+    app.state.redis = redis_client(settings)
     app.include_router(router)
     app.include_router(kpis_router)  # GET /api/v1/metrics (business KPIs, metrics-scope API key)
     app.add_exception_handler(RequestValidationError, _validation_error)
@@ -326,16 +327,6 @@ def _sqlite_pooled_engine(settings: Settings, pool_size: int) -> Engine:
         cursor.close()
 
     return engine
-
-
-def _redis_client(settings: Settings) -> Any:
-    url = settings.resolved_redis_url
-    if not url:
-        return None
-    import redis
-
-    timeout = settings.redis_timeout_ms / 1000.0
-    return redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
 
 
 def create_app_from_env() -> FastAPI:

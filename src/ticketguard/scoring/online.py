@@ -509,11 +509,14 @@ class StateKeeper:
                 gc.enable()
             self._rebuilding.release()
 
-    def _read_slow(self, conn: Connection, state: FeatureState, labels: bool = True) -> WalletLists:
-        """Labels (unless ``labels`` is False), events, lists and the graph snapshot into ``state``;
-        returns the wallet lists."""
-        fingerprint = labels_fingerprint(conn) if labels else self._labels_fp
-        if labels:
+    def _read_slow(
+        self, conn: Connection, state: FeatureState, *, labels_fp: tuple[Any, ...] | None = None
+    ) -> WalletLists:
+        """Labels, events, lists and the graph snapshot into ``state``; returns the wallet lists.
+        ``labels_fp``: the labels' fingerprint, already read — equal to the one held, the labels are not
+        read again."""
+        fingerprint = labels_fingerprint(conn) if labels_fp is None else labels_fp
+        if labels_fp is None or labels_fp != self._labels_fp:
             state.set_labels(read_labels(conn))
         state.set_events(read_events(conn))
         lists = read_lists(conn)
@@ -533,8 +536,9 @@ class StateKeeper:
             with self.engine.connect() as conn:
                 # Labels change rarely and are the costly part (a join, and the per-event/seller/party
                 # indexes rebuilt in Python while holding the GIL): only when their fingerprint moved.
-                labels = labels_fingerprint(conn) != self._labels_fp
-                lists = self._read_slow(conn, scratch, labels)
+                fingerprint = labels_fingerprint(conn)
+                labels = fingerprint != self._labels_fp
+                lists = self._read_slow(conn, scratch, labels_fp=fingerprint)
         except Exception as exc:
             log.warning("feature state refresh failed: %s", type(exc).__name__)
             return

@@ -21,7 +21,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
@@ -140,15 +140,14 @@ class ScoringService:
         self.engine = engine
         self.live = live
         self.params = feature_params(settings)
+        redis = redis_client(settings)
         self.source: SqlFeatureSource | CachedFeatureSource = (
-            CachedFeatureSource(
-                engine, self.params, ttl_s=settings.feature_cache_seconds, redis_client=redis_client(settings)
-            )
+            CachedFeatureSource(engine, self.params, ttl_s=settings.feature_cache_seconds, redis_client=redis)
             if settings.feature_cache_seconds > 0
             else SqlFeatureSource(engine, self.params)
         )
         self.features = OnlineFeatures(self.source, self.params)
-        self.keeper = StateKeeper.from_settings(settings, engine, self.params, redis_client(settings))
+        self.keeper = StateKeeper.from_settings(settings, engine, self.params, redis)
         self.thresholds = Thresholds(
             block=settings.fraud_threshold_block,
             review=settings.fraud_threshold_review,
@@ -245,27 +244,33 @@ class ScoringService:
     def score(self, req: ScoreRequest) -> Outcome:
         started = time.monotonic()
         deadline = started + self.deadline_s
+        with self._inflight_slot(req) as (mine, owner):
+            if owner:
+                mine.outcome = self._score(req, started, deadline)
+                return mine.outcome
+        # The same id is being scored by this process right now: wait for it, then replay or refuse.
+        if not mine.done.wait(max(0.0, deadline - time.monotonic())) or mine.outcome is None:
+            raise self._unavailable(req, "deadline: a concurrent request with this id did not finish")
+        if mine.fingerprint != req.fingerprint:
+            raise self._conflict(req.transaction_id)
+        return Outcome(mine.outcome.answer, replayed=True)
+
+    @contextlib.contextmanager
+    def _inflight_slot(self, req: ScoreRequest) -> Iterator[tuple[_InFlight, bool]]:
+        """This id's in-flight entry, and whether this request owns it (it scores, the others wait). The
+        owner's entry is marked done and removed on the way out."""
         with self._inflight_lock:
             mine = self._inflight.get(req.transaction_id)
             owner = mine is None
-            if owner:
+            if mine is None:
                 mine = self._inflight[req.transaction_id] = _InFlight(req.fingerprint)
-        assert mine is not None
-        if not owner:
-            # The same id is being scored by this process right now: wait for it, then replay or refuse.
-            if not mine.done.wait(max(0.0, deadline - time.monotonic())) or mine.outcome is None:
-                raise self._unavailable(req, "deadline: a concurrent request with this id did not finish")
-            if mine.fingerprint != req.fingerprint:
-                raise self._conflict(req.transaction_id)
-            return Outcome(mine.outcome.answer, replayed=True)
         try:
-            outcome = self._score(req, started, deadline)
-            mine.outcome = outcome
-            return outcome
+            yield mine, owner
         finally:
-            mine.done.set()
-            with self._inflight_lock:
-                self._inflight.pop(req.transaction_id, None)
+            if owner:
+                mine.done.set()
+                with self._inflight_lock:
+                    self._inflight.pop(req.transaction_id, None)
 
     def _conflict(self, transaction_id: str) -> IdempotencyConflict:
         return IdempotencyConflict(
@@ -336,9 +341,9 @@ class ScoringService:
         now = self.clock()
         degraded: list[str] = []
         # The stored-answer check is the write itself (INSERT … ON CONFLICT): a replay is found there.
-        inputs = self._from_memory(req, now, degraded) or self._from_sql(req, now, degraded)
-        if isinstance(inputs, Outcome):
-            return inputs
+        inputs = self._from_memory(req, now, degraded)
+        if inputs is None:
+            return self._score_sql(req, model, now, degraded, started, deadline)
         answer, future = self._answer_and_submit(req, model, inputs, degraded, started, deadline)
         return self._await_write(req, future, answer, deadline)
 
@@ -418,11 +423,9 @@ class ScoringService:
             return None
         started = time.monotonic()
         deadline = started + self.deadline_s
-        with self._inflight_lock:
-            if req.transaction_id in self._inflight:
+        with self._inflight_slot(req) as (mine, owner):
+            if not owner:
                 return None  # `score` waits for the other one (in a thread) and replays or refuses
-            mine = self._inflight[req.transaction_id] = _InFlight(req.fingerprint)
-        try:
             model = self.model()
             degraded: list[str] = []
             now = self.clock()
@@ -436,10 +439,6 @@ class ScoringService:
                 outcome = await self._await_write_async(req, future, answer, deadline)
             mine.outcome = outcome
             return outcome
-        finally:
-            mine.done.set()
-            with self._inflight_lock:
-                self._inflight.pop(req.transaction_id, None)
 
     def _score_sql(
         self,

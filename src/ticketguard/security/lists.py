@@ -381,7 +381,6 @@ class ListChangeWatcher:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.subscribers: list[Callable[[], None]] = []
-        self.changes = 0
         self.connected = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -407,7 +406,6 @@ class ListChangeWatcher:
             self._thread = None
 
     def _fire(self) -> None:
-        self.changes += 1
         for callback in self.subscribers:
             try:
                 callback()
