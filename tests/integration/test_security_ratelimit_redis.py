@@ -91,3 +91,26 @@ def test_killed_redis_gives_no_hang_and_recovers(own_redis: tuple[str, subproces
     assert elapsed < 2.0  # the whole burst of 100
     assert during == 100
     assert service.breaker_open()
+
+
+@pytest.mark.parametrize("strategy", ["moving-window", "sliding-window-counter"])
+def test_hit_all_is_one_count_in_limits_own_keys(redis_url: str, strategy: str) -> None:
+    """A request's limits checked at once (one Lua call for the moving window): counted in every limit when
+    all pass, in none when one refuses, in the keys limits itself reads (so `hit` sees the same count)."""
+    prefix = f"tg:test:{uuid.uuid4().hex[:8]}"
+    service = RateLimitService(redis_url=redis_url, strategy=strategy, key_prefix=prefix, timeout_s=1.5)
+
+    async def scenario() -> tuple[list[Verdict], list[bool], list[bool]]:
+        both = [await service.hit_all([("ip", "a", 2), ("global", "all", 10)]) for _ in range(5)]
+        ip_after = [(await service.hit("ip", "a", 2)).allowed]
+        global_after = [(await service.hit("global", "all", 10)).allowed for _ in range(9)]
+        return both, ip_after, global_after
+
+    both, ip_after, global_after = asyncio.run(scenario())
+    assert [v.allowed for v in both] == [True, True, False, False, False]
+    refused = both[2]
+    assert (refused.limit_name, refused.limit, refused.backend) == ("ip", 2, "redis")
+    assert 1 <= refused.retry_after <= 60
+    assert ip_after == [False]
+    assert global_after == [True] * 8 + [False]  # the refused three spent none of the global budget
+    assert not service.breaker_open()

@@ -61,3 +61,17 @@ def test_redis_down_follows_policy_without_waiting(policy: str, expected: int) -
     assert allowed == expected  # local: ceil(10 / 2 workers) per process
     assert elapsed < 2.0  # the whole burst; a hang would wait for the OS connect timeout
     assert service.breaker_open()
+
+
+def test_hit_all_counts_a_request_in_no_limit_when_one_refuses() -> None:
+    service = RateLimitService(redis_url=None)
+
+    async def scenario() -> tuple[list[bool], list[bool]]:
+        both = [(await service.hit_all([("ip", "a", 2), ("global", "all", 10)])).allowed for _ in range(5)]
+        # The 3 refused requests spent nothing of the global budget: 8 of 10 are left.
+        rest = [(await service.hit("global", "all", 10)).allowed for _ in range(9)]
+        return both, rest
+
+    both, rest = asyncio.run(scenario())
+    assert both == [True, True, False, False, False]
+    assert rest == [True] * 8 + [False]

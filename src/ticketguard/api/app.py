@@ -299,6 +299,7 @@ def api_engine(settings: Settings) -> Engine:
         # No pre-ping (a round trip per request): a connection broken by a database restart fails its
         # request with the 503 policy answer, and SQLAlchemy then discards the whole pool.
         pool_pre_ping=False,
+        pool_use_lifo=True,
         connect_args={"options": options, "prepare_threshold": 1, "connect_timeout": 5},
     )
     return engine

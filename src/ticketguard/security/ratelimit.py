@@ -6,6 +6,13 @@ worker and instance shares one exact count. ``sliding-window-counter`` weighs th
 count by its overlap: constant memory per key, approximate near window edges. A refused request is not
 recorded, so a client hammering past its limit gets its budget back as its old requests age out.
 
+A request's limits (per IP, per route, global) are checked together by `hit_all`: with the moving window
+on Redis in **one** Lua call (`MULTI_MOVING_WINDOW`, the same lists and key layout as limits' own moving
+window) that counts the request in every limit only if all of them let it pass — a request refused by its
+IP limit does not spend the global budget — at one round trip instead of one per limit. Redis Cluster would
+need the keys in one hash slot; the project runs one Redis. The sliding-window counter, and the in-process
+limiter, check the limits one after the other with the same rule (stop at the first refusal).
+
 Redis trouble (RATE_LIMIT_ON_REDIS_ERROR): every Redis call has a short socket timeout
 (RATE_LIMIT_REDIS_TIMEOUT_MS, 250 ms, so a busy event loop does not trip it) and each limit check a hard
 deadline of twice that (one retry fits in it). A failed check opens a breaker for BREAKER_SECONDS, during
@@ -24,6 +31,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from limits import RateLimitItemPerMinute
 from limits.aio.storage import MemoryStorage, RedisStorage
@@ -39,6 +47,30 @@ log = logging.getLogger(__name__)
 
 KEY_PREFIX = "tg:rl"
 
+# KEYS: one moving-window list per limit (limits' layout: newest timestamp first, at most `limit` long).
+# ARGV: now, expiry (s), then each key's limit. Returns 0 (counted in all) or the 1-based index of the first
+# limit that refuses (counted in none). limits' acquire_moving_window.lua, for several keys at once.
+MULTI_MOVING_WINDOW = """
+local now = tonumber(ARGV[1])
+local expiry = tonumber(ARGV[2])
+for i = 1, #KEYS do
+    local limit = tonumber(ARGV[2 + i])
+    if limit < 1 then
+        return i
+    end
+    local entry = redis.call('lindex', KEYS[i], limit - 1)
+    if entry and tonumber(entry) >= now - expiry then
+        return i
+    end
+end
+for i = 1, #KEYS do
+    redis.call('lpush', KEYS[i], now)
+    redis.call('ltrim', KEYS[i], 0, tonumber(ARGV[2 + i]) - 1)
+    redis.call('expire', KEYS[i], expiry)
+end
+return 0
+"""
+
 
 @dataclass(frozen=True)
 class Verdict:
@@ -51,6 +83,9 @@ class Verdict:
 
 
 ALLOWED = Verdict(allowed=True)
+
+# One limit of a request: (name, key, requests per minute).
+Limit = tuple[str, str, int]
 
 
 def _strategy(name: str) -> type[RateLimiter]:
@@ -80,6 +115,7 @@ class RateLimitService:
         self._prefix = key_prefix
         self._clock = clock
         self._shared: RateLimiter | None = None
+        self._multi: Any | None = None  # the registered MULTI_MOVING_WINDOW script (moving window only)
         self._local = self._strategy_cls(MemoryStorage())
         self._breaker_until = 0.0
 
@@ -121,6 +157,10 @@ class RateLimitService:
                 connection_pool=pool,  # type: ignore[arg-type]
             )
             self._shared = self._strategy_cls(storage)
+            if self._strategy_cls is MovingWindowRateLimiter:
+                from redis.asyncio import Redis
+
+                self._multi = Redis(connection_pool=pool).register_script(MULTI_MOVING_WINDOW)
         return self._shared
 
     def breaker_open(self) -> bool:
@@ -128,13 +168,17 @@ class RateLimitService:
 
     async def hit(self, name: str, key: str, per_minute: int) -> Verdict:
         """Count one request against ``name``/``key`` at ``per_minute``; the verdict says if it may pass."""
-        item = RateLimitItemPerMinute(per_minute)
+        return await self.hit_all([(name, key, per_minute)])
+
+    async def hit_all(self, limits: list[Limit]) -> Verdict:
+        """Count one request against all ``limits`` if every one lets it pass (then ALLOWED); otherwise
+        count it in none and return the first refusal, in the order given."""
         if self._redis_url is not None and not self.breaker_open():
             limiter = self._shared_limiter()
             try:
                 # One request spends at most 2 × the timeout on Redis, whatever happens inside.
                 return await asyncio.wait_for(
-                    self._shared_hit_retrying(limiter, item, name, key, per_minute), timeout=self._timeout * 2
+                    self._shared_hit_retrying(limiter, limits), timeout=self._timeout * 2
                 )
             except Exception as exc:  # StorageError, timeouts, refused: never the request's fault
                 self._breaker_until = self._clock() + self.BREAKER_SECONDS
@@ -146,27 +190,43 @@ class RateLimitService:
                     type(cause).__name__,
                     str(cause)[:200],
                 )
-        return await self._degraded(name, key, per_minute)
+        verdict = ALLOWED
+        for name, key, per_minute in limits:
+            verdict = await self._degraded(name, key, per_minute)
+            if not verdict.allowed:
+                return verdict
+        return verdict
 
-    async def _shared_hit_retrying(
-        self, limiter: RateLimiter, item: RateLimitItemPerMinute, name: str, key: str, per_minute: int
-    ) -> Verdict:
+    async def _shared_hit_retrying(self, limiter: RateLimiter, limits: list[Limit]) -> Verdict:
         try:
-            return await self._shared_hit(limiter, item, name, key, per_minute)
+            return await self._shared_hit(limiter, limits)
         except Exception:
             # One retry absorbs a lone slow reply (a busy event loop, a cold connection). A timed-out hit may
             # still have counted, so a retry can only make the limit stricter, never looser.
             if self.breaker_open():
                 raise
-            return await self._shared_hit(limiter, item, name, key, per_minute)
+            return await self._shared_hit(limiter, limits)
 
-    async def _shared_hit(
-        self, limiter: RateLimiter, item: RateLimitItemPerMinute, name: str, key: str, per_minute: int
-    ) -> Verdict:
-        if await limiter.hit(item, name, key):
-            return ALLOWED
-        stats = await limiter.get_window_stats(item, name, key)
-        return self._refused(name, per_minute, stats.reset_time, stats.remaining, "redis")
+    async def _shared_hit(self, limiter: RateLimiter, limits: list[Limit]) -> Verdict:
+        if self._multi is not None:
+            items = [RateLimitItemPerMinute(per_minute) for _, _, per_minute in limits]
+            keys = [
+                f"{self._prefix}:{item.key_for(name, key)}"
+                for item, (name, key, _) in zip(items, limits, strict=True)
+            ]
+            args = [time.time(), items[0].get_expiry(), *(per_minute for _, _, per_minute in limits)]
+            refused = int(await self._multi(keys=keys, args=args))
+            if refused == 0:
+                return ALLOWED
+            name, key, per_minute = limits[refused - 1]
+            stats = await limiter.get_window_stats(items[refused - 1], name, key)
+            return self._refused(name, per_minute, stats.reset_time, stats.remaining, "redis")
+        for name, key, per_minute in limits:
+            item = RateLimitItemPerMinute(per_minute)
+            if not await limiter.hit(item, name, key):
+                stats = await limiter.get_window_stats(item, name, key)
+                return self._refused(name, per_minute, stats.reset_time, stats.remaining, "redis")
+        return ALLOWED
 
     async def _degraded(self, name: str, key: str, per_minute: int) -> Verdict:
         if self._redis_url is None:  # no Redis configured: the in-process limiter is the limiter
