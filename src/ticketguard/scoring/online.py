@@ -59,6 +59,11 @@ FEED_KEY = "ticketguard:features:feed"
 EPOCH_KEY = "ticketguard:features:epoch"
 FEED_MAXLEN = 200_000  # entries (batches) kept; a worker further behind than this rebuilds
 READ_COUNT = 10_000
+# The interpreter's switch interval while a worker rebuilds its state beside the requests it serves
+# (default 5 ms): how long the event loop may wait for the GIL each time it wakes.
+REBUILD_SWITCH_S = 0.0005
+LOAD_BATCH_ROWS = 2_000  # rows per fetch while loading (see `read_rows`)
+DISPOSE_SLICE = 2_000  # index entries freed between two GIL releases (see `dispose_gradually`)
 
 
 class FeedGap(RuntimeError):
@@ -235,7 +240,9 @@ def _stream_id(value: str) -> tuple[int, int]:
 def read_rows(conn: Connection) -> Iterator[Row]:
     """Every transaction, oldest first, streamed."""
     x = tables.transactions
-    result = conn.execution_options(yield_per=20_000).execute(
+    # The driver converts a fetched batch in C without releasing the GIL: 20,000 rows held it ~70 ms,
+    # a stall for every request of a worker that reloads while it serves; 2,000 rows hold it ~7 ms.
+    result = conn.execution_options(yield_per=LOAD_BATCH_ROWS).execute(
         select(
             x.c.transaction_id,
             x.c.timestamp,
@@ -355,6 +362,22 @@ def read_centrality(conn: Connection, now: datetime) -> tuple[int | None, dict[s
     return to_us(latest), {w: float(c) for w, c in rows}
 
 
+def dispose_gradually(state: FeatureState) -> None:
+    """Empty a replaced state's indexes a slice at a time, releasing the GIL between slices. Dropped at
+    once, the last reference would free hundreds of thousands of objects in one deallocation that holds the
+    GIL throughout (650 ms for 200,000 transactions): a stall for every request of the worker."""
+    for container in list(vars(state).values()):
+        if isinstance(container, dict):
+            while container:
+                for _ in range(min(DISPOSE_SLICE, len(container))):
+                    container.popitem()
+                time.sleep(0)  # lets the event loop take the GIL
+        elif isinstance(container, list):
+            while container:
+                del container[-DISPOSE_SLICE:]
+                time.sleep(0)
+
+
 # ------------------------------------------------------------------------------------------ keeper
 class StateKeeper:
     """Owns one worker's `FeatureState` (see the module doc). Thread-safe."""
@@ -465,6 +488,12 @@ class StateKeeper:
             return False
         started = time.monotonic()
         lists_version = self._lists_version
+        switch_interval = sys.getswitchinterval()
+        if self.freeze_gc:
+            # Seconds of pure-Python work while requests are served: the event loop, back from every
+            # socket wait, must wait for this thread to drop the GIL — after up to the switch interval
+            # (5 ms), several times per request. Shorter while the load runs (see REBUILD_SWITCH_S).
+            sys.setswitchinterval(REBUILD_SWITCH_S)
         if self.freeze_gc:
             # Young garbage must not be frozen with the new state (below; older garbage is what the
             # collector's own full passes left, and a full pass here would pause every request). No
@@ -484,7 +513,7 @@ class StateKeeper:
                     row = Row.from_list(values)
                     if not state.has(row.tid, row.wallet):
                         state.add(row)
-                self._state, self._lists = state, lists
+                old, self._state, self._lists = self._state, state, lists
                 self._position, self._epoch, self._stale = position, epoch, False
                 self._loaded_at = time.monotonic()
             if self.freeze_gc:
@@ -495,6 +524,9 @@ class StateKeeper:
                 gc.freeze()
             if self._lists_version != lists_version:
                 self.refresh_lists()
+            if old is not None:
+                dispose_gradually(old)  # no request reads it any more (they read `_state` under the lock)
+                del old
             self.rebuilds += 1
             self.load_seconds = round(time.monotonic() - started, 3)
             self.status = "ready"
@@ -505,6 +537,7 @@ class StateKeeper:
             self.status = "stale" if self._state is not None else "loading"
             return False
         finally:
+            sys.setswitchinterval(switch_interval)
             if self.freeze_gc:
                 gc.enable()
             self._rebuilding.release()
