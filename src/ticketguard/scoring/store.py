@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import logging
 import queue
+import re
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -21,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, String, TextClause, bindparam, insert, literal, or_, select, text
+from sqlalchemy import Connection, Dialect, Engine, String, bindparam, insert, literal, or_, select
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from ticketguard import tables
@@ -182,31 +183,41 @@ def _insert_new_transactions(conn: Connection, batch: list[PendingWrite]) -> set
 
 
 PG_STATEMENT_ROWS = 512  # answers per one-statement write on PostgreSQL (the batch cap there)
+_BATCH_TABLES = (tables.transactions, tables.fraud_predictions, tables.scoring_audit)
 
 
 @functools.lru_cache(maxsize=PG_STATEMENT_ROWS)  # one per batch size
-def _batch_statement(n: int, columns: tuple[tuple[str, ...], ...]) -> TextClause:
-    """The one-statement batch write for ``n`` rows with these columns (transactions, predictions, audit):
-    a text statement with typed binds, built once per shape (SQLAlchemy does not cache multi-row VALUES
-    inside CTEs, and compiling them costs more than the write)."""
-    binds = []
+def _batch_statement(dialect: Dialect, n: int, columns: tuple[tuple[str, ...], ...]) -> str:
+    """The one-statement batch write for ``n`` rows with these columns (transactions, predictions, audit),
+    in the driver's own placeholders: built once per shape and sent to the driver as it is (SQLAlchemy
+    neither caches multi-row VALUES inside CTEs nor needs to see it: compiling and binding through it cost
+    more than the write). Every placeholder carries its column's type: PostgreSQL types a multi-row VALUES
+    list column by column across the rows, and an untyped NULL beside a typed value can resolve wrongly."""
     parts = []
-    for prefix, table, cols in zip("tpa", _BATCH_TABLES, columns, strict=True):
-        rows = []
-        for i in range(n):
-            names = [f"{prefix}{i}_{c}" for c in cols]
-            binds += [bindparam(name, type_=table.c[c].type) for name, c in zip(names, cols, strict=True)]
-            rows.append("(" + ", ".join(f":{name}" for name in names) + ")")
-        quoted = ", ".join(f'"{c}"' for c in cols)
-        parts.append(f"INSERT INTO {table.name} ({quoted}) VALUES {', '.join(rows)}")  # noqa: S608
-    # Table and column names come from the metadata (``table.c[c]`` above refuses any other name), values
-    # only through binds.
+    for table, cols in zip(_BATCH_TABLES, columns, strict=True):
+        # VARCHAR without its length: a cast to VARCHAR(n) would cut a longer value where the column
+        # refuses it.
+        casts = [
+            re.sub(r"^(VARCHAR|CHAR)\(\d+\)$", r"\1", table.c[c].type.compile(dialect=dialect)) for c in cols
+        ]
+        row = "(" + ", ".join(f"%s::{cast}" for cast in casts) + ")"
+        # Names come from the metadata (``table.c[c]`` refuses any other), values only as parameters.
+        quoted = ", ".join(f'"{table.c[c].name}"' for c in cols)
+        parts.append(f"INSERT INTO {table.name} ({quoted}) VALUES {', '.join([row] * n)}")  # noqa: S608
     fresh = f"{parts[0]} ON CONFLICT (transaction_id) DO NOTHING RETURNING transaction_id"
-    sql = f"WITH fresh AS ({fresh}), predictions AS ({parts[1]}), audits AS ({parts[2]}) SELECT * FROM fresh"  # noqa: S608
-    return text(sql).bindparams(*binds)  # nosec B608
+    return f"WITH fresh AS ({fresh}), predictions AS ({parts[1]}), audits AS ({parts[2]}) SELECT * FROM fresh"  # noqa: S608
 
 
-_BATCH_TABLES = (tables.transactions, tables.fraud_predictions, tables.scoring_audit)
+@functools.lru_cache(maxsize=8)
+def _bind_processors(
+    dialect: Dialect, columns: tuple[tuple[str, ...], ...]
+) -> tuple[tuple[Callable[[Any], Any] | None, ...], ...]:
+    """Each column type's conversion to what the driver takes (UTC timestamps, quantized money, JSON text):
+    what SQLAlchemy would apply, looked up once."""
+    return tuple(
+        tuple(table.c[c].type.dialect_impl(dialect).bind_processor(dialect) for c in cols)
+        for table, cols in zip(_BATCH_TABLES, columns, strict=True)
+    )
 
 
 def _write_rows_postgres(conn: Connection, batch: list[PendingWrite]) -> list[PendingWrite]:
@@ -217,14 +228,18 @@ def _write_rows_postgres(conn: Connection, batch: list[PendingWrite]) -> list[Pe
     caller falls back to row by row. Returns the writes whose transaction row this statement wrote."""
     first = batch[0]
     columns = (tuple(first.transaction), tuple(first.prediction), tuple(first.audit))
-    params: dict[str, Any] = {}
-    for i, w in enumerate(batch):
-        for prefix, row, cols in zip("tpa", (w.transaction, w.prediction, w.audit), columns, strict=True):
+    processors = _bind_processors(conn.dialect, columns)
+    params: list[Any] = []  # in the statement's order: every transaction row, then predictions, then audits
+    for part, (cols, procs) in enumerate(zip(columns, processors, strict=True)):
+        for w in batch:
+            row = (w.transaction, w.prediction, w.audit)[part]
             if len(row) != len(cols):
                 raise ValueError("rows of one batch must have the same columns")
-            for c in cols:
-                params[f"{prefix}{i}_{c}"] = row[c]
-    inserted = {str(tid) for tid in conn.execute(_batch_statement(len(batch), columns), params).scalars()}
+            for c, process in zip(cols, procs, strict=True):
+                value = row[c]
+                params.append(value if process is None or value is None else process(value))
+    result = conn.exec_driver_sql(_batch_statement(conn.dialect, len(batch), columns), tuple(params))
+    inserted = {str(tid) for tid in result.scalars()}
     return [w for w in batch if w.transaction_id in inserted]
 
 
