@@ -3,12 +3,14 @@
 The scoring API calls ``OnlineFeatures.compute(txn) -> dict[str, float]`` inside a request. Where the
 primitives come from is a small interface, `FeatureSource`: `SqlFeatureSource` reads them from the database
 (one round trip, plus one when the request has a location); a cache (Redis, in-process) can implement the
-same protocol in front of it. The primitives are finished by the same `specs.finish` the offline side uses,
-so a parity test (tests/integration/test_features_parity.py) holds both executions equal.
+same protocol in front of it. The primitives are finished by `specs.finish_one`, the one-row twin of the
+`specs.finish` the offline side uses (tests/unit/test_features_finish.py holds the two equal), so a parity
+test (tests/integration/test_features_parity.py) holds both executions equal.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from typing import Protocol
 
@@ -18,7 +20,7 @@ from sqlalchemy import Connection, Engine
 
 from ticketguard.features.offline import OfflineFeatures
 from ticketguard.features.repository import TransactionFacts, epoch_seconds, read_primitives
-from ticketguard.features.specs import FEATURE_NAMES, FeatureParams, finish, primitive_names
+from ticketguard.features.specs import FEATURE_NAMES, FeatureParams, finish_one, primitive_names
 from ticketguard.history import TRANSACTION_COLUMNS, History, conform
 
 
@@ -66,20 +68,18 @@ class OnlineFeatures:
         missing = self._expected - primitives.keys()
         if missing:
             raise ValueError(f"feature source returned no value for primitives {sorted(missing)}")
-        p = {name: np.array([primitives[name]], dtype=np.float64) for name in self._expected}
         q = {
-            "timestamp_s": np.array([epoch_seconds(txn.timestamp)]),
-            "price_paid": np.array([float(txn.price_paid)]),
-            "is_resale": np.array([txn.is_resale]),
-            "has_seller": np.array([txn.seller_address is not None]),
-            "has_payment_method": np.array([txn.payment_method is not None]),
-            "has_ticket": np.array([txn.ticket_id is not None]),
-            "has_ip": np.array([txn.ip_address is not None]),
-            "latitude": np.array([np.nan if txn.latitude is None else txn.latitude], dtype=np.float64),
-            "longitude": np.array([np.nan if txn.longitude is None else txn.longitude], dtype=np.float64),
+            "timestamp_s": epoch_seconds(txn.timestamp),
+            "price_paid": float(txn.price_paid),
+            "is_resale": float(txn.is_resale),
+            "has_seller": float(txn.seller_address is not None),
+            "has_payment_method": float(txn.payment_method is not None),
+            "has_ticket": float(txn.ticket_id is not None),
+            "has_ip": float(txn.ip_address is not None),
+            "latitude": math.nan if txn.latitude is None else float(txn.latitude),
+            "longitude": math.nan if txn.longitude is None else float(txn.longitude),
         }
-        features = finish(p, q, self.params)
-        return {name: float(features[name][0]) for name in FEATURE_NAMES}
+        return finish_one(primitives, q, self.params)
 
 
 def as_vector(features: dict[str, float], names: Iterable[str] = FEATURE_NAMES) -> np.ndarray:
