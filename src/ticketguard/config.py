@@ -272,7 +272,8 @@ class Settings(BaseSettings):
         default=900,
         ge=0,
         le=86_400,
-        description="Full state reload (rows from imports, the chain ETL, retention); 0 = never.",
+        description="How often the state is checked against the database (count of settled transactions) "
+        "and reloaded if they differ (and at least daily); 0 = never.",
     )
     scoring_commit_batch_max: int = Field(
         default=256, ge=1, le=10_000, description="Most answers written in one group commit."

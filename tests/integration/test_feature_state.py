@@ -549,3 +549,44 @@ def test_a_reload_frees_the_old_state_in_slices_and_restores_the_switch_interval
         gc.unfreeze()
         sys.setswitchinterval(interval)
         engine.dispose()
+
+
+def test_the_periodic_check_reloads_only_when_the_database_differs(sqlite_url: str) -> None:
+    """Every rebuild interval the keeper compares its settled transactions with the database's (one count)
+    and reloads only when they differ: rows published through the feed keep it equal; a row written by
+    plain SQL, or a deleted one, makes it reload; a row younger than SETTLED_S is not judged yet."""
+    engine = make_engine(sqlite_url)
+    now = datetime.now(UTC)
+    try:
+        keeper = StateKeeper(engine, FeatureParams(), LocalFeed(), refresh_s=0.05, rebuild_s=0.1)
+        old = [
+            _api_row(f"t{i}", f"0xw{i % 3}", f"evt-{i % 2}", now - timedelta(hours=2, minutes=i))
+            for i in range(6)
+        ]
+        with engine.begin() as conn:
+            conn.execute(insert(tables.transactions), old[:4])
+        assert keeper.rebuild()
+        assert keeper.matches_database()
+        _commit(engine, keeper, old[4])  # through the feed, as the API writes
+        keeper.sync()
+        assert keeper.matches_database()
+        with engine.begin() as conn:  # a young row by plain SQL: not judged before it settles
+            conn.execute(insert(tables.transactions), [_api_row("young", "0xw1", "evt-0", now)])
+        assert keeper.matches_database()
+        with engine.begin() as conn:  # an old row by plain SQL: the state lacks it
+            conn.execute(insert(tables.transactions), [old[5]])
+        assert not keeper.matches_database()
+
+        keeper.start(load=False)  # the background loop: reloads once, then only checks
+        assert _wait(lambda: keeper.rebuilds == 2 and keeper.checks_passed >= 2, 5.0)
+        assert keeper.info()["transactions"] == 7
+        with engine.begin() as conn:
+            conn.execute(delete(tables.transactions).where(tables.transactions.c.transaction_id == "t0"))
+        assert _wait(lambda: keeper.rebuilds == 3, 5.0)
+        assert keeper.info()["transactions"] == 6
+        passed = keeper.checks_passed
+        assert _wait(lambda: keeper.checks_passed > passed, 5.0)
+        assert keeper.rebuilds == 3
+    finally:
+        keeper.stop()
+        engine.dispose()

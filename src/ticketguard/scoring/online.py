@@ -12,8 +12,12 @@ database row for its features. How it stays exact:
   worker has not seen (one Redis round trip), so it sees every transaction answered before it arrived — in
   any worker — as the SQL path would.
 * **Refresh.** A background thread re-reads the slowly changing inputs (labels, lists, events, graph) every
-  FEATURE_STATE_REFRESH_SECONDS and reloads everything every FEATURE_STATE_REBUILD_SECONDS, which brings in
-  rows that did not come through the API (imports, the chain ETL) and drops archived or erased ones.
+  FEATURE_STATE_REFRESH_SECONDS. Every FEATURE_STATE_REBUILD_SECONDS it checks the state against the
+  database — the number of transactions older than `SETTLED_S`, one index-only count there, per-event
+  time lists here — and reloads everything when they differ (rows that did not come through the feed:
+  plain SQL, a writer without Redis; rows archived or deleted), and at least every `MAX_STATE_AGE_S`
+  (which also covers in-place edits of a row's features, which no count sees; the project's own such
+  edit, a GDPR erasure, moves the epoch).
   A reload replays the feed from the position it had before reading the database, skipping transactions
   the read already saw, then swaps the new state in.
 
@@ -29,6 +33,7 @@ the state only with `API_WORKERS=1` (`memory` forces it, `sql` turns it off).
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import gc
 import hashlib
@@ -39,7 +44,7 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 import orjson
@@ -63,6 +68,10 @@ READ_COUNT = 10_000
 # (default 5 ms): how long the event loop may wait for the GIL each time it wakes.
 REBUILD_SWITCH_S = 0.0005
 LOAD_BATCH_ROWS = 2_000  # rows per fetch while loading (see `read_rows`)
+# The periodic check (`StateKeeper.matches_database`) compares transactions older than this: a younger one
+# may be committed and not yet applied from the feed, or applied and not yet visible to the count.
+SETTLED_S = 60.0
+MAX_STATE_AGE_S = 86_400.0  # a full reload at least this often, whatever the check says
 DISPOSE_SLICE = 2_000  # index entries freed between two GIL releases (see `dispose_gradually`)
 
 
@@ -409,7 +418,9 @@ class StateKeeper:
         self._position = "0"
         self._epoch = 0
         self._stale = True
-        self._loaded_at = 0.0
+        self._loaded_at = 0.0  # last full load, or last check that found the state equal to the database
+        self._built_at = 0.0  # last full load
+        self.checks_passed = 0
         self._rebuilding = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -461,11 +472,48 @@ class StateKeeper:
 
     def _run(self) -> None:
         while not self._stop.wait(self.refresh_s):
-            due = self.rebuild_s > 0 and time.monotonic() - self._loaded_at >= self.rebuild_s
-            if self._stale or due:
+            now = time.monotonic()
+            due = self.rebuild_s > 0 and now - self._loaded_at >= self.rebuild_s
+            if self._stale:
+                self.rebuild()
+            elif due and now - self._built_at < MAX_STATE_AGE_S and self.matches_database():
+                self._loaded_at = now  # the state holds what the database holds: checked again in rebuild_s
+                self.checks_passed += 1
+                self.refresh()
+            elif due:
                 self.rebuild()
             else:
                 self.refresh()
+
+    def matches_database(self) -> bool:
+        """Whether the state holds as many transactions older than `SETTLED_S` as the database: a writer
+        that bypassed the feed, or rows archived or deleted, make them differ. A reload costs seconds of a
+        core per 100,000 rows; this costs one index-only count. False also when it cannot tell."""
+        state = self._state
+        if state is None:
+            return False
+        cut = self.clock() - timedelta(seconds=SETTLED_S)
+        x = tables.transactions
+        try:
+            with self.engine.connect() as conn:
+                stored = conn.execute(
+                    select(func.count()).select_from(x).where(x.c.timestamp < cut)
+                ).scalar_one()
+        except Exception as exc:
+            log.warning("feature state check failed: %s", type(exc).__name__)
+            return False
+        cut_us = to_us(cut)
+        with self._lock:
+            if self._state is not state:
+                return False
+            held = sum(bisect.bisect_left(e.times, cut_us) for e in state.event_totals.values())
+        if held != stored:
+            log.info(
+                "feature state differs from the database (%d vs %d settled transactions): reloading",
+                held,
+                stored,
+            )
+        return held == stored
 
     @property
     def ready(self) -> bool:
@@ -515,7 +563,7 @@ class StateKeeper:
                         state.add(row)
                 old, self._state, self._lists = self._state, state, lists
                 self._position, self._epoch, self._stale = position, epoch, False
-                self._loaded_at = time.monotonic()
+                self._loaded_at = self._built_at = time.monotonic()
             if self.freeze_gc:
                 # The state is hundreds of thousands of long-lived objects: left to the cyclic collector,
                 # every full collection would walk them all (265 ms for 200,000 transactions, a pause for
