@@ -36,14 +36,25 @@ class FastTrees:
         n_features: int,
         depth: int,
     ) -> None:
-        self.left, self.right, self.feature = left, right, feature
-        self.threshold, self.default_left, self.mean = threshold, default_left, mean
         self.base_margin = base_margin
         self.n_features = n_features
         self.depth = depth
-        self.n_trees = left.shape[0]
-        self._trees = np.arange(self.n_trees)
+        self.n_trees, width = left.shape
         self.bias = float(base_margin + mean[:, 0].sum())
+        # All trees' nodes in flat arrays (node g = tree × width + its id), so that one level of every tree
+        # is a handful of 1-D numpy takes. A leaf (or padding) is its own child with feature 0: once a tree
+        # reaches its leaf, later levels move it nowhere and credit nothing.
+        ids = np.arange(self.n_trees * width).reshape(self.n_trees, width)
+        offset = (np.arange(self.n_trees) * width)[:, None]
+        leaf = left < 0
+        go_left = np.where(leaf, ids, left + offset)
+        go_right = np.where(leaf, ids, right + offset)
+        self._children = np.stack([go_right.ravel(), go_left.ravel()], axis=1).ravel()  # [2g + went_left]
+        self._feature = np.where(leaf, 0, feature).ravel()
+        self._threshold = threshold.ravel()
+        self._default_left = default_left.ravel()
+        self._mean = mean.ravel()
+        self._roots = ids[:, 0].copy()
 
     @classmethod
     def from_booster(cls, booster: Any, *, check_rows: np.ndarray | None = None) -> FastTrees:
@@ -95,30 +106,18 @@ class FastTrees:
     def explain(self, row: np.ndarray) -> tuple[float, np.ndarray]:
         """(margin, contributions per feature) of one float32 row; bias is `self.bias`."""
         x = np.asarray(row, dtype=np.float32).reshape(-1)
-        contributions = np.zeros(self.n_features + 1, dtype=np.float64)
-        node = np.zeros(self.n_trees, dtype=np.int64)
-        trees = self._trees
+        missing = np.isnan(x)
+        contributions = np.zeros(self.n_features, dtype=np.float64)
+        node = self._roots
+        children, feature, mean = self._children, self._feature, self._mean
         for _ in range(self.depth):
-            lc = self.left[trees, node]
-            internal = lc >= 0
-            if not internal.any():
-                break
-            f = self.feature[trees, node]
-            value = x[f]
-            go_left = np.where(
-                np.isnan(value), self.default_left[trees, node], value < self.threshold[trees, node]
-            )
-            nxt = np.where(internal, np.where(go_left, lc, self.right[trees, node]), node)
-            delta = self.mean[trees, nxt] - self.mean[trees, node]
-            # Trees already at a leaf credit the dummy slot n_features with 0.
-            contributions += np.bincount(
-                np.where(internal, f, self.n_features),
-                weights=np.where(internal, delta, 0.0),
-                minlength=self.n_features + 1,
-            )
+            f = feature[node]
+            # XGBoost: value < split condition goes left; a missing value takes the default direction.
+            went_left = (x[f] < self._threshold[node]) | (missing[f] & self._default_left[node])
+            nxt = children[2 * node + went_left]
+            contributions += np.bincount(f, weights=mean[nxt] - mean[node], minlength=self.n_features)
             node = nxt
-        margin = self.bias + float(contributions[: self.n_features].sum())
-        return margin, contributions[: self.n_features]
+        return self.bias + float(contributions.sum()), contributions
 
     def _check(self, booster: Any, rows: np.ndarray | None) -> None:
         import xgboost as xgb
