@@ -113,4 +113,5 @@ def test_hit_all_is_one_count_in_limits_own_keys(redis_url: str, strategy: str) 
     assert 1 <= refused.retry_after <= 60
     assert ip_after == [False]
     assert global_after == [True] * 8 + [False]  # the refused three spent none of the global budget
+    assert asyncio.run(service.hit_all([])).allowed  # nothing to check is no Redis call and no breaker
     assert not service.breaker_open()

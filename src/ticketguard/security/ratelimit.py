@@ -173,6 +173,8 @@ class RateLimitService:
     async def hit_all(self, limits: list[Limit]) -> Verdict:
         """Count one request against all ``limits`` if every one lets it pass (then ALLOWED); otherwise
         count it in none and return the first refusal, in the order given."""
+        if not limits:
+            return ALLOWED
         if self._redis_url is not None and not self.breaker_open():
             limiter = self._shared_limiter()
             try:
