@@ -77,4 +77,3 @@ def test_finish_one_equals_finish_feature_by_feature(seed: int) -> None:
             branches[name].add("nan" if math.isnan(b) else "zero" if b == 0 else "-1" if b == -1 else "value")
     # The cases reach every feature's different outcomes, so the comparison means something.
     assert all(len(kinds) >= 2 for kinds in branches.values()), branches
-
