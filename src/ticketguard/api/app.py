@@ -303,12 +303,12 @@ def api_engine(settings: Settings) -> Engine:
         connect_args={"options": options, "prepare_threshold": 1, "connect_timeout": 5},
     )
 
+    from psycopg.types.json import set_json_dumps
+
     @event.listens_for(engine, "connect")
     def _json_dumps(dbapi_conn: Any, _record: Any) -> None:
         # The stored answers' JSON (features, reasons, audit metadata) by orjson, not the standard library's
         # encoder (~4× slower, a visible share of every group commit). jsonb stores the same value.
-        from psycopg.types.json import set_json_dumps
-
         set_json_dumps(orjson.dumps, context=dbapi_conn)
 
     return engine

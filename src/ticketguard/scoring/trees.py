@@ -36,7 +36,6 @@ class FastTrees:
         n_features: int,
         depth: int,
     ) -> None:
-        self.base_margin = base_margin
         self.n_features = n_features
         self.depth = depth
         self.n_trees, width = left.shape

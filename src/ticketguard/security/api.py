@@ -43,7 +43,7 @@ from ticketguard.security.keys import configured_secrets, pepper
 from ticketguard.security.lists import IpBlockCache, ip_token_blocked
 from ticketguard.security.logs import configure_logging, redactor
 from ticketguard.security.netaddr import IPNetwork, client_ip, parse_networks
-from ticketguard.security.ratelimit import RateLimitService, Verdict
+from ticketguard.security.ratelimit import Limit, RateLimitService, Verdict
 from ticketguard.security.redact import hash_ip, hash_wallet
 from ticketguard.security.responses import active_global_limit
 
@@ -267,7 +267,7 @@ class SecurityMiddleware:
                 )
             )
 
-    def _pre_auth_limits(self, path: str, ip_token: str) -> list[tuple[str, str, int]]:
+    def _pre_auth_limits(self, path: str, ip_token: str) -> list[Limit]:
         rt = self.rt
         limits = [("ip", ip_token, rt.settings.rate_limit_ip)]
         route_limit = rt.route_limits.get(path)
