@@ -7,7 +7,8 @@
 Each break is a text patch of the source (an exact snippet replaced by a broken one; the script refuses to
 run if a snippet no longer matches, so a refactoring cannot silently turn a break into a no-op). The patched
 files are restored afterwards, also on Ctrl-C. A break is *caught* when its tests fail (pytest exit 1) and
-the same tests pass on the unbroken code. Not part of `make test`: it reruns the relevant tests once per
+the same tests pass on the unbroken code (every pytest output goes to .breaks/last-run.log). Not part of
+`make test`: it reruns the relevant tests once per
 break (a few minutes). Needs what the tests need: PostgreSQL and a redis-server binary.
 
 The first six rows are the breaks of issue 12 that the suite used to miss; the rest guard claims added with
@@ -27,6 +28,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
+LOG = ROOT / ".breaks" / "last-run.log"
 
 
 @dataclass(frozen=True)
@@ -267,7 +269,7 @@ def _restore(originals: dict[Path, str]) -> None:
 
 
 def _run_tests(tests: tuple[str, ...]) -> tuple[int, list[str], float]:
-    env = {k: v for k, v in os.environ.items() if k != "CI"}
+    env = {k: v for k, v in os.environ.items() if k != "CI"} | {"COLUMNS": "400"}
     started = time.monotonic()
     result = subprocess.run(
         [
@@ -291,6 +293,9 @@ def _run_tests(tests: tuple[str, ...]) -> tuple[int, list[str], float]:
         timeout=1200,
     )
     failed = [line[len("FAILED ") :] for line in result.stdout.splitlines() if line.startswith("FAILED ")]
+    LOG.parent.mkdir(parents=True, exist_ok=True)
+    with LOG.open("a") as log:  # the whole output, to read why a run failed
+        log.write(f"\n===== exit {result.returncode}: {' '.join(tests)}\n{result.stdout}\n{result.stderr}\n")
     return result.returncode, failed, time.monotonic() - started
 
 
