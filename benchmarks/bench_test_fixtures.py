@@ -36,18 +36,31 @@ def test_trivial(postgres_url: str, i: int) -> None:
 """
 
 
-def _conftest(ref: str) -> str:
+def _shared_test_files(ref: str) -> dict[str, str]:
+    """tests/conftest.py and the fixture modules beside it (which it may load as plugins), at ``ref``."""
     if ref == "worktree":
-        return (ROOT / "tests" / "conftest.py").read_text()
-    return subprocess.run(
-        ["git", "show", f"{ref}:tests/conftest.py"], cwd=ROOT, check=True, capture_output=True, text=True
-    ).stdout
+        return {p.name: p.read_text() for p in (ROOT / "tests").glob("*.py") if p.name != "load_test.py"}
+    names = subprocess.run(
+        ["git", "ls-tree", "--name-only", f"{ref}:tests"],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    return {
+        name: subprocess.run(
+            ["git", "show", f"{ref}:tests/{name}"], cwd=ROOT, check=True, capture_output=True, text=True
+        ).stdout
+        for name in names
+        if name.endswith(".py") and name != "load_test.py"
+    }
 
 
 def _run(ref: str, n: int) -> tuple[float, float]:
     with tempfile.TemporaryDirectory(prefix="tg-bench-fixtures-") as tmp:
         base = Path(tmp)
-        (base / "conftest.py").write_text(_conftest(ref))
+        for name, text in _shared_test_files(ref).items():
+            (base / name).write_text(text)
         (base / "test_trivial.py").write_text(TEST_FILE.format(n=n))
         (base / "pytest.ini").write_text("[pytest]\n")
         started = time.monotonic()

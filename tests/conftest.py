@@ -1,9 +1,10 @@
 """Shared fixtures: databases built through the migrations, on SQLite and on a real PostgreSQL; Redis.
 
 PostgreSQL: `TEST_POSTGRES_URL` or a PostgreSQL `DATABASE_URL`, else 127.0.0.1:5432/test. The probe logs in
-to that database and checks the role may create databases; each test gets a database of its own, cloned
-ahead of time (in a background thread) from a template migrated once per session, and dropped in the
-background after it.
+to that database and checks the role may create databases. Each test gets a database of its own, at the
+migrations' head and empty: cloned ahead of time from a template migrated once per session, and after the
+test emptied back to the template in a background thread (dropped and replaced only if the test changed its
+schema or settings) — see `_PostgresPool`.
 
 Redis: the tests start their own `redis-server` (one per session and xdist worker, on a free port of
 127.0.0.1; `TEST_REDIS_SERVER` may name the binary) and flush only that — never a Redis the developer has
@@ -24,6 +25,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import psycopg
@@ -129,79 +131,215 @@ def postgres_admin_url() -> str:
     return POSTGRES_URL
 
 
+# What makes a database's schema and settings what they are; equal to the template's means deleting its
+# rows brings the database back to the template's state. Anything a test changed beyond rows — a trigger, a
+# function, a dropped or added column or index, a downgrade, ALTER DATABASE … SET — changes it.
+_SCHEMA_FINGERPRINT = """
+SELECT md5(coalesce(string_agg(x, '|' ORDER BY x), '')) FROM (
+  SELECT 'c:' || n.nspname || '.' || c.relname || ':' || c.relkind::text || ':'
+         || c.relpersistence::text || ':' || c.relrowsecurity::text || ':' || coalesce(c.relacl::text, '')
+         || ':' || coalesce(array_to_string(c.reloptions, ','), '')
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+   WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%'
+     AND n.nspname NOT LIKE 'pg_temp%'
+  UNION ALL
+  SELECT 'a:' || a.attrelid::regclass || '.' || a.attname || ':' || format_type(a.atttypid, a.atttypmod)
+         || ':' || a.attnotnull::text || ':' || coalesce(pg_get_expr(d.adbin, d.adrelid), '')
+    FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+    LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+   WHERE c.relnamespace = 'public'::regnamespace AND a.attnum > 0 AND NOT a.attisdropped
+  UNION ALL
+  SELECT 't:' || tgrelid::regclass || '.' || tgname || ':' || tgenabled::text
+    FROM pg_trigger WHERE NOT tgisinternal
+  UNION ALL
+  SELECT 'p:' || n.nspname || '.' || p.proname || ':' || md5(p.prosrc)
+    FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+   WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
+  UNION ALL
+  SELECT 'k:' || conrelid::regclass || '.' || conname || ':' || pg_get_constraintdef(oid)
+    FROM pg_constraint WHERE connamespace = 'public'::regnamespace
+  UNION ALL
+  SELECT 'i:' || pg_get_indexdef(indexrelid) FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid
+   WHERE c.relnamespace = 'public'::regnamespace
+  UNION ALL
+  SELECT 'v:' || oid::regclass || ':' || md5(pg_get_viewdef(oid)) FROM pg_class
+   WHERE relkind IN ('v', 'm') AND relnamespace = 'public'::regnamespace
+  UNION ALL
+  SELECT 'r:' || polrelid::regclass || '.' || polname FROM pg_policy
+  UNION ALL
+  SELECT 'n:' || nspname FROM pg_namespace WHERE nspname NOT LIKE 'pg_%' AND nspname <> 'information_schema'
+  UNION ALL
+  SELECT 'e:' || extname || ':' || extversion FROM pg_extension
+) s(x)
+"""
+_DATABASE_SETTINGS = """
+SELECT d.datallowconn::text || ':' || d.datconnlimit || ':' || coalesce(
+         (SELECT string_agg(array_to_string(setconfig, ','), ';') FROM pg_db_role_setting
+           WHERE setdatabase = d.oid), '')
+  FROM pg_database d WHERE d.datname = %s
+"""
+
+
 class _PostgresPool:
-    """Per-test databases, cloned from the template before they are asked for and dropped after, both in
-    background threads: a test waits for neither CREATE DATABASE nor DROP DATABASE (each ~0.1–1 s on a busy
-    server). ``ahead`` clones are kept ready."""
+    """Per-test databases that cost a test nothing: cloned from the migrated template ahead of time, and
+    after a test *recycled* in a background thread — its sessions ended, its rows deleted (sequences
+    restarted, materialized views refreshed) — when its schema and settings still equal the template's;
+    dropped and replaced only when a test changed them. DROP DATABASE waits for a checkpoint and for every
+    backend of the server to close the database's files (0.5–3 s on this shared, busy server, and a cost to
+    everyone on it); emptying ~30 small tables takes tens of milliseconds. ``template=None``: never-migrated
+    databases, always dropped."""
 
     def __init__(self, admin_url: str, template: str | None, prefix: str, ahead: int) -> None:
         self.admin_url = admin_url
         self.template = template
         self.prefix = prefix
         self._ready: queue.Queue[str | BaseException] = queue.Queue()
-        self._slots = threading.Semaphore(ahead)
+        self._wanted = threading.Semaphore(ahead)  # databases the filler still has to create
+        self._returned: queue.Queue[str | None] = queue.Queue()
         self._stopping = threading.Event()
-        self._doomed: queue.Queue[str | None] = queue.Queue()
+        self._names: set[str] = set()  # every database of this pool not yet dropped
+        self._names_lock = threading.Lock()
+        self._fingerprint: tuple[str, str] | None = None
+        self._populated: dict[str, bool] = {}
+        if template is not None:
+            self._fingerprint, self._populated = self._describe(template)
         self._filler = threading.Thread(target=self._fill, name=f"pg-pool-{prefix}", daemon=True)
-        self._dropper = threading.Thread(target=self._drop_loop, name=f"pg-drop-{prefix}", daemon=True)
+        self._recycler = threading.Thread(target=self._recycle_loop, name=f"pg-recycle-{prefix}", daemon=True)
         self._filler.start()
-        self._dropper.start()
+        self._recycler.start()
 
     def _admin(self) -> psycopg.Connection[tuple[object, ...]]:
         return psycopg.connect(_psycopg_dsn(self.admin_url), autocommit=True, connect_timeout=10)
 
-    def _create(self, conn: psycopg.Connection[tuple[object, ...]]) -> str:
-        name = f"{self.prefix}_{uuid.uuid4().hex[:12]}"
-        template = f' TEMPLATE "{self.template}"' if self.template else ""
-        conn.execute(f'CREATE DATABASE "{name}"{template}')
-        return name
+    def _connect(self, name: str) -> psycopg.Connection[tuple[object, ...]]:
+        return psycopg.connect(_psycopg_dsn(self.admin_url, name), autocommit=True, connect_timeout=10)
 
+    def _describe(self, name: str) -> tuple[tuple[str, str], dict[str, bool]]:
+        with self._admin() as admin:
+            row = admin.execute(_DATABASE_SETTINGS, (name,)).fetchone()
+        with self._connect(name) as conn:
+            schema = conn.execute(_SCHEMA_FINGERPRINT).fetchone()
+            populated = conn.execute(
+                "SELECT oid::regclass::text, relispopulated FROM pg_class "
+                "WHERE relkind = 'm' AND relnamespace = 'public'::regnamespace"
+            ).fetchall()
+        assert row is not None
+        assert schema is not None
+        return (str(schema[0]), str(row[0])), {str(v): bool(p) for v, p in populated}
+
+    # ---------------------------------------------------------------------------------------- filling
     def _fill(self) -> None:
         try:
             with self._admin() as conn:
                 while True:
-                    self._slots.acquire()
+                    self._wanted.acquire()
                     if self._stopping.is_set():
                         return
-                    self._ready.put(self._create(conn))
+                    name = f"{self.prefix}_{uuid.uuid4().hex[:12]}"
+                    template = f' TEMPLATE "{self.template}"' if self.template else ""
+                    conn.execute(f'CREATE DATABASE "{name}"{template}')
+                    with self._names_lock:
+                        self._names.add(name)
+                    self._ready.put(name)
         except BaseException as exc:  # handed to the test that waits for a database
             self._ready.put(exc)
 
     def take(self) -> str:
-        try:
-            item = self._ready.get(timeout=120)
+        try:  # usually one is ready, or the previous test's comes back from its reset within a second
+            item = self._ready.get(timeout=1.0)
         except queue.Empty:
-            pytest.fail("no PostgreSQL test database could be created within 120 s", pytrace=False)
+            self._wanted.release()  # a fresh clone, unless a recycled one comes back first
+            try:
+                item = self._ready.get(timeout=120)
+            except queue.Empty:
+                pytest.fail("no PostgreSQL test database could be had within 120 s", pytrace=False)
         if isinstance(item, BaseException):
             self._ready.put(item)  # every later test sees the same failure
             raise item
-        self._slots.release()
         return item
 
     def give_back(self, name: str) -> None:
-        self._doomed.put(name)
+        self._returned.put(name)
 
-    def _drop_loop(self) -> None:
-        with self._admin() as conn:
-            while (name := self._doomed.get()) is not None:
+    # ---------------------------------------------------------------------------------------- recycling
+    def _recycle_loop(self) -> None:
+        with self._admin() as admin:
+            while (name := self._returned.get()) is not None:
                 try:
-                    conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-                except Exception as exc:  # one that cannot be dropped must not stop the others
-                    print(f"could not drop test database {name}: {exc}")
+                    if self._reset(admin, name):
+                        self._ready.put(name)
+                        continue
+                except Exception as exc:  # cannot be reset: dropped and replaced below
+                    print(f"test database {name} not recycled: {type(exc).__name__}: {exc}")
+                self._drop(admin, name)
+                self._wanted.release()
+
+    def _reset(self, admin: psycopg.Connection[tuple[object, ...]], name: str) -> bool:
+        """Back to the template's state, if only rows changed. False: drop it."""
+        if self._fingerprint is None:
+            return False
+        # Sessions a test left open (an engine not disposed, a killed server's pool): ended first.
+        deadline = time.monotonic() + 10
+        while admin.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = %s", (name,)
+        ).fetchone() != (0,):
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.02)
+        settings = admin.execute(_DATABASE_SETTINGS, (name,)).fetchone()
+        with self._connect(name) as conn:
+            schema = conn.execute(_SCHEMA_FINGERPRINT).fetchone()
+            if (str(schema[0]) if schema else "", str(settings[0]) if settings else "") != self._fingerprint:
+                return False
+            tables = [
+                str(row[0])
+                for row in conn.execute(
+                    "SELECT oid::regclass::text FROM pg_class WHERE relkind IN ('r', 'p') "
+                    "AND relnamespace = 'public'::regnamespace AND relname <> 'alembic_version'"
+                )
+            ]
+            sequences = [
+                str(row[0])
+                for row in conn.execute(
+                    "SELECT oid::regclass::text FROM pg_class WHERE relkind = 'S' "
+                    "AND relnamespace = 'public'::regnamespace"
+                )
+            ]
+            with conn.transaction():
+                # DELETE, not TRUNCATE: a test leaves a few rows, and TRUNCATE gives each table and each of
+                # its ~100 indexes new files (0.5 s). Foreign keys are not checked meanwhile (replica role).
+                conn.execute("SET LOCAL session_replication_role = replica")
+                for table in tables:
+                    conn.execute(f"DELETE FROM {table}")
+                for sequence in sequences:
+                    conn.execute(f"ALTER SEQUENCE {sequence} RESTART")
+                for view, populated in self._populated.items():
+                    conn.execute(f"REFRESH MATERIALIZED VIEW {view}{'' if populated else ' WITH NO DATA'}")
+        return True
+
+    def _drop(self, admin: psycopg.Connection[tuple[object, ...]], name: str) -> None:
+        try:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        except Exception as exc:  # one that cannot be dropped must not stop the others
+            print(f"could not drop test database {name}: {exc}")
+        with self._names_lock:
+            self._names.discard(name)
 
     def close(self) -> None:
         self._stopping.set()
-        self._slots.release()
+        self._wanted.release()
         self._filler.join(60)
-        while True:
-            try:
-                item = self._ready.get_nowait()
-            except queue.Empty:
-                break
-            if isinstance(item, str):
-                self._doomed.put(item)
-        self._doomed.put(None)
-        self._dropper.join(120)
+        self._returned.put(None)
+        self._recycler.join(120)
+
+        def drop(name: str) -> None:
+            with self._admin() as admin:
+                self._drop(admin, name)
+
+        # At once: each DROP DATABASE waits for a checkpoint and for every backend of the server to close
+        # its files; side by side they share those waits.
+        with ThreadPoolExecutor(max(1, len(self._names))) as pool:
+            list(pool.map(drop, sorted(self._names)))
 
 
 def _worker() -> str:
@@ -234,8 +372,8 @@ def _empty_postgres_pool(postgres_admin_url: str) -> Iterator[_PostgresPool]:
 
 @pytest.fixture
 def postgres_url(postgres_admin_url: str, _postgres_pool: _PostgresPool) -> Iterator[str]:
-    """A fresh PostgreSQL database at head, of this test alone (cloned from the session's migrated
-    template); dropped after the test."""
+    """A PostgreSQL database at head, empty, of this test alone (a clone of the session's migrated template,
+    or one emptied back to it after an earlier test)."""
     name = _postgres_pool.take()
     yield make_url(postgres_admin_url).set(database=name).render_as_string(hide_password=False)
     _postgres_pool.give_back(name)
