@@ -1,15 +1,16 @@
 """Mutation testing (cosmic-ray) of the modules that carry durability and exactness claims — on demand,
-never in CI (`make mutation`; roughly an hour on this 2-core machine, see docs/testing.md).
+never in CI (`make mutation`; about an hour on this shared 2-core machine with the sample caps below).
 
     .venv/bin/python benchmarks/mutation.py                    # every target
     .venv/bin/python benchmarks/mutation.py retention refresh  # some of them
     .venv/bin/python benchmarks/mutation.py --report           # survivors of the last run, no new run
 
 cosmic-ray rewrites a module on disk, one mutation at a time, and runs a test command: a mutant *survives*
-when the tests still pass. So the run happens in a copy of src/ and tests/ under ``--workdir`` (default
-``.mutation/``), imported first through PYTHONPATH — the working tree is never touched, and you can keep
-working while it runs. Each target runs only the tests relevant to its module, first failure ends a run
-(``-x``), one test process at a time.
+when the tests still pass. So the run happens in a copy of the committed src/ and tests/ (git HEAD) under
+``--workdir`` (default ``.mutation/``), imported first through PYTHONPATH — the working tree is never
+touched, and you can keep working while it runs. ``--resume`` carries on with an interrupted run's results
+(the copy is made afresh: a killed run may have left a mutant on disk). Each target runs only the tests
+relevant to its module, first failure ends a run (``-x``), one test process at a time.
 
 Why cosmic-ray and not mutmut: mutmut 3 mutates a copy of the package and imports it through the path of
 its own ``mutants/`` folder; with this src-layout package installed in editable mode the tests import the
@@ -19,8 +20,9 @@ runs any command, which suits a copy imported through PYTHONPATH.
 Operators: cosmic-ray's core set less the families that only multiply the count without telling more —
 each comparison is replaced by its negation and its boundary twin (== ↔ !=, < ↔ <=, > ↔ >=, is ↔ is not,
 in ↔ not in, not the 5 others), each arithmetic operator by its inverse (+ ↔ -, * ↔ /), no bitwise/power
-variants, no decorator removal, no variable replacement/insertion. ``--sample N`` caps a target at N
-mutants drawn with a fixed seed (the rest are recorded as skipped).
+variants, no decorator removal, no variable replacement/insertion. The larger targets are capped at a
+sample drawn with a fixed seed (``--sample N`` overrides; the rest are recorded as skipped), so a run stays
+near an hour on a machine shared by six engineers; ``--sample 100000`` tests every mutant.
 
 Results: a table per target (killed / survived / incompetent / timed out) and every survivor with its line,
 printed and written to ``docs/mutation/survivors.md``; docs/testing.md triages them.
@@ -58,7 +60,7 @@ TARGETS = (
     Target(
         "refresh",
         ("src/ticketguard/views/refresh.py",),
-        "tests/integration/test_views_refresh.py tests/integration/test_jobs_worker.py -k 'refresh or views'",
+        "tests/integration/test_views_refresh.py",
     ),
     Target(
         "retention",
@@ -70,20 +72,21 @@ TARGETS = (
             "src/ticketguard/retention/cli.py",
         ),
         "tests/unit/test_retention_policy.py tests/integration/test_retention_run.py "
-        "tests/integration/test_retention_erasure.py",
+        "tests/integration/test_retention_erasure.py -k 'not killed_retention_process'",
+        sample=60,
     ),
     Target(
         "store",
         ("src/ticketguard/scoring/store.py",),
         "tests/integration/test_group_commit.py tests/integration/test_api_scoring.py "
-        "-k 'group_commit or durably or burst or idempotent or concurrent or chain_etl or smoke or lists or "
-        "blacklisted'",
+        "-k 'burst or durably or idempotent or concurrent or chain_etl or smoke or blacklisted'",
+        sample=60,
     ),
     Target(
         "state",
         ("src/ticketguard/features/state.py",),
         "tests/integration/test_feature_state.py -k 'not postgres'",
-        sample=120,
+        sample=40,
     ),
 )
 
@@ -104,11 +107,17 @@ def _toml_list(values: list[str]) -> str:
 
 
 def _prepare(workdir: Path) -> None:
-    """A fresh copy of what the tests need; the working tree itself is never mutated."""
+    """A fresh copy of the committed src/, tests/ and pyproject.toml (git HEAD: neither uncommitted edits nor
+    a mutant a killed run left on disk get in); the working tree itself is never mutated."""
     for name in ("src", "tests"):
         shutil.rmtree(workdir / name, ignore_errors=True)
-        shutil.copytree(ROOT / name, workdir / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    shutil.copy(ROOT / "pyproject.toml", workdir / "pyproject.toml")
+    archive = subprocess.run(
+        ["git", "archive", "HEAD", "src", "tests", "pyproject.toml"],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(workdir)], input=archive, check=True)
     if (ROOT / "contracts").exists() and not (workdir / "contracts").exists():
         (workdir / "contracts").symlink_to(ROOT / "contracts")
 
@@ -167,8 +176,10 @@ def _counts(session: Path) -> dict[str, int]:
                 out["skipped"] += 1
             elif result.output == "timeout":
                 out["timeout"] += 1
+            elif result.test_outcome is None:
+                out["incompetent"] += 1
             else:
-                out[str(result.test_outcome or "incompetent")] += 1
+                out[result.test_outcome.value] += 1
     return out
 
 
@@ -208,6 +219,9 @@ def main() -> int:
     parser.add_argument("--workdir", type=Path, default=ROOT / ".mutation")
     parser.add_argument("--sample", type=int, help="cap every target at this many mutants")
     parser.add_argument("--report", action="store_true", help="report the last run's sessions, run nothing")
+    parser.add_argument(
+        "--resume", action="store_true", help="carry on with the sessions of an interrupted run"
+    )
     args = parser.parse_args()
     chosen = [t for t in TARGETS if not args.targets or t.name in args.targets]
     workdir: Path = args.workdir.resolve()
@@ -218,22 +232,27 @@ def main() -> int:
     summary, survivors = [], []
     for target in chosen:
         session = workdir / f"{target.name}.sqlite"
+        minutes = float("nan")
         if not args.report:
             config = _config(workdir, target)
-            session.unlink(missing_ok=True)
             started = time.monotonic()
-            # The tests must pass on the unmutated copy, or every mutant would count as killed.
-            baseline = subprocess.run(
-                shlex.split(f"{PYTEST} {target.tests}"), cwd=workdir, env=_env(workdir), capture_output=True
-            )
-            if baseline.returncode != 0:
-                print(baseline.stdout.decode(errors="replace")[-3000:])
-                raise SystemExit(f"{target.name}: the tests fail without any mutation; fix that first")
-            _run([str(BIN / "cosmic-ray"), "init", str(config), str(session)], workdir)
-            _run([str(BIN / "cr-filter-operators"), str(session), str(config)], workdir)
-            cap = args.sample or target.sample
-            if cap:
-                _sample(session, cap)
+            if not (args.resume and session.exists()):
+                session.unlink(missing_ok=True)
+                # The tests must pass on the unmutated copy, or every mutant would count as killed.
+                baseline = subprocess.run(
+                    shlex.split(f"{PYTEST} {target.tests}"),
+                    cwd=workdir,
+                    env=_env(workdir),
+                    capture_output=True,
+                )
+                if baseline.returncode != 0:
+                    print(baseline.stdout.decode(errors="replace")[-3000:])
+                    raise SystemExit(f"{target.name}: the tests fail without any mutation; fix that first")
+                _run([str(BIN / "cosmic-ray"), "init", str(config), str(session)], workdir)
+                _run([str(BIN / "cr-filter-operators"), str(session), str(config)], workdir)
+                cap = args.sample or target.sample
+                if cap:
+                    _sample(session, cap)
             print(f"{target.name}: {_counts(session)['pending']} mutants to test", flush=True)
             done = threading.Event()
             watcher = threading.Thread(target=_progress, args=(target.name, session, done), daemon=True)
@@ -243,8 +262,6 @@ def main() -> int:
             finally:
                 done.set()
             minutes = (time.monotonic() - started) / 60
-        else:
-            minutes = float("nan")
         c = _counts(session)
         tested = c["killed"] + c["survived"] + c["incompetent"] + c["timeout"]
         score = (c["killed"] + c["timeout"]) / max(1, c["killed"] + c["timeout"] + c["survived"])
