@@ -89,31 +89,31 @@ def test_two_workers_answer_share_metrics_and_store_one_answer_per_raced_id(
         # subject (tests/integration/test_api_failures.py has it).
         SCORING_DEADLINE_MS="10000",
     )
-    command = ["serve", "api", "--port", str(port), "--workers", "2", "--example"]
-    proc = subprocess.Popen(
-        [str(Path(sys.executable).parent / "ticketguard"), *command],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    command = ["serve", "api", "--port", str(port), "--workers", "2", "--example", "--log-level", "info"]
+    log_path = tmp_path / "api.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [str(Path(sys.executable).parent / "ticketguard"), *command],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     base = f"http://127.0.0.1:{port}"
     results: dict[str, list[tuple[int, dict[str, object], float]]] = {}
     # No kept-alive connections: every request opens its own, and the kernel hands it to either worker.
     fresh = httpx.Client(timeout=30, limits=httpx.Limits(max_keepalive_connections=0))
     try:
 
-        def both_ready() -> bool:
-            assert proc.poll() is None, "server exited"
-            try:  # ask on new connections until several answers in a row say ready
-                checks = [fresh.get(f"{base}/health").json()["checks"] for _ in range(6)]
-            except (httpx.HTTPError, ValueError, KeyError):
-                return False
-            return all(str(c.get("features", "")).startswith("memory: ready") for c in checks)
+        def both_started() -> bool:
+            # Each worker logs uvicorn's "Application startup complete." once its start-up (model loaded,
+            # feature state warmed) is done and it accepts connections: only then can a pair reach both.
+            assert proc.poll() is None, f"server exited: {log_path.read_text(errors='replace')[-2000:]}"
+            return log_path.read_text(errors="replace").count("Application startup complete.") >= 2
 
-        wait_until(
-            both_ready, timeout=120, interval=0.2, what="both workers serve from their in-memory state"
-        )
+        wait_until(both_started, timeout=120, interval=0.1, what="both workers started")
+        for _ in range(6):  # on new connections: either worker may answer
+            assert fresh.get(f"{base}/health").json()["checks"]["features"].startswith("memory: ready")
 
         answers = [fresh.post(f"{base}/api/v1/ml/predict/fraud", json=request_body()) for _ in range(20)]
         assert {r.status_code for r in answers} == {200}
@@ -136,7 +136,8 @@ def test_two_workers_answer_share_metrics_and_store_one_answer_per_raced_id(
         fresh.close()
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)
-        output = proc.communicate(timeout=30)[0].decode(errors="replace")
+        proc.wait(timeout=30)
+        output = log_path.read_text(errors="replace")
     assert "curl -s" in output  # --example printed the smoke-test commands
 
     for tid, out in results.items():

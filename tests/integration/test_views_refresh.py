@@ -328,3 +328,92 @@ def test_postgres_plain_refresh_blocks_the_same_reader(postgres_url: str) -> Non
         reader.join(60)
     assert outcome == [(None, "LockNotAvailable")]
     engine.dispose()
+
+
+W_NEW, W_OLD, W_YEAR, W_6D, W_8D = (f"0x{i:040x}" for i in range(101, 106))
+
+
+def test_view_windows_end_at_7_30_and_365_days_on_both_databases(engine: Engine) -> None:
+    """Rows 0.2 days inside and outside each window — kpi_hourly's 7 days, the 'new' segment's 30, the
+    365-day counts — give the same figures on SQLite (the refresh's own window parameters) and PostgreSQL
+    (the views' SQL)."""
+    with engine.begin() as conn:
+        conn.execute(
+            tables.events.insert(),
+            [
+                {
+                    "event_id": "EV1",
+                    "name": "one",
+                    "organizer_id": "o",
+                    "capacity": 20,
+                    "face_value": Decimal("100"),
+                    "on_sale_at": _ago(500),
+                    "starts_at": NOW + timedelta(days=30),
+                }
+            ],
+        )
+        rows = [
+            _tx("w-6d", W_6D, "EV1", "100", 6.8),
+            _tx("w-8d", W_8D, "EV1", "100", 7.2),
+            _tx("w-new", W_NEW, "EV1", "100", 29.8),
+            _tx("w-old", W_OLD, "EV1", "100", 30.2),
+            _tx("w-year-in", W_YEAR, "EV1", "100", 364.8),
+            _tx("w-year-out", W_YEAR, "EV1", "100", 365.2),
+        ]
+        bulk_insert(conn, tables.transactions, pd.DataFrame(rows))
+    results = refresh_views(engine, now=NOW)
+    assert all(0 <= r.seconds < 600 for r in results)  # a duration, measured from the refresh's start
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT sum(total_transactions) FROM kpi_hourly")).scalar_one() == 1
+        segments = {
+            row.wallet_address: (row.segment, row.tickets_bought_365d)
+            for row in conn.execute(
+                text("SELECT wallet_address, segment, tickets_bought_365d FROM wallet_segments")
+            )
+        }
+    assert segments == {
+        W_6D: ("new", 1),
+        W_8D: ("new", 1),
+        W_NEW: ("new", 1),
+        W_OLD: ("casual", 1),
+        W_YEAR: ("casual", 1),
+    }
+
+
+def test_sqlite_refresh_without_a_reference_time_uses_the_clock(sqlite_url: str) -> None:
+    """The refresh-views job passes no ``now``: the SQLite queries take the current time."""
+    engine = make_engine(sqlite_url)
+    _seed(engine)
+    unset = {r.name: r.rows for r in refresh_views(engine)}
+    assert unset == {r.name: r.rows for r in refresh_views(engine, now=NOW)}
+    assert unset["kpi_hourly"] == 2
+    engine.dispose()
+
+
+@pytest.mark.postgres
+def test_postgres_kpi_hourly_helper_refreshes_concurrently_too(postgres_url: str) -> None:
+    """`refresh_kpi_hourly` (kept for the original helper's callers) holds its REFRESH open like the job
+    test above: a reader of kpi_hourly with a lock timeout still reads."""
+    from ticketguard.views import refresh_kpi_hourly
+
+    engine = make_engine(postgres_url)
+    _seed(engine)
+    refresh_views(engine)
+    outcome: list[tuple[int | None, str | None]] = []
+
+    def read() -> None:
+        with psycopg.connect(_psycopg_url(postgres_url), autocommit=True) as reader:
+            reader.execute("SET lock_timeout = 2000")
+            try:
+                row = reader.execute("SELECT count(*) FROM kpi_hourly").fetchone()
+                outcome.append((row[0] if row else None, None))
+            except psycopg.errors.LockNotAvailable as exc:
+                outcome.append((None, type(exc).__name__))
+
+    with engine.connect() as conn, conn.begin():
+        refresh_kpi_hourly(conn)
+        reader = threading.Thread(target=read)
+        reader.start()
+        reader.join(60)
+    assert outcome == [(2, None)]
+    engine.dispose()
