@@ -71,22 +71,24 @@ TARGETS = (
             "src/ticketguard/retention/erasure.py",
             "src/ticketguard/retention/cli.py",
         ),
+        # SQLite only: the PostgreSQL move is one SQL string (not mutated); what Python decides around it is
+        # shared by both dialects.
         "tests/unit/test_retention_policy.py tests/integration/test_retention_run.py "
-        "tests/integration/test_retention_erasure.py -k 'not killed_retention_process'",
-        sample=60,
+        "tests/integration/test_retention_erasure.py -k 'not postgres and not killed_retention_process'",
+        sample=30,
     ),
     Target(
         "store",
         ("src/ticketguard/scoring/store.py",),
         "tests/integration/test_group_commit.py tests/integration/test_api_scoring.py "
-        "-k 'burst or durably or idempotent or concurrent or chain_etl or smoke or blacklisted'",
-        sample=60,
+        "-k 'burst or durably or idempotent or concurrent or chain_etl'",
+        sample=25,
     ),
     Target(
         "state",
         ("src/ticketguard/features/state.py",),
         "tests/integration/test_feature_state.py -k 'not postgres'",
-        sample=40,
+        sample=15,
     ),
 )
 
