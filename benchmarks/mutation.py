@@ -1,5 +1,5 @@
 """Mutation testing (cosmic-ray) of the modules that carry durability and exactness claims — on demand,
-never in CI (`make mutation`; about an hour on this shared 2-core machine with the sample caps below).
+never in CI (`make mutation`; 30–40 minutes on this shared 2-core machine with the sample caps below).
 
     .venv/bin/python benchmarks/mutation.py                    # every target
     .venv/bin/python benchmarks/mutation.py retention refresh  # some of them
@@ -22,7 +22,7 @@ each comparison is replaced by its negation and its boundary twin (== ↔ !=, < 
 in ↔ not in, not the 5 others), each arithmetic operator by its inverse (+ ↔ -, * ↔ /), no bitwise/power
 variants, no decorator removal, no variable replacement/insertion. The larger targets are capped at a
 sample drawn with a fixed seed (``--sample N`` overrides; the rest are recorded as skipped), so a run stays
-near an hour on a machine shared by six engineers; ``--sample 100000`` tests every mutant.
+within 30–40 minutes on a machine shared by six engineers; ``--sample 100000`` tests every mutant (hours).
 
 Results: a table per target (killed / survived / incompetent / timed out) and every survivor with its line,
 printed and written to ``docs/mutation/survivors.md``; docs/testing.md triages them.
@@ -68,27 +68,25 @@ TARGETS = (
             "src/ticketguard/retention/service.py",
             "src/ticketguard/retention/repository.py",
             "src/ticketguard/retention/policy.py",
-            "src/ticketguard/retention/erasure.py",
-            "src/ticketguard/retention/cli.py",
         ),
         # SQLite only: the PostgreSQL move is one SQL string (not mutated); what Python decides around it is
-        # shared by both dialects.
+        # shared by both dialects. erasure.py and cli.py (and their slower CLI/Redis tests) are left out.
         "tests/unit/test_retention_policy.py tests/integration/test_retention_run.py "
-        "tests/integration/test_retention_erasure.py -k 'not postgres and not killed_retention_process'",
-        sample=30,
+        "-k 'not postgres and not killed_retention_process and not epoch'",
+        sample=20,
     ),
     Target(
         "store",
         ("src/ticketguard/scoring/store.py",),
         "tests/integration/test_group_commit.py tests/integration/test_api_scoring.py "
         "-k 'burst or durably or idempotent or concurrent or chain_etl'",
-        sample=25,
+        sample=15,
     ),
     Target(
         "state",
         ("src/ticketguard/features/state.py",),
         "tests/integration/test_feature_state.py -k 'not postgres'",
-        sample=15,
+        sample=10,
     ),
 )
 

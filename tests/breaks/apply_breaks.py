@@ -251,6 +251,56 @@ BREAKS: tuple[Break, ...] = (
 )
 
 
+OUTBOX = "tests/integration/test_delivery_outbox.py::"
+
+# The same exercise on claims another room added in this tranche (the delivery outbox: leased claims,
+# retries with backoff, Retry-After), run separately: `apply_breaks.py --outbox`.
+OUTBOX_BREAKS: tuple[Break, ...] = (
+    Break(
+        "outbox-claim-not-locked",
+        "the outbox claim without FOR UPDATE SKIP LOCKED",
+        (Patch("src/ticketguard/delivery/outbox.py", "        .with_for_update(skip_locked=True)\n", ""),),
+        (OUTBOX + "test_concurrent_deliverers_never_send_one_message_twice",),
+    ),
+    Break(
+        "outbox-one-try-too-many",
+        "the outbox retries once more than OUTBOX_MAX_ATTEMPTS",
+        (
+            Patch(
+                "src/ticketguard/delivery/outbox.py",
+                "if error.retryable and message.attempts < policy.max_attempts:",
+                "if error.retryable and message.attempts <= policy.max_attempts:",
+            ),
+        ),
+        (OUTBOX + "test_after_the_last_try_the_message_is_dead_and_can_be_queued_again",),
+    ),
+    Break(
+        "outbox-backoff-not-exponential",
+        "the outbox waits the base delay every time instead of doubling it",
+        (
+            Patch(
+                "src/ticketguard/delivery/outbox.py",
+                "self.base_seconds * 2 ** max(attempts - 1, 0))",
+                "self.base_seconds * 1 ** max(attempts - 1, 0))",
+            ),
+        ),
+        (OUTBOX + "test_failures_are_retried_with_backoff_and_delivered_once",),
+    ),
+    Break(
+        "outbox-retry-after-ignored",
+        "the outbox ignores the receiver's Retry-After",
+        (
+            Patch(
+                "src/ticketguard/delivery/outbox.py",
+                "backoff = max(backoff, min(retry_after, self.max_seconds))",
+                "backoff = max(backoff, 0.0)",
+            ),
+        ),
+        (OUTBOX + "test_retry_after_is_honoured_up_to_the_maximum_delay",),
+    ),
+)
+
+
 def _apply(patches: tuple[Patch, ...]) -> dict[Path, str]:
     originals: dict[Path, str] = {}
     for patch in patches:
@@ -316,13 +366,15 @@ def main() -> int:
     parser.add_argument("names", nargs="*", help="breaks to apply (default: all)")
     parser.add_argument("--list", action="store_true", help="list the breaks and exit")
     parser.add_argument("--no-baseline", action="store_true", help="skip the clean run of each break's tests")
+    parser.add_argument("--outbox", action="store_true", help="the delivery outbox's breaks instead")
     args = parser.parse_args()
+    breaks = OUTBOX_BREAKS if args.outbox else BREAKS
     if args.list:
-        for b in BREAKS:
+        for b in breaks:
             print(f"{b.name:40} {b.what}")
         return 0
-    chosen = [b for b in BREAKS if not args.names or b.name in args.names]
-    unknown = set(args.names) - {b.name for b in BREAKS}
+    chosen = [b for b in breaks if not args.names or b.name in args.names]
+    unknown = set(args.names) - {b.name for b in breaks}
     if unknown:
         parser.error(f"unknown break(s) {', '.join(sorted(unknown))}; see --list")
 
