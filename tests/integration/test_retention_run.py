@@ -116,6 +116,13 @@ def test_retention_applies_the_policy_per_table(engine: Engine) -> None:
 
     report = run_retention(engine, policy, now=NOW)
     assert report.counts() == dry.counts()
+    assert report.rows == sum(dry.counts().values()) == 21
+    # Batches of 2 rows: a table's moves and purges each take ceil(rows / 2) batches.
+    assert [r.batches for r in report.tables] == [
+        (r.archived + 1) // 2 + (r.purged + r.deleted + 1) // 2 for r in report.tables
+    ]
+    assert [r.batches for r in report.tables] == [3 + 4, 1 + 1, 1 + 1, 1]
+    assert 0 <= report.seconds < 600  # a duration, from the run's start
     assert sorted(_ids(engine, "transactions")) == [f"hot-{i:06d}" for i in range(3)]
     assert sorted(_ids(engine, "transactions_archive")) == sorted(
         [f"warm-{i:06d}" for i in range(4)] + ["kept-archived-000000"]
@@ -373,3 +380,35 @@ def test_retention_run_by_the_cli_or_the_job_moves_the_feature_state_epoch(
     finally:
         client.close()
         engine.dispose()
+
+
+def test_sessions_are_deleted_only_strictly_past_the_cutoff(engine: Engine) -> None:
+    """RETENTION_SESSIONS_DAYS after expiry or revocation: a session that ended at the cutoff itself stays."""
+    policy = policy_from_settings(Settings(retention_batch_rows=10))
+    cutoff = policy.session_cutoff(NOW)
+    tick = timedelta(microseconds=1)
+    with engine.begin() as conn:
+        conn.execute(tables.admin_users.insert().values(id=1, username="ana", password_hash="x"))
+        conn.execute(
+            tables.admin_sessions.insert(),
+            [
+                {"id": "a" * 64, "admin_user_id": 1, "expires_at": cutoff, "revoked_at": None},
+                {
+                    "id": "b" * 64,
+                    "admin_user_id": 1,
+                    "expires_at": NOW + timedelta(hours=1),
+                    "revoked_at": cutoff,
+                },
+                {"id": "c" * 64, "admin_user_id": 1, "expires_at": cutoff - tick, "revoked_at": None},
+                {
+                    "id": "d" * 64,
+                    "admin_user_id": 1,
+                    "expires_at": NOW + timedelta(hours=1),
+                    "revoked_at": cutoff - tick,
+                },
+            ],
+        )
+    report = run_retention(engine, policy, now=NOW)
+    assert report.counts()["admin_sessions.deleted"] == 2
+    with engine.connect() as conn:
+        assert sorted(conn.execute(select(tables.admin_sessions.c.id)).scalars()) == ["a" * 64, "b" * 64]
