@@ -74,7 +74,10 @@ def test_a_burst_larger_than_one_statement_lands_once(engine: Engine) -> None:
         committer._queue.put(w)  # queued before the thread starts: it takes them in as few batches as it may
     committer.start()
     outcomes = [w.future.result(timeout=30) for w in writes]
+    thread = committer._thread
     committer.stop()
+    assert thread is not None
+    assert not thread.is_alive()  # stop ends the writer thread
     assert {o.status for o in outcomes} == {"written"}
     assert sum(published) == len(writes)
     if engine.dialect.name == "postgresql":
@@ -139,3 +142,22 @@ def test_the_committer_commits_durably_on_every_connection_it_writes_with(
             assert fresh.execute(text("SHOW synchronous_commit")).scalar() == "off"
         other.dispose()
     engine.dispose()
+
+
+def test_a_database_that_cannot_be_reached_fails_every_waiting_write_at_once() -> None:
+    """Requests wait on their write's future: a batch that fails hands the failure to each of them (the
+    request then answers with the failure policy) instead of leaving them to wait for their deadline."""
+    from ticketguard.kit.db import make_engine
+    from ticketguard.scoring.store import DatabaseUnavailable
+
+    dead = make_engine("postgresql+psycopg://postgres@127.0.0.1:9/nowhere")  # nothing listens on port 9
+    committer = GroupCommitter(dead)
+    writes = [_write(f"lost-{i}", datetime.now(UTC)) for i in range(3)]
+    for w in writes:
+        committer._queue.put(w)
+    committer.start()
+    errors = [w.future.exception(timeout=20) for w in writes]
+    committer.stop()
+    dead.dispose()
+    assert all(isinstance(e, DatabaseUnavailable) for e in errors), errors
+    assert "database write failed" in str(errors[0])
