@@ -12,10 +12,11 @@ touched, and you can keep working while it runs. ``--resume`` carries on with an
 (the copy is made afresh: a killed run may have left a mutant on disk). Each target runs only the tests
 relevant to its module, first failure ends a run (``-x``), one test process at a time.
 
-Why cosmic-ray and not mutmut: mutmut 3 mutates a copy of the package and imports it through the path of
-its own ``mutants/`` folder; with this src-layout package installed in editable mode the tests import the
-unmutated tree instead (mutmut issue 486), so every mutant would "survive". cosmic-ray mutates in place and
-runs any command, which suits a copy imported through PYTHONPATH.
+Why cosmic-ray and not mutmut: mutmut 3 mutates a copy of the package in its own ``mutants/`` folder, and
+with a src-layout package installed in editable mode the tests can import the unmutated tree instead (as
+reported upstream for mutmut 3.5, boxed/mutmut#486; not retried here), so mutants would "survive" for the
+wrong reason. cosmic-ray mutates in place and runs any command, which suits a copy imported through
+PYTHONPATH.
 
 Operators: cosmic-ray's core set less the families that only multiply the count without telling more —
 each comparison is replaced by its negation and its boundary twin (== ↔ !=, < ↔ <=, > ↔ >=, is ↔ is not,
