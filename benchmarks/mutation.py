@@ -36,6 +36,7 @@ import os
 import random
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -146,6 +147,20 @@ def _env(workdir: Path) -> dict[str, str]:
     return env
 
 
+def _stop_leftover_tests(workdir: Path) -> None:
+    """cosmic-ray starts each test run in a session of its own (to kill it on a timeout), so stopping
+    cosmic-ray leaves a running test behind: end every process of ours that imports from this copy."""
+    marker = f"PYTHONPATH={workdir / 'src'}".encode()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            if marker in (proc / "environ").read_bytes().split(b"\0"):
+                os.killpg(os.getpgid(int(proc.name)), signal.SIGKILL)
+        except (OSError, ProcessLookupError):
+            continue
+
+
 def _run(args: list[str], workdir: Path) -> None:
     subprocess.run(args, cwd=workdir, env=_env(workdir), check=True)
 
@@ -213,6 +228,7 @@ def _survivors(workdir: Path, session: Path) -> list[tuple[str, int, str, str]]:
 
 
 def main() -> int:
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # so a `kill` still runs the clean-up above
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -262,6 +278,7 @@ def main() -> int:
                 _run([str(BIN / "cosmic-ray"), "exec", str(config), str(session)], workdir)
             finally:
                 done.set()
+                _stop_leftover_tests(workdir)  # after Ctrl-C or a kill of this script
             minutes = (time.monotonic() - started) / 60
         c = _counts(session)
         tested = c["killed"] + c["survived"] + c["incompetent"] + c["timeout"]

@@ -111,7 +111,12 @@ def test_two_workers_answer_share_metrics_and_store_one_answer_per_raced_id(
             assert proc.poll() is None, f"server exited: {log_path.read_text(errors='replace')[-2000:]}"
             return log_path.read_text(errors="replace").count("Application startup complete.") >= 2
 
-        wait_until(both_started, timeout=120, interval=0.1, what="both workers started")
+        wait_until(
+            both_started,
+            timeout=180,
+            interval=0.1,
+            what=lambda: f"both workers started; log: {log_path.read_text(errors='replace')[-3000:]}",
+        )
         for _ in range(6):  # on new connections: either worker may answer
             assert fresh.get(f"{base}/health").json()["checks"]["features"].startswith("memory: ready")
 

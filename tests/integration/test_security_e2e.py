@@ -323,7 +323,12 @@ def serve(env: dict[str, str], log_path: Path, workers: int = 2) -> Iterator[str
                 assert proc.poll() is None, f"API exited: {log_path.read_text()[-2000:]}"
                 return log_path.read_text(errors="replace").count("Application startup complete.") >= workers
 
-            wait_until(started, timeout=90, interval=0.1, what="every API worker started")
+            wait_until(
+                started,
+                timeout=180,  # only a hang guard: on a machine shared by six test runs a start took minutes
+                interval=0.1,
+                what=lambda: f"every API worker started; log: {log_path.read_text(errors='replace')[-3000:]}",
+            )
             yield base
         finally:
             proc.terminate()
