@@ -53,6 +53,7 @@ from ticketguard.scoring.store import (
 )
 from ticketguard.scoring.trees import FastTrees
 from ticketguard.security.lists import ListChangeWatcher
+from ticketguard.wallets import canonical_wallet, canonical_wallet_or_none
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +83,12 @@ class ScoreRequest:
     longitude: float | None = None
     fingerprint: str = ""  # sha256 of the canonical request (domain.fingerprint)
     actor: str | None = None  # who asked (set by the security layer)
+
+    def __post_init__(self) -> None:
+        # One spelling per wallet for everything below: features, list look-ups, the stored rows. The API
+        # schema already canonicalised them; this keeps any other caller honest (~0.3 µs each).
+        object.__setattr__(self, "wallet_address", canonical_wallet(self.wallet_address))
+        object.__setattr__(self, "seller_address", canonical_wallet_or_none(self.seller_address))
 
 
 class ScoringError(Exception):

@@ -26,6 +26,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from ticketguard.security.audit import audit
 from ticketguard.security.redact import hash_ip, mask_ip, mask_wallet
 from ticketguard.tables import allowlisted_wallets, blacklisted_wallets, ip_blocks
+from ticketguard.wallets import WalletError, canonical_wallet
 
 log = logging.getLogger(__name__)
 
@@ -39,14 +40,12 @@ class ListError(ValueError):
 
 
 def normalize_wallet(wallet: str) -> str:
-    value = wallet.strip().lower()
-    if not (value.startswith("0x") and 3 <= len(value) <= 42):
-        raise ListError(f"wallet must be 0x followed by up to 40 hex digits, got {mask_wallet(value)!r}")
+    """The list key of ``wallet``: its canonical spelling (`ticketguard.wallets.canonical_wallet`), so a
+    wallet listed in one spelling is found in every other. Surrounding blanks (a pasted value) are ignored."""
     try:
-        int(value[2:], 16)
-    except ValueError:
-        raise ListError(f"wallet must be 0x followed by hex digits, got {mask_wallet(value)!r}") from None
-    return value
+        return canonical_wallet(wallet.strip())
+    except WalletError as exc:
+        raise ListError(f"wallet {exc}, got {mask_wallet(wallet.strip())!r}") from None
 
 
 def _upsert(conn: Connection, table: Any, key: str, values: dict[str, Any]) -> None:
@@ -138,10 +137,14 @@ def list_wallets(conn: Connection, kind: str, now: datetime) -> list[WalletEntry
 
 def wallet_blacklisted(conn: Connection, wallet: str, now: datetime) -> bool:
     t = blacklisted_wallets
+    try:
+        wallet = normalize_wallet(wallet)
+    except ListError:
+        return False  # not an address (e.g. an erasure pseudonym): every entry is a canonical address
     return (
         conn.execute(
             select(t.c.wallet_address).where(
-                t.c.wallet_address == wallet.lower(), or_(t.c.expires_at.is_(None), t.c.expires_at > now)
+                t.c.wallet_address == wallet, or_(t.c.expires_at.is_(None), t.c.expires_at > now)
             )
         ).first()
         is not None
