@@ -83,7 +83,8 @@ def test_smoke_request_from_the_guide_is_answered_and_stored(api: tuple[httpx.Cl
         pred = conn.execute(
             select(tables.fraud_predictions).where(tables.fraud_predictions.c.transaction_id == "test_001")
         ).one()
-    assert txn.wallet_address == guide["wallet_address"].lower()
+    # Stored in the one canonical spelling: 40 digits, left-padded, lower case (docs/security.md).
+    assert txn.wallet_address == "0x0742d35cc6634c0532925a3b844bc9e7595f0beb"
     assert txn.event_id == "unknown"
     assert txn.source == "api"
     assert set(pred.features) >= {"txn_velocity_1h", "is_resale"}
