@@ -150,7 +150,9 @@ class ModelInfo(BaseModel):
 class HealthResponse(BaseModel):
     status: Literal["healthy", "degraded", "unhealthy"]
     model_version: str | None
-    checks: dict[str, str]
+    checks: dict[str, str] | None = Field(
+        default=None, description="Per dependency; only for an authenticated caller (or with auth off)."
+    )
     auth: str | None = Field(default=None, description="Client authentication in force (security layer).")
 
 

@@ -54,10 +54,12 @@ from ticketguard import tables
 from ticketguard.config import Settings
 from ticketguard.features.specs import FeatureParams
 from ticketguard.features.state import EventFacts, FeatureState, FraudLabel, Row, to_us
+from ticketguard.kit.outage import outage_log
 from ticketguard.scoring.domain import ListStatus
 from ticketguard.scoring.store import list_status
 
 log = logging.getLogger(__name__)
+_redis = outage_log("redis")
 
 REDIS_DOWN = "redis unavailable: features read from the database"
 FEED_KEY = "ticketguard:features:feed"
@@ -714,5 +716,7 @@ class StateKeeper:
             self.feed.publish(rows)
         except Exception as exc:
             # Durable in the database but not in the feed: every state must be rebuilt (the epoch).
-            log.warning("feature feed publish failed (%s): states will be rebuilt", type(exc).__name__)
+            _redis.failure(f"feature feed publish: {type(exc).__name__} (states will be rebuilt)")
             self._mark_stale("publish failed")
+        else:
+            _redis.ok()

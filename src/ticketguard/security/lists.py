@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, delete, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 
+from ticketguard.kit.outage import outage_log
 from ticketguard.security.audit import audit
 from ticketguard.security.redact import hash_ip, mask_ip, mask_wallet
 from ticketguard.tables import allowlisted_wallets, blacklisted_wallets, ip_blocks
@@ -303,7 +304,7 @@ class IpBlockCache:
             self._snapshot = snapshot
             self._loaded_at = self._clock()
         except Exception as exc:  # keep the last snapshot; try again next time (in the background)
-            log.warning("IP block list refresh failed, keeping the last snapshot: %s", type(exc).__name__)
+            outage_log("database").failure(f"IP block list (last snapshot kept): {type(exc).__name__}")
             self._loaded_at = self._clock()
             if self.source == "none":
                 self.source = "unavailable"
@@ -327,10 +328,12 @@ class IpBlockCache:
                 snapshot = self._from_database()
                 self.publish(snapshot)
                 return snapshot
-            return {k.decode(): float(v) for k, v in raw.items()}
+            snapshot = {k.decode(): float(v) for k, v in raw.items()}
         except Exception as exc:
-            log.warning("Redis unavailable for IP blocks, reading the database: %s", type(exc).__name__)
+            outage_log("redis").failure(f"IP blocks (read from the database): {type(exc).__name__}")
             return None
+        outage_log("redis").ok()
+        return snapshot
 
     def publish(self, snapshot: dict[str, float] | None = None) -> None:
         """Write the active set to Redis (from the database unless given) with a fresh loaded marker."""
