@@ -434,9 +434,7 @@ class ListChangeWatcher:
                 conn = self._connect()
             except Exception as exc:
                 self.connected = False
-                log.warning(
-                    "list change listener: cannot connect (%s); retry in %.1f s", type(exc).__name__, backoff
-                )
+                outage_log("database").failure(f"list change listener: {type(exc).__name__}")
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 30.0)
                 continue
