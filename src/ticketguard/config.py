@@ -41,7 +41,6 @@ MIN_JWT_SECRET_LENGTH = 32
 # docs) count only here, so they neither spend nor depend on the scoring budget (docs/security.md).
 DEFAULT_ROUTE_LIMITS: dict[str, int] = {
     "/api/v1/ml/batch/predict": 30,  # up to API_BATCH_MAX_ITEMS scorings each
-    "/api/v1/ml/model/info": 60,
     "/api/v1/metrics": 30,  # KPI queries read a day of predictions
     "/health": 120,  # and /health/*: a probe every few seconds fits, a flood does not
     "/metrics": 60,

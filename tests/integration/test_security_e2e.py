@@ -299,7 +299,8 @@ def serve(env: dict[str, str], log_path: Path, workers: int = 2) -> Iterator[str
         try:
             while True:
                 try:
-                    if httpx.get(base + "/health", timeout=1).status_code in (200, 503):
+                    # 429: up, and polled faster than /health's own limit allows (RATE_LIMIT_ROUTES).
+                    if httpx.get(base + "/health", timeout=1).status_code in (200, 503, 429):
                         break
                 except httpx.HTTPError:
                     pass
