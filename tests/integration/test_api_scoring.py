@@ -169,6 +169,31 @@ def test_idempotent_replay_and_conflict(api: tuple[httpx.Client, Engine]) -> Non
     assert counts(engine, body["transaction_id"]) == (1, 1, 1)
 
 
+@pytest.mark.parametrize(
+    "overrides",
+    [{}, {"is_resale": True, "ip_address": "203.0.113.9"}],
+    ids=["approved-approximate", "blocked-exact"],
+)
+def test_replay_answers_byte_for_byte_the_stored_answer(
+    api: tuple[httpx.Client, Engine], overrides: dict[str, Any]
+) -> None:
+    """Issue 11, finding 8: a replay's `top_features` came back with its keys in another order (JSONB sorts
+    them). The docs claim byte-for-byte; now it holds, on SQLite and PostgreSQL, replayed at the write
+    and by the read path, with every contribution in the answer (SCORING_TOP_FEATURES=32)."""
+    client, _ = api
+    if overrides.get("is_resale"):
+        overrides["seller_address"] = wallet()
+    body = request_body(**overrides)
+    first = client.post(PREDICT, json=body)
+    assert first.status_code == 200
+    assert len(first.json()["top_features"]) > 1
+    assert list(first.json()["top_features"][0]) == ["feature", "contribution", "value"]
+    for _ in range(2):
+        again = client.post(PREDICT, json=body)
+        assert again.status_code == 200
+        assert again.content == first.content
+
+
 def test_concurrent_duplicates_store_once(api: tuple[httpx.Client, Engine]) -> None:
     client, engine = api
     client.post(PREDICT, json=request_body())  # warm up: the burst below should race, not wait on start-up

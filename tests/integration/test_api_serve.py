@@ -1,5 +1,6 @@
-"""`ticketguard serve api` end to end: two uvicorn worker processes, the guide's smoke request, and
-Prometheus metrics aggregated across the workers (multiprocess mode)."""
+"""`ticketguard serve api` end to end: two uvicorn worker processes, the guide's smoke request, Prometheus
+metrics aggregated across the workers (multiprocess mode) and removed on a clean shutdown, and the refusal
+to start on a database that does not answer."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -27,12 +29,15 @@ def test_serve_api_help_names_its_options() -> None:
 
 
 @pytest.mark.xdist_group("api-serve")
-def test_two_workers_answer_and_share_metrics(sqlite_url: str, tmp_path: Path) -> None:
+def test_two_workers_answer_share_metrics_and_serve_removes_its_metrics_directory_on_clean_shutdown(
+    sqlite_url: str, tmp_path: Path
+) -> None:
     settings = make_settings(sqlite_url, tmp_path)
     engine = make_engine(sqlite_url)
     register_model(engine, settings.resolved_model_dir, "served-1", ladder_booster(), promote=True)
     engine.dispose()
     port = free_port()
+    metrics_dir = Path(tempfile.gettempdir()) / f"ticketguard-metrics-{port}"
     env = dict(
         os.environ,
         DATABASE_URL=sqlite_url,
@@ -86,8 +91,40 @@ def test_two_workers_answer_and_share_metrics(sqlite_url: str, tmp_path: Path) -
         assert approved, text[:2000]
         assert float(approved[0].rsplit(" ", 1)[1]) == 20.0  # summed over both workers
         assert "ticketguard_model_info{" in text
+        assert any(metrics_dir.iterdir())  # the workers' metric files, while they run
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)
         output = proc.communicate(timeout=30)[0].decode()
     assert "curl -s" in output  # --example printed the smoke-test commands
+    # Issue 11, finding 8: the multiprocess metrics directory outlived the server; a clean shutdown
+    # (SIGTERM) now removes it.
+    assert proc.returncode == 0, output[-2000:]
+    assert not metrics_dir.exists(), output[-2000:]
+
+
+def test_serve_api_refuses_an_unreachable_database(tmp_path: Path) -> None:
+    """Issue 11, finding 7: with an unreachable DATABASE_URL, `serve api` started and warned every 5 s. Now
+    it waits DB_CONNECT_TIMEOUT_SECONDS for it, then refuses to start with the reason (exit 2)."""
+    env = dict(
+        os.environ,
+        DATABASE_URL=f"postgresql://postgres@127.0.0.1:{free_port()}/gone",
+        DB_CONNECT_TIMEOUT_SECONDS="2",
+        DATA_DIR=str(tmp_path),
+    )
+    started = time.monotonic()
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "ticketguard"), "serve", "api", "--port", str(free_port())],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    elapsed = time.monotonic() - started
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "waiting up to 2 s for the database" in proc.stderr
+    assert "refusing to start: cannot reach the database" in proc.stderr
+    assert "DB_CONNECT_TIMEOUT_SECONDS" in proc.stderr
+    assert "scoring API on" not in proc.stdout  # never got as far as starting uvicorn
+    assert elapsed >= 2

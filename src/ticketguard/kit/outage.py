@@ -24,7 +24,49 @@ import time
 from collections import Counter
 from collections.abc import Callable
 
-__all__ = ["OutageLog", "outage_log"]
+__all__ = ["OutageLog", "ThrottledLog", "outage_log"]
+
+
+class ThrottledLog:
+    """A repeated event logged at most once per ``interval_s``: the first at once, then one summary line
+    per interval with the count and the most frequent kinds (e.g. failed authentications under attack)."""
+
+    def __init__(
+        self,
+        logger: logging.Logger,
+        what: str,
+        *,
+        interval_s: float = 10.0,
+        level: int = logging.WARNING,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.logger = logger
+        self.what = what
+        self.interval_s = interval_s
+        self.level = level
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._last_line = float("-inf")
+        self._kinds: Counter[str] = Counter()  # since the last line, by kind
+
+    def event(self, kind: str) -> None:
+        now = self.clock()
+        args: tuple[object, ...]
+        with self._lock:
+            if not self._kinds and now - self._last_line >= self.interval_s:
+                self._last_line = now
+                message, args = "%s: %s", (self.what, kind)
+            else:
+                self._kinds[kind] += 1
+                if now - self._last_line < self.interval_s:
+                    return
+                counted = sum(self._kinds.values())
+                kinds = ", ".join(f"{k} ×{n:,}" for k, n in self._kinds.most_common(3))
+                message = "%s: %s more in the last %.1f s (%s)"
+                args = (self.what, f"{counted:,}", now - self._last_line, kinds)
+                self._last_line = now
+                self._kinds.clear()
+        self.logger.log(self.level, message, *args)
 
 
 class OutageLog:

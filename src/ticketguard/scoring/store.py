@@ -71,7 +71,12 @@ def find_answer(conn: Connection, transaction_id: str) -> StoredAnswer | None:
         fraud_score=float(row.fraud_score) if row.fraud_score is not None else float("nan"),
         decision=str(row.decision),
         confidence=float(row.confidence or 0.0),
-        top_features=list(row.top_features or []),
+        # In the answer's own key order: JSONB (PostgreSQL) stores object keys sorted by length, and a
+        # replay must be byte-for-byte the first answer.
+        top_features=[
+            {"feature": f.get("feature"), "contribution": f.get("contribution"), "value": f.get("value")}
+            for f in row.top_features or []
+        ],
         reasons=list(row.reasons or []),
         model_version=str(row.model_version or ""),
         bias=float(meta.get("bias", 0.0)),

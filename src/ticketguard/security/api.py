@@ -33,7 +33,7 @@ from starlette.responses import Response
 
 from ticketguard.api.asgi import ASGIApp, Receive, Scope, Send, send_json
 from ticketguard.config import Settings
-from ticketguard.kit.outage import outage_log
+from ticketguard.kit.outage import ThrottledLog, outage_log
 from ticketguard.security.auth import AuthError, Principal, TokenVerifier
 from ticketguard.security.clients import ApiKeyAuthenticator
 from ticketguard.security.events import (
@@ -187,6 +187,8 @@ class SecurityMiddleware:
         self._background: set[asyncio.Task[None]] = set()
         # The API-key store is the database: its outage is reported with the others, once per interval.
         self._keys_down = outage_log("database")
+        # One line per interval under a credential-stuffing flood (each failure is a security event too).
+        self._auth_failures = ThrottledLog(log, "auth failed", level=logging.INFO)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -220,7 +222,8 @@ class SecurityMiddleware:
 
         principal: Principal | None = None
         needs_auth = path.startswith(SCORING_PREFIX) or path in (METRICS_API_PATH, PROMETHEUS_PATH)
-        optional = path == HEALTH_PATH and bool(headers.get("authorization") or headers.get("x-api-key"))
+        presented = [v for v in headers.get("authorization", []) + headers.get("x-api-key", []) if v.strip()]
+        optional = path == HEALTH_PATH and bool(presented)
         if rt.auth_enabled and ((needs_auth and not ops) or optional):
             try:
                 principal = await self._authenticate(headers, path)
@@ -230,7 +233,7 @@ class SecurityMiddleware:
                         AUTH_FAILED, "medium", ip_token, metadata={"path": path, "reason": exc.reason}
                     )
                 )
-                log.info("auth failed on %s: %s", path, exc.reason)
+                self._auth_failures.event(f"{exc.reason} on {path}")
                 await send_json(
                     send, 401, UNAUTHORIZED_BODY, [(b"www-authenticate", b'Bearer realm="ticketguard"')]
                 )
