@@ -113,18 +113,23 @@ def test_serve_api_refuses_an_unreachable_database(tmp_path: Path) -> None:
         DATA_DIR=str(tmp_path),
     )
     started = time.monotonic()
-    proc = subprocess.run(
+    proc = subprocess.Popen(
         [str(Path(sys.executable).parent / "ticketguard"), "serve", "api", "--port", str(free_port())],
         env=env,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=60,
-        check=False,
+        start_new_session=True,  # a server that does start (the bug) is stopped with its workers
     )
+    try:
+        stdout, stderr = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        stdout, stderr = proc.communicate()
     elapsed = time.monotonic() - started
-    assert proc.returncode == 2, proc.stdout + proc.stderr
-    assert "waiting up to 2 s for the database" in proc.stderr
-    assert "refusing to start: cannot reach the database" in proc.stderr
-    assert "DB_CONNECT_TIMEOUT_SECONDS" in proc.stderr
-    assert "scoring API on" not in proc.stdout  # never got as far as starting uvicorn
+    assert proc.returncode == 2, stdout + stderr
+    assert "waiting up to 2 s for the database" in stderr
+    assert "refusing to start: cannot reach the database" in stderr
+    assert "DB_CONNECT_TIMEOUT_SECONDS" in stderr
+    assert "scoring API on" not in stdout  # never got as far as starting uvicorn
     assert elapsed >= 2

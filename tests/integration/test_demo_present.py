@@ -14,8 +14,6 @@ from sqlalchemy import func, select
 from typer.testing import CliRunner
 
 from ticketguard import tables
-from ticketguard.api.cli import example_commands
-from ticketguard.api.example import example_request
 from ticketguard.cli import app
 from ticketguard.kit.db import make_engine
 
@@ -34,6 +32,9 @@ def test_demo_lives_in_the_present(sqlite_url: str, tmp_path: Path) -> None:
     assert last <= now  # nothing from the future
     assert last > before - timedelta(hours=6)  # the history runs up to the present
     assert first >= before - timedelta(days=30, seconds=1)
+
+    from ticketguard.api.cli import example_commands
+    from ticketguard.api.example import example_request
 
     body = example_request(engine, now)
     assert body is not None
