@@ -18,8 +18,9 @@ from ticketguard.features.offline import OfflineFeatures
 from ticketguard.features.online import HistoryFeatureSource, OnlineFeatures
 from ticketguard.features.repository import TransactionFacts
 from ticketguard.features.specs import FeatureParams
+from ticketguard.features.state import EventFacts, FeatureState
 from ticketguard.history import EVENT_COLUMNS, LABEL_COLUMNS, TRANSACTION_COLUMNS, History, conform
-from ticketguard.scoring.online import WalletLists
+from ticketguard.scoring.online import WalletLists, row_of
 from ticketguard.scoring.service import ScoreRequest
 from ticketguard.security.lists import ListError, normalize_wallet
 from ticketguard.wallets import WalletError, canonical_wallet, is_canonical, wallet_key
@@ -206,18 +207,19 @@ def _request(wallet: str, seller: str) -> ScoreRequest:
     )
 
 
-def _facts(req: ScoreRequest) -> TransactionFacts:
+def _facts(wallet: str, seller: str) -> TransactionFacts:
+    """The features' own view of a request, built from the spellings as given (not via ScoreRequest)."""
     return TransactionFacts(
-        transaction_id=req.transaction_id,
-        wallet_address=req.wallet_address,
+        transaction_id="q1",
+        wallet_address=wallet,
         event_id="E1",
         timestamp=T0,
-        price_paid=req.price_paid,
-        ticket_id=req.ticket_id,
-        payment_method=req.payment_method,
+        price_paid=Decimal("55"),
+        ticket_id="E1-9",
+        payment_method="card",
         is_resale=True,
-        seller_address=req.seller_address,
-        ip_address=req.ip_address,
+        seller_address=seller,
+        ip_address="1.1.1.1",
     )
 
 
@@ -241,11 +243,24 @@ def test_two_spellings_get_the_same_features_and_list_verdicts(
 
     # Online: the features a scoring request gets.
     online = OnlineFeatures(HistoryFeatureSource(history, PARAMS, blacklist=blacklist), PARAMS)
-    f1, f2 = online.compute(_facts(first)), online.compute(_facts(second))
+    f1, f2 = online.compute(_facts(b2, s2)), online.compute(_facts(b1, s1))
     assert f1 == f2
     assert f1["txn_velocity_24h"] == 2  # the two purchases of the last day count under any spelling
     assert f1["counterparty_blacklisted"] == 1
     assert f1["repeat_pair_count"] == 1
+
+    # The API workers' in-memory state (`features.state`), loaded as from the database (canonical rows):
+    # requests in other spellings find the wallet's history there.
+    state = FeatureState(PARAMS)
+    for record in _history(buyer_canonical, seller_canonical).transactions.to_dict("records"):
+        record["timestamp"] = record["timestamp"].to_pydatetime()
+        record = {k: (None if v is None or v != v else v) for k, v in record.items()}
+        state.add(row_of(record))
+    state.set_events({"E1": EventFacts(100.0, 50.0, (T0 + timedelta(days=10)).timestamp())})
+    state.set_blacklist({seller_canonical: [(0, None)]})
+    m1, m2 = state.primitives(_facts(b1, s1)), state.primitives(_facts(b2, s2))
+    assert m1 == m2 == state.primitives(_facts(buyer_canonical, seller_canonical))
+    assert m1 != state.primitives(_facts(OTHER, seller_canonical))
 
     # Offline: the same query rows spelled differently, against the same history.
     queries = conform(
