@@ -46,6 +46,9 @@ def test_two_workers_answer_share_metrics_and_serve_removes_its_metrics_director
         RATE_LIMIT_GLOBAL="1000000",
         RATE_LIMIT_USER="1000000",
         RATE_LIMIT_ROUTES='{"/health": 1000000, "/metrics": 1000000}',  # the start-up loop polls /health
+        # Serving and shared metrics are the subject, not the deadline: a test machine running other
+        # suites can hold a first SQLite commit past the default 1 s (a 503 policy answer).
+        SCORING_DEADLINE_MS="5000",
     )
     env.pop("REDIS_URL", None)
     proc = subprocess.Popen(

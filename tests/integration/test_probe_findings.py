@@ -237,7 +237,8 @@ def test_oversized_chunked_body_gets_413_in_the_project_shape(
 MALFORMED = [
     (b'{"transaction_id": "t\xff1", "price_paid": 5}', "json_encoding", "not valid UTF-8"),
     (b'{"transaction_id": "t1", "price_paid": 1' + b"0" * 5000 + b"}", "json_number_too_long", "4300 digits"),
-    (b'{"transaction_id": ' + b"[" * 5000 + b"]" * 5000 + b"}", "json_too_deep", "nested too deeply"),
+    (b'{"transaction_id": ' + b"[" * 5000 + b"]" * 5000 + b"}", "json_too_deep", "deeper than 32 levels"),
+    (b'{"transaction_id": ' + b"[" * 40 + b"]" * 40 + b"}", "json_too_deep", "deeper than 32 levels"),
     (b'{"transaction_id": "t1", "price_paid": NaN}', "json_invalid", "NaN is not a JSON number"),
     (b'{"transaction_id": "t1", "price_paid": ', "json_invalid", "invalid JSON"),
 ]

@@ -11,8 +11,8 @@ standard library's defaults, which FastAPI uses:
 - a duplicate key in an object → refused (``json.loads`` keeps the last one: ``price_paid`` 50 then 99999
   would be read as 99999 by us while a proxy or log that keeps the first saw 50);
 - ``NaN``, ``Infinity`` → refused (not JSON);
-- a number of more than 4,300 digits (Python's int-conversion limit) and nesting too deep for the parser
-  (~1,000 levels) → refused with a message, not a 400 with FastAPI's generic body.
+- a number of more than 4,300 digits (Python's int-conversion limit) and nesting deeper than 32 levels
+  (``MAX_DEPTH``; our requests nest 3) → refused with a message, not a 400 with FastAPI's generic body.
 Every refusal is a ``422`` ``validation_error`` naming the field ``body`` and what was wrong, with its
 ``type``: ``json_invalid``, ``json_encoding``, ``json_duplicate_key``, ``json_number_too_long``,
 ``json_too_deep``. Cost: the stdlib C scanner plus a pairs hook, a few µs more than ``json.loads`` on a
@@ -81,8 +81,37 @@ def _no_constant(name: str) -> Any:
 _DECODER = json.JSONDecoder(object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
 
 
+MAX_DEPTH = 32  # our requests nest 3 levels (batch → list → item)
+
+
 def strict_loads(body: bytes) -> Any:
     """Parse a request body, or raise `MalformedJSON` saying what is wrong (see the module docstring)."""
+    value = _loads(body)
+    # Depth: refused past MAX_DEPTH whatever the interpreter's recursion limit (the parser's own limit
+    # moves with it). Only bodies with more brackets than that can be deeper: a single request skips this.
+    if body.count(b"[") + body.count(b"{") > MAX_DEPTH and _deeper_than(value, MAX_DEPTH):
+        raise _too_deep()
+    return value
+
+
+def _too_deep() -> MalformedJSON:
+    return MalformedJSON(f"JSON nested deeper than {MAX_DEPTH} levels; requests nest 3", "json_too_deep")
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    if not isinstance(value, dict | list):
+        return False
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = node.values() if isinstance(node, dict) else node
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
+
+
+def _loads(body: bytes) -> Any:
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -99,9 +128,7 @@ def strict_loads(body: bytes) -> Any:
             f"duplicate key {shown!r} in a JSON object; each field may appear once", "json_duplicate_key"
         ) from None
     except RecursionError:
-        raise MalformedJSON(
-            "JSON nested too deeply; requests nest at most 3 levels", "json_too_deep"
-        ) from None
+        raise _too_deep() from None
     except ValueError as exc:
         if "is not a JSON number" in str(exc):
             raise MalformedJSON(f"invalid JSON: {exc}", "json_invalid") from None

@@ -83,6 +83,13 @@ def _wait_for_database(settings: Settings) -> None:
 
 
 def _run(uvicorn: Any, host: str, port: int, workers: int, log_level: str) -> None:
+    import inspect
+
+    extra: dict[str, Any] = {}
+    if "timeout_worker_healthcheck" in inspect.signature(uvicorn.Config).parameters:  # uvicorn >= 0.37
+        # uvicorn kills a worker that misses its 5 s ping; one that is importing numpy/XGBoost or loading
+        # its feature state on a busy machine can, and was restarted in a loop before it ever served.
+        extra["timeout_worker_healthcheck"] = 30
     uvicorn.run(
         "ticketguard.api.app:create_app_from_env",
         factory=True,
@@ -98,6 +105,7 @@ def _run(uvicorn: Any, host: str, port: int, workers: int, log_level: str) -> No
         # Longer than a load balancer's idle timeout (ALB: 60 s) and than a client's pause between calls,
         # so the server is never the side that closes a keep-alive connection a client is reusing.
         timeout_keep_alive=75,
+        **extra,
     )
 
 
