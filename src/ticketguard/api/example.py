@@ -32,7 +32,8 @@ def example_request(engine: Engine, now: datetime) -> dict[str, Any] | None:
         ).first()
         if event is None:
             return None
-        # An established wallet active last week, never involved in fraud, not on the blacklist.
+        # An ordinary returning buyer: established, a few purchases, the most recently active of them, never
+        # involved in fraud, not on the blacklist.
         fraud = select(x.c.wallet_address).join(labels, labels.c.transaction_id == x.c.transaction_id)
         fraud = fraud.where(labels.c.is_fraud)
         wallet = conn.execute(
@@ -43,8 +44,14 @@ def example_request(engine: Engine, now: datetime) -> dict[str, Any] | None:
                 x.c.wallet_address.not_in(select(black.c.wallet_address)),
             )
             .group_by(x.c.wallet_address)
-            .having(and_(func.min(x.c.timestamp) < now - ESTABLISHED, func.max(x.c.timestamp) > now - RECENT))
-            .order_by(func.count().desc(), x.c.wallet_address)
+            .having(
+                and_(
+                    func.min(x.c.timestamp) < now - ESTABLISHED,
+                    func.max(x.c.timestamp) > now - RECENT,
+                    func.count().between(3, 20),
+                )
+            )
+            .order_by(func.max(x.c.timestamp).desc(), x.c.wallet_address)
             .limit(1)
         ).scalar()
         if wallet is None:
@@ -56,7 +63,7 @@ def example_request(engine: Engine, now: datetime) -> dict[str, Any] | None:
             .limit(1)
         ).one()
     body: dict[str, Any] = {
-        "transaction_id": f"demo-{now:%Y%m%d%H%M}",
+        "transaction_id": f"demo-{now:%Y%m%d%H%M%S}",
         "wallet_address": wallet,
         "ticket_id": f"{event.event_id}-demo",
         "event_id": event.event_id,
