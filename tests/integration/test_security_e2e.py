@@ -297,7 +297,7 @@ def serve(env: dict[str, str], log_path: Path, workers: int = 2) -> Iterator[str
             stderr=subprocess.STDOUT,
         )
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120  # two workers' start-up on a machine busy with other suites
         try:
             while True:
                 try:
