@@ -118,6 +118,7 @@ class Server:
             RATE_LIMIT_GLOBAL="100000000",
             RATE_LIMIT_IP="100000000",
             RATE_LIMIT_USER="100000000",
+            RATE_LIMIT_ROUTES='{"/health": 100000000, "/metrics": 100000000}',
         )
         if args.redis_url:
             env["REDIS_URL"] = args.redis_url

@@ -36,6 +36,17 @@ PLACEHOLDER_SECRETS = frozenset(
     }
 )
 MIN_JWT_SECRET_LENGTH = 32
+# Requests per minute per client IP on these routes (RATE_LIMIT_ROUTES is merged over them). The scoring
+# routes count scorings against RATE_LIMIT_IP/USER/GLOBAL as well; the operations routes (probes, scraping,
+# docs) count only here, so they neither spend nor depend on the scoring budget (docs/security.md).
+DEFAULT_ROUTE_LIMITS: dict[str, int] = {
+    "/api/v1/ml/batch/predict": 30,  # up to API_BATCH_MAX_ITEMS scorings each
+    "/api/v1/metrics": 30,  # KPI queries read a day of predictions
+    "/health": 120,  # and /health/*: a probe every few seconds fits, a flood does not
+    "/metrics": 60,
+    "/openapi.json": 30,
+    "/docs": 30,
+}
 
 
 class SettingsError(ValueError):
@@ -65,6 +76,9 @@ class Settings(BaseSettings):
     db_password: SecretStr | None = None
     db_pool_size: int = Field(default=5, ge=1, le=100)
     db_statement_timeout_ms: int = Field(default=5000, ge=100)
+    db_connect_timeout_seconds: float = Field(
+        default=30, ge=0, le=600, description="`serve api` waits this long for the database, then refuses."
+    )
 
     # --- redis: REDIS_URL wins over the REDIS_* parts ------------------------------------------------
     redis_url: str | None = None
@@ -142,6 +156,9 @@ class Settings(BaseSettings):
     jwt_leeway_seconds: int = Field(
         default=10, ge=0, le=300, description="Clock skew allowed on exp/nbf/iat."
     )
+    jwt_max_lifetime_seconds: int = Field(
+        default=86_400, ge=60, le=30 * 86_400, description="Longest accepted token lifetime (exp - iat)."
+    )
     security_pepper: SecretStr | None = Field(
         default=None,
         description="HMAC key for API-key hashes and for hashing IPs/wallets in events and logs.",
@@ -150,8 +167,9 @@ class Settings(BaseSettings):
         default=[], description="Proxy addresses/CIDRs whose X-Forwarded-For is believed (JSON list)."
     )
     rate_limit_routes: dict[str, int] = Field(
-        default={},
-        description='Per-route limits per client per minute, JSON: {"/api/v1/ml/batch/predict": 60}.',
+        default=DEFAULT_ROUTE_LIMITS,
+        description="Per-route limits per client IP per minute (requests to that route), JSON; entries "
+        'are merged over the defaults, e.g. {"/api/v1/ml/batch/predict": 10}.',
     )
     rate_limit_buy_path: str = Field(
         default="/api/tickets/buy", description="The route RATE_LIMIT_BUY applies to (the backend's /buy)."
@@ -325,6 +343,17 @@ class Settings(BaseSettings):
             except ValueError:
                 return value
         return value
+
+    @field_validator("rate_limit_routes", mode="after")
+    @classmethod
+    def _routes_over_defaults(cls, value: dict[str, int]) -> dict[str, int]:
+        for path, limit in value.items():
+            if not path.startswith("/") or limit < 1:
+                raise ValueError(
+                    "RATE_LIMIT_ROUTES maps paths starting with / to requests per minute >= 1, "
+                    f"got {path!r}: {limit}"
+                )
+        return {**DEFAULT_ROUTE_LIMITS, **value}
 
     @field_validator("data_dir", mode="after")
     @classmethod

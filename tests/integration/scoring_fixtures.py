@@ -88,6 +88,8 @@ def make_settings(database_url: str, data_dir: Path, **overrides: Any) -> Settin
     # their own), so here they are out of the way unless a test asks for them.
     for limit in ("rate_limit_ip", "rate_limit_user", "rate_limit_global"):
         overrides.setdefault(limit, 1_000_000)
+    # The operations routes' own limits too (tests poll /health): merged over the defaults.
+    overrides.setdefault("rate_limit_routes", {"/health": 1_000_000, "/metrics": 1_000_000})
     # `running_api` serves from one in-thread uvicorn: one worker, so FEATURE_STATE=auto serves features
     # from the in-process state (the production path); tests of the SQL path set feature_state="sql".
     overrides.setdefault("api_workers", 1)

@@ -83,7 +83,8 @@ def test_smoke_request_from_the_guide_is_answered_and_stored(api: tuple[httpx.Cl
         pred = conn.execute(
             select(tables.fraud_predictions).where(tables.fraud_predictions.c.transaction_id == "test_001")
         ).one()
-    assert txn.wallet_address == guide["wallet_address"].lower()
+    # Stored in the one canonical spelling: 40 digits, left-padded, lower case (docs/security.md).
+    assert txn.wallet_address == "0x0742d35cc6634c0532925a3b844bc9e7595f0beb"
     assert txn.event_id == "unknown"
     assert txn.source == "api"
     assert set(pred.features) >= {"txn_velocity_1h", "is_resale"}
@@ -173,6 +174,31 @@ def test_idempotent_replay_and_conflict(api: tuple[httpx.Client, Engine]) -> Non
     assert conflict.status_code == 409
     assert body["transaction_id"] in conflict.json()["detail"]
     assert counts(engine, body["transaction_id"]) == (1, 1, 1)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [{}, {"is_resale": True, "ip_address": "203.0.113.9"}],
+    ids=["approved-approximate", "blocked-exact"],
+)
+def test_replay_answers_byte_for_byte_the_stored_answer(
+    api: tuple[httpx.Client, Engine], overrides: dict[str, Any]
+) -> None:
+    """Issue 11, finding 8: a replay's `top_features` came back with its keys in another order (JSONB sorts
+    them). The docs claim byte-for-byte; now it holds, on SQLite and PostgreSQL, replayed at the write
+    and by the read path, with every contribution in the answer (SCORING_TOP_FEATURES=32)."""
+    client, _ = api
+    if overrides.get("is_resale"):
+        overrides["seller_address"] = wallet()
+    body = request_body(**overrides)
+    first = client.post(PREDICT, json=body)
+    assert first.status_code == 200
+    assert len(first.json()["top_features"]) > 1
+    assert list(first.json()["top_features"][0]) == ["feature", "contribution", "value"]
+    for _ in range(2):
+        again = client.post(PREDICT, json=body)
+        assert again.status_code == 200
+        assert again.content == first.content
 
 
 def test_concurrent_duplicates_store_once(api: tuple[httpx.Client, Engine]) -> None:

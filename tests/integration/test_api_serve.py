@@ -1,5 +1,6 @@
-"""`ticketguard serve api` end to end: two uvicorn worker processes, the guide's smoke request, and
-Prometheus metrics aggregated across the workers (multiprocess mode)."""
+"""`ticketguard serve api` end to end: two uvicorn worker processes, the guide's smoke request, Prometheus
+metrics aggregated across the workers (multiprocess mode) and removed on a clean shutdown, one stored answer
+per raced transaction id, and the refusal to start on a database that does not answer."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
+import time
 from pathlib import Path
 
 import httpx
@@ -27,17 +30,6 @@ def test_serve_api_help_names_its_options() -> None:
     assert result.exit_code == 0
     for option in ("--host", "--port", "--workers", "--example"):
         assert option in result.output
-
-
-def _serve(env: dict[str, str], port: int, workers: int) -> subprocess.Popen[bytes]:
-    command = ["serve", "api", "--port", str(port), "--workers", str(workers)]
-    return subprocess.Popen(
-        [str(Path(sys.executable).parent / "ticketguard"), *command],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
 
 
 def _race(base: str, client: httpx.Client, tid: str) -> list[tuple[int, dict[str, object], float]]:
@@ -77,6 +69,7 @@ def test_two_workers_answer_share_metrics_and_store_one_answer_per_raced_id(
     engine = make_engine(postgres_url)
     register_model(engine, settings.resolved_model_dir, "served-1", ladder_booster(), promote=True)
     port = free_port()
+    metrics_dir = Path(tempfile.gettempdir()) / f"ticketguard-metrics-{port}"
     env = dict(
         os.environ,
         DATABASE_URL=postgres_url,
@@ -85,6 +78,7 @@ def test_two_workers_answer_share_metrics_and_store_one_answer_per_raced_id(
         RATE_LIMIT_IP="1000000",
         RATE_LIMIT_GLOBAL="1000000",
         RATE_LIMIT_USER="1000000",
+        RATE_LIMIT_ROUTES='{"/health": 1000000, "/metrics": 1000000}',
         # A loaded machine must not turn an answer into the deadline's 503: the deadline is not this test's
         # subject (tests/integration/test_api_failures.py has it).
         SCORING_DEADLINE_MS="10000",
@@ -134,6 +128,7 @@ def test_two_workers_answer_share_metrics_and_store_one_answer_per_raced_id(
         assert approved, text[:2000]
         assert float(approved[0].rsplit(" ", 1)[1]) == 20.0  # summed over both workers
         assert "ticketguard_model_info{" in text
+        assert any(metrics_dir.iterdir())  # the workers' metric files, while they run
 
         for i in range(40):
             results[f"race-{i:03d}"] = _race(base, fresh, f"race-{i:03d}")
@@ -144,6 +139,10 @@ def test_two_workers_answer_share_metrics_and_store_one_answer_per_raced_id(
         proc.wait(timeout=30)
         output = log_path.read_text(errors="replace")
     assert "curl -s" in output  # --example printed the smoke-test commands
+    # Issue 11, finding 8: the multiprocess metrics directory outlived the server; a clean shutdown
+    # (SIGTERM) now removes it.
+    assert proc.returncode == 0, output[-2000:]
+    assert not metrics_dir.exists(), output[-2000:]
 
     for tid, out in results.items():
         assert sorted(status for status, _, _ in out) == [200, 409], (tid, out)
@@ -173,3 +172,35 @@ def test_two_workers_answer_share_metrics_and_store_one_answer_per_raced_id(
     # The races did reach the cross-worker path (a write that met the other worker's row at the unique
     # index and was resolved against the stored answer), not only the in-process in-flight map.
     assert "group commit conflict" in output, output[-3000:]
+
+
+def test_serve_api_refuses_an_unreachable_database(tmp_path: Path) -> None:
+    """Issue 11, finding 7: with an unreachable DATABASE_URL, `serve api` started and warned every 5 s. Now
+    it waits DB_CONNECT_TIMEOUT_SECONDS for it, then refuses to start with the reason (exit 2)."""
+    env = dict(
+        os.environ,
+        DATABASE_URL=f"postgresql://postgres@127.0.0.1:{free_port()}/gone",
+        DB_CONNECT_TIMEOUT_SECONDS="2",
+        DATA_DIR=str(tmp_path),
+    )
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "ticketguard"), "serve", "api", "--port", str(free_port())],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # a server that does start (the bug) is stopped with its workers
+    )
+    try:
+        stdout, stderr = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        stdout, stderr = proc.communicate()
+    elapsed = time.monotonic() - started
+    assert proc.returncode == 2, stdout + stderr
+    assert "waiting up to 2 s for the database" in stderr
+    assert "refusing to start: cannot reach the database" in stderr
+    assert "DB_CONNECT_TIMEOUT_SECONDS" in stderr
+    assert "scoring API on" not in stdout  # never got as far as starting uvicorn
+    assert elapsed >= 2

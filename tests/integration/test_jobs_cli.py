@@ -88,9 +88,9 @@ def test_erase_wallet_needs_a_pseudonym_key_and_a_valid_address(
     assert result.exit_code == 2
     assert "PSEUDONYM_KEY must be a secret" in result.output
     monkeypatch.setenv("PSEUDONYM_KEY", "x" * 32)
-    bad = runner.invoke(app, ["retention", "erase-wallet", "0x1234", "--yes"])
+    bad = runner.invoke(app, ["retention", "erase-wallet", "0x12z4", "--yes"])
     assert bad.exit_code == 2
-    assert "wallet must be 0x followed by 40 hex digits" in bad.output
+    assert "wallet must be 0x followed by 1-40 hex digits" in bad.output
     ok = runner.invoke(app, ["retention", "erase-wallet", "0x" + "1" * 40, "--yes", "--actor", "dpo"])
     assert ok.exit_code == 0, ok.output
     assert "erased: now erased:" in ok.output

@@ -179,8 +179,10 @@ def test_erasure_removes_the_wallet_everywhere_and_keeps_what_compliance_needs(e
 def test_erasure_refuses_bad_input_and_changes_nothing(engine: Engine) -> None:
     _seed(engine)
     before = _all_text(engine)
-    with pytest.raises(ErasureError, match="wallet must be 0x followed by 40 hex digits, got '0x12'"):
-        erase_wallet(engine, "0x12", key=KEY, actor="a", now=NOW)
+    with pytest.raises(ErasureError, match=r"wallet must be 0x followed by 1-40 hex digits.*got '0x12z'"):
+        erase_wallet(engine, "0x12z", key=KEY, actor="a", now=NOW)
+    with pytest.raises(ErasureError, match="EIP-55"):
+        erase_wallet(engine, "0x" + "aB" * 20, key=KEY, actor="a", now=NOW)
     with pytest.raises(ErasureError, match="PSEUDONYM_KEY must be a secret of at least 16 characters"):
         erase_wallet(engine, WALLET, key="short", actor="a", now=NOW)
     assert _all_text(engine) == before

@@ -99,7 +99,11 @@ def test_brute_force_blocks_once_audited_and_reversible(
     later = NOW + timedelta(minutes=3)
     failures(engine, "ip:attacker", [0.4, 0.3, 0.2, 0.1, 0.0], end=later)
     assert run(engine, later) == 1
-    events = runner.invoke(app, ["security", "events", "--type", "auth_failed", "--since-minutes", "30"])
+    # "30 min" before NOW, the module's clock: xdist may import this module many minutes before it runs.
+    late = int((datetime.now(UTC) - NOW).total_seconds() // 60)
+    events = runner.invoke(
+        app, ["security", "events", "--type", "auth_failed", "--since-minutes", str(30 + late)]
+    )
     assert events.exit_code == 0, events.output
     assert "auth_failed 17" in events.output  # attacker 5 + typo 4 + slow 3 within 30 min + new burst 5
     listed = runner.invoke(app, ["security", "responses"])

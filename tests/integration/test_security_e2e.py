@@ -207,8 +207,10 @@ def test_jwt_attack_matrix_gets_one_uniform_401(
         assert client.get(INFO, headers={"X-API-Key": metrics_key}).status_code == 401
         scope_refusals = 3
         health = client.get("/health")
-        assert health.status_code == 200  # reachable without credentials
-        assert health.json()["auth"] == "jwt(HS256,RS256)+api_key"
+        assert health.status_code == 200  # reachable without credentials: the guide's answer only
+        assert set(health.json()) == {"status", "model_version"}
+        detailed = client.get("/health", headers=bearer(token()))  # with credentials: the checks too
+        assert detailed.json()["auth"] == "jwt(HS256,RS256)+api_key"
         assert client.get("/metrics").status_code == 200
         r = client.post(PREDICT, json=request_body(), headers=bearer(token("buyer-9")))
         assert r.status_code == 200, r.text

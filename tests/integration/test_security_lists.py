@@ -20,7 +20,7 @@ from ticketguard.security.redact import hash_ip
 
 runner = CliRunner()
 PEPPER = "an-integration-test-pepper-of-32-characters!"
-WALLET = "0x" + "Ab" * 20
+WALLET = "0xABaBaBaBABabABabAbAbABAbABabababaBaBABaB"  # EIP-55 checksummed ("ab" * 20)
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
 

@@ -115,3 +115,39 @@ def test_hit_all_is_one_count_in_limits_own_keys(redis_url: str, strategy: str) 
     assert global_after == [True] * 8 + [False]  # the refused three spent none of the global budget
     assert asyncio.run(service.hit_all([])).allowed  # nothing to check is no Redis call and no breaker
     assert not service.breaker_open()
+
+
+def test_a_batch_costs_its_items_all_or_none_on_redis(redis_url: str) -> None:
+    """Limits count scorings (issue 11): a cost of N counts N in every limit if all have room for N, in
+    none otherwise — on Redis's shared count (the moving window's Lua script pushes N entries)."""
+    prefix = f"tg:test:{uuid.uuid4().hex[:8]}"
+    service = RateLimitService(redis_url=redis_url, key_prefix=prefix, timeout_s=1.5)
+    limits = [("ip", "ip:batch", 100), ("global", "all", 130)]
+
+    async def scenario() -> list[Verdict]:
+        return [
+            await service.hit_all(limits, cost=60),  # 60 / 60
+            await service.hit_all(limits, cost=60),  # ip: 120 > 100 → refused, counted nowhere
+            await service.hit_all([("global", "all", 130)], cost=70),  # global: 130 exactly
+            await service.hit_all(limits, cost=1),  # global full: refused, not counted in ip either
+            await service.hit_all([("ip", "ip:batch", 100)], cost=40),  # ip: 100 exactly
+            await service.hit_all([("ip", "ip:batch", 100)], cost=1),
+            await service.hit_all([("ip", "ip:other", 100)], cost=101),  # more than the limit at once
+        ]
+
+    verdicts = asyncio.run(scenario())
+    assert [v.allowed for v in verdicts] == [True, False, True, False, True, False, False]
+    assert verdicts[1].limit_name == "ip"
+    assert verdicts[3].limit_name == "global"
+
+
+def test_a_batch_costs_its_items_with_the_sliding_window_counter(redis_url: str) -> None:
+    prefix = f"tg:test:{uuid.uuid4().hex[:8]}"
+    service = RateLimitService(
+        redis_url=redis_url, strategy="sliding-window-counter", key_prefix=prefix, timeout_s=1.5
+    )
+
+    async def scenario() -> list[bool]:
+        return [(await service.hit("ip", "ip:s", 100, cost=c)).allowed for c in (60, 60, 40, 1)]
+
+    assert asyncio.run(scenario()) == [True, False, True, False]

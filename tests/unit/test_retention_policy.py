@@ -34,12 +34,20 @@ def test_an_archive_horizon_shorter_than_the_hot_period_is_refused() -> None:
 
 
 def test_pseudonyms_are_keyed_stable_case_insensitive_and_fit_the_columns() -> None:
-    wallet = "0x" + "aB" * 20
+    from eth_utils import to_checksum_address
+
+    wallet = to_checksum_address("0x" + "ab" * 20)
     a = wallet_pseudonym(b"k" * 32, wallet)
     assert a == wallet_pseudonym(b"k" * 32, wallet.lower())
+    assert a == wallet_pseudonym(b"k" * 32, wallet.upper().replace("0X", "0x"))
+    # One wallet, one pseudonym: the short spelling is the same address.
+    padded = "0x" + "0" * 32 + "deadbeef"
+    assert wallet_pseudonym(b"k" * 32, "0xdeadbeef") == wallet_pseudonym(b"k" * 32, padded)
     assert a != wallet_pseudonym(b"j" * 32, wallet)
     assert len(a) == 42
     assert a.startswith("erased:")
     assert len(ip_pseudonym(b"k" * 32, "2001:db8::1")) == 45
-    with pytest.raises(ErasureError, match="wallet must be 0x followed by 40 hex digits"):
+    with pytest.raises(ErasureError, match="wallet must be 0x followed by 1-40 hex digits"):
         check_wallet("0x" + "g" * 40)
+    with pytest.raises(ErasureError, match="EIP-55"):
+        check_wallet("0x" + "aB" * 20)

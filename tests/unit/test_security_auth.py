@@ -80,6 +80,8 @@ ATTACKS = [
     "missing_sub",
     "hs512_with_secret",
     "garbage",
+    "lifetime_ten_years",
+    "lifetime_over_max",
 ]
 
 
@@ -109,6 +111,10 @@ def make_attack(name: str, rsa_pair: tuple[str, str]) -> str:
         return jwt.encode(claims(**{name.removeprefix("missing_"): None}), SECRET, algorithm="HS256")
     if name == "hs512_with_secret":
         return jwt.encode(claims(), SECRET, algorithm="HS512")
+    if name == "lifetime_ten_years":  # the probe's token: valid for 10 years
+        return jwt.encode(claims(exp=now + 10 * 365 * 86_400), SECRET, algorithm="HS256")
+    if name == "lifetime_over_max":  # one second over JWT_MAX_LIFETIME_SECONDS (24 h by default)
+        return jwt.encode(claims(exp=now + 86_401), SECRET, algorithm="HS256")
     return "not.a.token"
 
 
@@ -116,6 +122,32 @@ def make_attack(name: str, rsa_pair: tuple[str, str]) -> str:
 def test_attack_refused(attack: str, verifier: TokenVerifier, rsa_pair: tuple[str, str]) -> None:
     with pytest.raises(AuthError):
         verifier.verify(make_attack(attack, rsa_pair))
+
+
+def test_jwt_without_maximum_lifetime_is_refused(rsa_pair: tuple[str, str]) -> None:
+    """Issue 11, finding 5: a token valid for ten years was accepted. Now exp - iat is capped by
+    JWT_MAX_LIFETIME_SECONDS (24 h): a longer lifetime, or a token without iat, is refused; at the cap it
+    passes, for either algorithm, and the cap is configurable."""
+    now = int(time.time())
+    default = TokenVerifier(hs_secret=SECRET, rs_public_key=rsa_pair[1], audience=AUD, issuer=ISS)
+    at_cap = claims(iat=now, exp=now + 86_400)
+    assert default.verify(jwt.encode(at_cap, SECRET, algorithm="HS256")).subject == "user-1"
+    assert default.verify(jwt.encode(at_cap, rsa_pair[0], algorithm="RS256")).subject == "user-1"
+    for token in (
+        jwt.encode(claims(exp=now + 10 * 365 * 86_400), SECRET, algorithm="HS256"),
+        jwt.encode(claims(exp=now + 10 * 365 * 86_400), rsa_pair[0], algorithm="RS256"),
+        jwt.encode(claims(iat=None), SECRET, algorithm="HS256"),
+        jwt.encode(claims(iat="yesterday"), SECRET, algorithm="HS256"),
+    ):
+        with pytest.raises(AuthError):
+            default.verify(token)
+    short = TokenVerifier(
+        hs_secret=SECRET, rs_public_key=None, audience=AUD, issuer=ISS, max_lifetime_seconds=600
+    )
+    with pytest.raises(AuthError, match="JWT_MAX_LIFETIME_SECONDS"):
+        short.verify(jwt.encode(claims(exp=now + 900), SECRET, algorithm="HS256"))
+    with pytest.raises(ValueError, match="JWT_MAX_LIFETIME_SECONDS"):
+        short.issue("u", 601, now=now)
 
 
 def test_rs256_refused_when_only_hs_configured(rsa_pair: tuple[str, str]) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -24,16 +23,15 @@ from fastapi.responses import Response
 from sqlalchemy import Engine, create_engine, event, make_url
 
 from ticketguard.api import metrics
-from ticketguard.api.asgi import ASGIApp, Message, Receive, Scope, Send, send_json
+from ticketguard.api.body import BodyGuard, RequestMetrics
+from ticketguard.api.health import HealthChecks
 from ticketguard.config import Settings, load_settings
+from ticketguard.kit.outage import outage_log
 from ticketguard.ml.serving import LiveModel
 from ticketguard.scoring.online import redis_client
 from ticketguard.scoring.service import ScoringService
 
 log = logging.getLogger(__name__)
-
-
-JSON_BODY_ROUTES = ("/api/",)
 
 
 def json_response(body: Any, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -43,107 +41,6 @@ def json_response(body: Any, status_code: int = 200, headers: dict[str, str] | N
         media_type="application/json",
         headers=headers,
     )
-
-
-# --------------------------------------------------------------------------------------- request guards
-class _BodyTooLarge(Exception):
-    pass
-
-
-class RequestGuard:
-    """Pure ASGI middleware: 415 for a POST body that is not JSON, 413 for a body over the limit (by
-    Content-Length, or counted while it streams in), and the latency histogram of every request."""
-
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
-        self.app = app
-        self.max_body_bytes = max_body_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = {"code": 500}
-        path: str = scope.get("path", "")
-
-        async def send_wrapper(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                status["code"] = message["status"]
-            await send(message)
-
-        try:
-            rejected = await self._reject(scope, path, send_wrapper)
-            if not rejected:
-                await self.app(scope, self._counting(receive), send_wrapper)
-        except _BodyTooLarge:
-            await self._send_error(send_wrapper, 413, "payload_too_large", self._too_large())
-        finally:
-            state = scope.get("state") or {}
-            metrics.REQUEST_SECONDS.labels(
-                route=_route_label(scope, path),
-                method=scope.get("method", ""),
-                status=str(status["code"]),
-                decision=str(state.get("decision", "none")),
-            ).observe(time.perf_counter() - started)
-
-    def _too_large(self) -> str:
-        return f"request body larger than {self.max_body_bytes} bytes (API_MAX_BODY_BYTES)"
-
-    async def _reject(self, scope: Scope, path: str, send: Send) -> bool:
-        if scope.get("method") not in ("POST", "PUT", "PATCH") or not path.startswith(JSON_BODY_ROUTES):
-            return False
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
-        length = headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
-            await self._send_error(send, 413, "payload_too_large", self._too_large())
-            return True
-        ctype = headers.get("content-type", "").split(";")[0].strip().lower()
-        if ctype != "application/json":
-            await self._send_error(
-                send,
-                415,
-                "unsupported_media_type",
-                f"Content-Type must be application/json, got {ctype or 'none'!r}",
-            )
-            return True
-        return False
-
-    def _counting(self, receive: Receive) -> Receive:
-        seen = 0
-
-        async def wrapped() -> Message:
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_body_bytes:
-                    raise _BodyTooLarge
-            return message
-
-        return wrapped
-
-    @staticmethod
-    async def _send_error(send: Send, status: int, error: str, detail: str) -> None:
-        await send_json(send, status, orjson.dumps({"error": error, "detail": detail}))
-
-
-_KNOWN_ROUTES = (
-    "/api/v1/ml/predict/fraud",
-    "/api/v1/ml/batch/predict",
-    "/api/v1/ml/model/info",
-    "/health",
-    "/metrics",
-    "/openapi.json",
-    "/docs",
-)
-
-
-def _route_label(scope: Scope, path: str) -> str:
-    route = scope.get("route")
-    template = getattr(route, "path", None)
-    if isinstance(template, str):
-        return template
-    return path if path in _KNOWN_ROUTES else "other"
 
 
 # --------------------------------------------------------------------------------------- error handlers
@@ -197,13 +94,15 @@ class ModelRefresher:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.version: str | None = None
+        self._registry = outage_log("model registry")
 
     def check(self) -> bool:
         try:
             changed = self.live.refresh()
         except Exception as exc:  # a registry hiccup must not kill the thread; the old model keeps serving
-            log.warning("model refresh failed: %s", exc)
+            self._registry.failure(f"model refresh: {type(exc).__name__}")
             return False
+        self._registry.ok()
         current = self.live.get().version
         if current != self.version:
             if self.on_change is not None:
@@ -272,11 +171,15 @@ def create_app(
     app.state.scoring = scoring
     app.state.refresher = refresher
     app.state.redis = redis_client(settings)
+    app.state.health = HealthChecks(scoring, app.state.redis)  # /health's checks, cached ~1 s (api/health.py)
     app.include_router(router)
     app.include_router(kpis_router)  # GET /api/v1/metrics (business KPIs, metrics-scope API key)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    # Outermost last: metrics → security (IP blocks, limits, auth) → body guard (413/415) → routes, so the
+    # body guard's refusals are rate-limited and timed like every other answer.
+    app.add_middleware(BodyGuard, max_body_bytes=settings.api_max_body_bytes)
     _install_security(app, settings)
-    app.add_middleware(RequestGuard, max_body_bytes=settings.api_max_body_bytes)
+    app.add_middleware(RequestMetrics)
     return app
 
 

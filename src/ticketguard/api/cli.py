@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+if TYPE_CHECKING:
+    from ticketguard.config import Settings
 
 serve_app = typer.Typer(help="Run services: the scoring API.", no_args_is_help=True)
 
@@ -27,6 +31,7 @@ def serve_api(
     from ticketguard.cli import get_settings
 
     settings = get_settings()  # fail here, with the message, rather than in every worker
+    _wait_for_database(settings)
     host = host or settings.api_host
     port = port or settings.api_port
     workers = workers or settings.api_workers
@@ -34,6 +39,7 @@ def serve_api(
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     # The workers read their count from here: in-process feature state needs Redis with more than one.
     os.environ["API_WORKERS"] = str(workers)
+    metrics_dir: Path | None = None
     if workers > 1:
         # prometheus_client multiprocess mode: each worker writes its values here; /metrics sums them.
         metrics_dir = Path(tempfile.gettempdir()) / f"ticketguard-metrics-{port}"
@@ -44,7 +50,46 @@ def serve_api(
 
     typer.echo(f"scoring API on http://{host}:{port} with {workers} worker(s); docs at /docs")
     if example:
-        typer.echo(example_commands(host, port))
+        typer.echo(example_commands(host, port, _example_from_history(settings)))
+    try:
+        _run(uvicorn, host, port, workers, log_level)
+    finally:
+        if metrics_dir is not None:  # the workers' metric files: nothing reads them once they stopped
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _wait_for_database(settings: Settings) -> None:
+    """Refuse to start, with the reason, when the database does not answer (or is not migrated) within
+    DB_CONNECT_TIMEOUT_SECONDS: workers that start anyway only answer 503 and log warnings."""
+    from ticketguard.kit import migrate
+
+    def waiting(exc: migrate.DatabaseNotReady) -> None:
+        typer.echo(
+            f"waiting up to {settings.db_connect_timeout_seconds:g} s for the database: {exc}", err=True
+        )
+
+    try:
+        migrate.wait_until_ready(
+            settings.resolved_database_url, settings.db_connect_timeout_seconds, on_wait=waiting
+        )
+    except migrate.DatabaseNotReady as exc:
+        typer.secho(
+            f"refusing to start: {exc} (waited {settings.db_connect_timeout_seconds:g} s, "
+            "DB_CONNECT_TIMEOUT_SECONDS)",
+            fg="red",
+            err=True,
+        )
+        raise typer.Exit(code=2) from None
+
+
+def _run(uvicorn: Any, host: str, port: int, workers: int, log_level: str) -> None:
+    import inspect
+
+    extra: dict[str, Any] = {}
+    if "timeout_worker_healthcheck" in inspect.signature(uvicorn.Config).parameters:  # uvicorn >= 0.37
+        # uvicorn kills a worker that misses its 5 s ping; one that is importing numpy/XGBoost or loading
+        # its feature state on a busy machine can, and was restarted in a loop before it ever served.
+        extra["timeout_worker_healthcheck"] = 30
     uvicorn.run(
         "ticketguard.api.app:create_app_from_env",
         factory=True,
@@ -60,22 +105,52 @@ def serve_api(
         # Longer than a load balancer's idle timeout (ALB: 60 s) and than a client's pause between calls,
         # so the server is never the side that closes a keep-alive connection a client is reusing.
         timeout_keep_alive=75,
+        **extra,
     )
 
 
-def example_commands(host: str, port: int) -> str:
-    """The deployment guide's smoke test, as curl commands against this server."""
+def _example_from_history(settings: Settings) -> dict[str, Any] | None:
+    from datetime import UTC, datetime
+
+    from ticketguard.api.example import example_request
+    from ticketguard.bootstrap import database_engine
+
+    engine = database_engine(settings)
+    try:
+        return example_request(engine, datetime.now(UTC))
+    except Exception:  # an example is a courtesy: never a reason not to serve
+        return None
+    finally:
+        engine.dispose()
+
+
+GUIDE_SMOKE_TEST = {
+    "transaction_id": "test_001",
+    "wallet_address": "0x742d35Cc6634C0532925a3b844Bc9e7595f0bEb",
+    "ticket_id": "evt_001",
+    "price_paid": 50.00,
+}
+
+
+def example_commands(host: str, port: int, from_history: dict[str, Any] | None = None) -> str:
+    """curl commands against this server: a purchase by a wallet of the stored history (when there is
+    one), the deployment guide's smoke test (a wallet never seen: its features are mostly zeros), health."""
     base = f"http://{host}:{port}"
-    body = (
-        '{"transaction_id": "test_001", "wallet_address": "0x742d35Cc6634C0532925a3b844Bc9e7595f0bEb", '
-        '"ticket_id": "evt_001", "price_paid": 50.00}'
-    )
-    return (
-        "\nIn another terminal, score a transaction (the same request again returns the stored answer):\n\n"
-        f"  curl -s {base}/api/v1/ml/predict/fraud -H 'Content-Type: application/json' \\\n"
-        f"       -d '{body}'\n\n"
-        f"  curl -s {base}/health\n  curl -s {base}/api/v1/ml/model/info\n"
-    )
+
+    def curl(body: dict[str, Any]) -> str:
+        payload = json.dumps(body)
+        return (
+            f"  curl -s {base}/api/v1/ml/predict/fraud -H 'Content-Type: application/json' \\\n"
+            f"       -d '{payload}'\n"
+        )
+
+    text = "\nIn another terminal, score a transaction (the same request again returns the stored answer).\n"
+    if from_history is not None:
+        text += "\nA returning buyer from the simulated history, for an event on sale now:\n\n"
+        text += curl(from_history)
+    text += "\nThe deployment guide's smoke test (a wallet this database has never seen):\n\n"
+    text += curl(GUIDE_SMOKE_TEST)
+    return text + f"\n  curl -s {base}/health\n  curl -s {base}/api/v1/ml/model/info\n"
 
 
 def register(app: typer.Typer) -> None:

@@ -1,7 +1,7 @@
 """The routes: thin shells that validate, call the scoring service, and map its outcome to HTTP.
 
-Scoring routes are plain ``def``: FastAPI runs them in its thread pool, where the blocking work (SQL,
-XGBoost, waiting for the group commit) belongs.
+The blocking work (SQL, XGBoost, waiting for the group commit) runs in thread pools; the single-item route
+scores on the event loop when the in-memory feature state can answer (see `ScoringService.score_inline`).
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 
 from ticketguard.api import metrics
 from ticketguard.api.app import json_response
+from ticketguard.api.body import StrictJSONRoute, body_check, validation_payload
 from ticketguard.api.schemas import (
     BatchRequestModel,
     BatchResponse,
@@ -39,7 +39,9 @@ from ticketguard.scoring.service import (
     ScoringUnavailable,
 )
 
-router = APIRouter()
+# Bodies are parsed by `api.body.strict_loads` (duplicate keys, bad UTF-8, huge numbers, deep nesting are
+# refused with the project's 422) before FastAPI validates them against the models.
+router = APIRouter(route_class=StrictJSONRoute)
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     409: {"model": ErrorResponse, "description": "Same transaction_id, different payload."},
@@ -156,39 +158,34 @@ async def predict_fraud(body: ScoreRequestModel, request: Request) -> Response:
 _batch_pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="batch-score")
 
 
+def _batch_size(data: Any, request: Request) -> Response | None:
+    """Before any item is validated: a batch over API_BATCH_MAX_ITEMS is refused (a 1 MB body holds
+    thousands of small items; validating them all first would be work done for nothing)."""
+    items = data.get("transactions") if isinstance(data, dict) else None
+    limit = request.app.state.settings.api_batch_max_items
+    if isinstance(items, list) and len(items) > limit:
+        message = f"at most {limit} transactions per batch (API_BATCH_MAX_ITEMS), got {len(items)}"
+        return json_response(validation_payload("transactions", message, "too_long"), 422)
+    return None
+
+
 @router.post(
     "/api/v1/ml/batch/predict",
     response_model=BatchResponse,
-    responses=_ERRORS,
+    responses={
+        **_ERRORS,
+        429: {"model": ErrorResponse, "description": "Rate limited: a batch counts its items as scorings."},
+    },
     summary="Score up to API_BATCH_MAX_ITEMS transactions; per-item errors are listed, not raised",
     tags=["scoring"],
 )
-def batch_predict(body: BatchRequestModel, request: Request) -> Response:
+@body_check(_batch_size)
+async def batch_predict(body: BatchRequestModel, request: Request) -> Response:
     service = _service(request)
-    limit = service.settings.api_batch_max_items
-    if len(body.transactions) > limit:
-        message = (
-            f"at most {limit} transactions per batch (API_BATCH_MAX_ITEMS), got {len(body.transactions)}"
-        )
-        return json_response(
-            {
-                "error": "validation_error",
-                "message": f"transactions: {message}",
-                "detail": [{"field": "transactions", "message": message, "type": "too_long"}],
-            },
-            422,
-        )
     ids = [t.transaction_id for t in body.transactions]
     if len(set(ids)) != len(ids):
         message = "transaction_id must be unique within a batch"
-        return json_response(
-            {
-                "error": "validation_error",
-                "message": f"transactions: {message}",
-                "detail": [{"field": "transactions", "message": message, "type": "duplicate"}],
-            },
-            422,
-        )
+        return json_response(validation_payload("transactions", message, "duplicate"), 422)
     for i, item in enumerate(body.transactions):
         skew = _skew_error(
             item, service.settings.scoring_max_clock_skew_seconds, f"transactions.{i}.timestamp"
@@ -199,10 +196,19 @@ def batch_predict(body: BatchRequestModel, request: Request) -> Response:
         service.model()
     except ModelUnavailable as exc:
         return json_response({"error": "model_unavailable", "detail": str(exc)}, 503)
+    # Limits count scorings: the request counted one when it came in; its other items count now, against
+    # the IP, user and global limits, all or none (the security layer's `charge_scorings`).
+    charge = getattr(request.state, "charge_scorings", None)
+    if charge is not None:
+        refusal = await charge(len(body.transactions) - 1)
+        if refusal is not None:
+            return refusal
     actor = getattr(request.state, "client_id", None)
     requests = [_to_request(item, actor) for item in body.transactions]
     # Scored side by side so that their writes share group commits.
-    results = list(_batch_pool.map(lambda r: _score_item(service, r), requests))
+    results = await run_in_threadpool(
+        lambda: list(_batch_pool.map(lambda r: _score_item(service, r), requests))
+    )
     predictions: list[dict[str, Any]] = []
     errors: list[dict[str, Any]] = []
     for i, (req, result) in enumerate(zip(requests, results, strict=True)):
@@ -222,6 +228,10 @@ def batch_predict(body: BatchRequestModel, request: Request) -> Response:
         )
     request.state.blocked_count = sum(1 for p in predictions if p["decision"] == "BLOCKED")
     return json_response({"predictions": predictions, "errors": errors})
+
+
+def _score_all(service: ScoringService, requests: list[ScoreRequest]) -> list[Any]:
+    return list(_batch_pool.map(lambda r: _score_item(service, r), requests))
 
 
 def _score_item(service: ScoringService, req: ScoreRequest) -> Outcome | tuple[int, str, Any]:
@@ -276,43 +286,14 @@ def _jsonable(value: Any) -> Any:
     "/health", response_model=HealthResponse, responses={503: {"model": HealthResponse}}, tags=["ops"]
 )
 def health(request: Request) -> Response:
-    service = _service(request)
-    checks: dict[str, str] = {}
-    try:
-        with service.engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-        checks["database"] = "ok"
-    except Exception as exc:
-        checks["database"] = f"down: {type(exc).__name__}"
-    client = request.app.state.redis
-    if client is None:
-        checks["redis"] = "not configured (in-process state)"
-    else:
-        try:
-            client.ping()
-            checks["redis"] = "ok"
-        except Exception as exc:
-            checks["redis"] = f"down: {type(exc).__name__}"
-    checks["features"] = service.feature_source_status()
-    watcher = service.list_watcher
-    if not watcher.supported:
-        checks["list_changes"] = "periodic refresh"
-    else:
-        checks["list_changes"] = "notify: listening" if watcher.connected else "notify: reconnecting"
-    version: str | None = None
-    try:
-        version = service.model().version
-        checks["model"] = "ok"
-    except ModelUnavailable as exc:
-        checks["model"] = f"missing: {exc}"
-    if checks["database"] != "ok" or checks["model"] != "ok":
-        status, code = "unhealthy", 503
-    elif checks["redis"].startswith("down") or checks["features"].startswith("memory: stale"):
-        status, code = "degraded", 200
-    else:
-        status, code = "healthy", 200
+    """The guide's `{"status", "model_version"}` for anyone (cached checks, `api/health.py`); the checks
+    per dependency too for an authenticated caller, or when client auth is off (development)."""
+    snap = request.app.state.health.snapshot()
+    body: dict[str, Any] = {"status": snap.status, "model_version": snap.model_version}
     auth = getattr(request.app.state, "security_auth", "disabled")
-    return json_response({"status": status, "model_version": version, "checks": checks, "auth": auth}, code)
+    if auth == "disabled" or getattr(request.state, "authenticated", False):
+        body.update(checks=snap.checks, auth=auth)
+    return json_response(body, snap.http_status)
 
 
 @router.get(

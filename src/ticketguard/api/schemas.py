@@ -10,18 +10,22 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, field_validator
+
+from ticketguard.wallets import WALLET_HELP, canonical_wallet
 
 Decision = Literal["APPROVED", "REQUIRE_2FA", "MANUAL_REVIEW", "BLOCKED"]
 
-# 0x + hex. Up to 40 hex digits: the guide's own smoke-test wallet has 39, so shorter ones are accepted and
-# stored as sent (lower-cased, so one wallet is one key whatever its checksum casing).
-WALLET_PATTERN = r"^0x[0-9a-fA-F]{1,40}$"
+# 0x + 1-40 hex digits (the guide's own smoke-test wallet has 39). Whatever the spelling, the model holds the
+# one canonical form (`ticketguard.wallets.canonical_wallet`: 40 lower-case digits, left-padded; a mixed-case
+# 40-digit address must be a valid EIP-55 checksum), so every later look-up sees one key per wallet.
+WALLET_PATTERN = r"^0[xX][0-9a-fA-F]{1,40}$"
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:\-]*$"
 Identifier = Annotated[str, Field(min_length=1, max_length=64, pattern=ID_PATTERN)]
 Wallet = Annotated[
     str,
-    Field(pattern=WALLET_PATTERN, max_length=42, description="0x followed by up to 40 hex digits"),
+    Field(pattern=WALLET_PATTERN, max_length=42, description=WALLET_HELP),
+    AfterValidator(canonical_wallet),
 ]
 MAX_PRICE = Decimal("1000000000")
 
@@ -50,7 +54,8 @@ class ScoreRequestModel(BaseModel):
         default=None, description="Event; looked up from the ticket's history when omitted."
     )
     payment_method: Annotated[str, Field(min_length=1, max_length=32, pattern=ID_PATTERN)] | None = None
-    is_resale: bool = False
+    # Strict: only JSON true/false. Lax parsing would read "yes", "on", 1 or "1" as true.
+    is_resale: StrictBool = False
     seller_address: Wallet | None = Field(default=None, description="Seller wallet of a resale.")
     timestamp: datetime | None = Field(
         default=None,
@@ -64,11 +69,6 @@ class ScoreRequestModel(BaseModel):
     )
     latitude: float | None = Field(default=None, ge=-90, le=90)
     longitude: float | None = Field(default=None, ge=-180, le=180)
-
-    @field_validator("wallet_address", "seller_address")
-    @classmethod
-    def _lower(cls, value: str | None) -> str | None:
-        return value.lower() if value is not None else None
 
     @field_validator("ip_address")
     @classmethod
@@ -150,7 +150,9 @@ class ModelInfo(BaseModel):
 class HealthResponse(BaseModel):
     status: Literal["healthy", "degraded", "unhealthy"]
     model_version: str | None
-    checks: dict[str, str]
+    checks: dict[str, str] | None = Field(
+        default=None, description="Per dependency; only for an authenticated caller (or with auth off)."
+    )
     auth: str | None = Field(default=None, description="Client authentication in force (security layer).")
 
 

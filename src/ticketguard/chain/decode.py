@@ -20,6 +20,7 @@ from eth_abi import decode as abi_decode
 from eth_utils import event_abi_to_log_topic
 
 from ticketguard.chain.artifact import ticket_nft
+from ticketguard.wallets import canonical_wallet
 
 WEI_PER_ETHER = 10**18
 PRICE_DECIMALS = 8
@@ -150,8 +151,12 @@ def _fields(spec: _EventSpec, raw: Mapping[str, Any], position: LogPosition) -> 
     except Exception as exc:  # eth_abi raises several unrelated types for malformed input
         raise UndecodableLog(f"{position.describe()}: {spec.name} does not decode: {exc}") from exc
     values.update({name: value for (name, _), value in zip(spec.data, decoded, strict=True)})
-    # eth_abi gives checksummed addresses; every other source stores wallets in lower case.
-    return {k: v.lower() if isinstance(v, str) else v for k, v in values.items()}
+    # eth_abi gives checksummed addresses: stored in the one spelling every boundary uses (lower-cased
+    # first: eth_abi computed that checksum itself, there is nothing to check again).
+    for name, abi_type in (*spec.indexed, *spec.data):
+        if abi_type == "address":
+            values[name] = canonical_wallet(values[name].lower())
+    return values
 
 
 def _check_price(price: int, field: str, position: LogPosition) -> int:

@@ -24,6 +24,7 @@ from ticketguard.features.specs import (
     haversine_km,
 )
 from ticketguard.history import History
+from ticketguard.wallets import is_canonical, wallet_key
 
 US = 1_000_000
 NEVER = np.iinfo(np.int64).max // 4  # "no upper end" that survives adding a window without overflowing
@@ -45,6 +46,23 @@ def to_us(series: pd.Series) -> np.ndarray:
     """UTC timestamps as int64 microseconds since the epoch."""
     values = pd.to_datetime(series, utc=True).dt.tz_convert("UTC").dt.tz_localize(None)
     return values.to_numpy().astype("datetime64[us]").astype(np.int64)
+
+
+def _canonical_wallets(frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame with every wallet column in the one canonical spelling (`ticketguard.wallets`), so two
+    spellings of one wallet share its history. Checked once per distinct value; the frame itself is
+    returned, not copied, when every value already is canonical (histories read from the database are)."""
+    replaced: dict[str, pd.Series] = {}
+    for column in ("wallet_address", "seller_address"):
+        if column not in frame.columns:
+            continue
+        values = frame[column]
+        distinct = values.dropna().unique()
+        mapping = {v: wallet_key(v) if isinstance(v, str) else v for v in distinct if not is_canonical(v)}
+        mapping = {k: v for k, v in mapping.items() if k != v}
+        if mapping:
+            replaced[column] = values.astype(object).map(lambda v, m=mapping: m.get(v, v))
+    return frame.assign(**replaced) if replaced else frame
 
 
 @dataclass
@@ -158,8 +176,10 @@ class OfflineFeatures:
     ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         """The primitives and query fields `specs.finish` takes, one array element per query row."""
         report = progress or (lambda _stage, _fraction: None)
-        items_df = history.transactions
-        queries_df = items_df if queries is None else queries
+        items_df = _canonical_wallets(history.transactions)
+        queries_df = items_df if queries is None else _canonical_wallets(queries)
+        if blacklist is not None:
+            blacklist = _canonical_wallets(blacklist)
         item_codes, query_codes, sizes = _encode(items_df, queries_df)
         items = _frame(items_df, item_codes, history.labels)
         q = _frame(queries_df, query_codes, None)

@@ -64,7 +64,7 @@ def _event(name: str, field: str, kind: Kind, description: str) -> ColumnSpec:
 
 COLUMNS: tuple[ColumnSpec, ...] = (
     _tx("transaction_id", "text", required=True, description="unique id of the purchase or resale"),
-    _tx("wallet_address", "wallet", required=True, description="buyer wallet, 0x + 40 hex digits"),
+    _tx("wallet_address", "wallet", required=True, description="buyer wallet, 0x + 1-40 hex digits"),
     _tx("event_id", "text", required=True, description="the event the ticket is for"),
     _tx("price_paid", "price", required=True, description="decimal > 0, at most 8 decimal places"),
     _tx("timestamp", "timestamp", required=True, description="ISO 8601 time of the transaction"),

@@ -31,6 +31,7 @@ from ticketguard.ingest.columns import (
     ColumnSpec,
 )
 from ticketguard.ingest.errors import FIRST_DATA_ROW, ImportValidationError, Problem, empty_problems
+from ticketguard.wallets import WALLET_HELP, WalletError, canonical_wallet
 
 # Labels of a platform's history arrive after a chargeback window; without a labelled_at column we
 # assume the label became known when that window closed (and never after the import itself).
@@ -44,7 +45,6 @@ UNKNOWN_ORGANIZER = "unknown"
 TRUE_WORDS = frozenset({"true", "t", "yes", "y", "1", "1.0"})
 FALSE_WORDS = frozenset({"false", "f", "no", "n", "0", "0.0"})
 BOOL_HINT = "true/false, t/f, yes/no, y/n or 1/0 (any case)"
-WALLET_RE = r"0[xX][0-9a-fA-F]{40}"
 DECIMAL_RE = r"\+?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?"
 # A time of day followed by Z or a numeric offset; a bare date ("2026-01-05") has no offset.
 OFFSET_RE = r"[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?\s*(?:[zZ]|[+-]\d{2}(?::?\d{2})?)"
@@ -166,10 +166,20 @@ def _text(raw: pd.Series, spec: ColumnSpec) -> Parsed:
     return typed, raw.str.len() > limit, f"must be at most {limit} characters"
 
 
+def _canonical_or_none(value: str) -> str | None:
+    try:
+        return canonical_wallet(value)
+    except WalletError:
+        return None
+
+
 def _wallet(raw: pd.Series, _spec: ColumnSpec) -> Parsed:
-    ok = raw.str.fullmatch(WALLET_RE)
-    typed = raw.str.lower().astype(object).where(ok, None)
-    return typed, ~ok, "must be 0x followed by 40 hexadecimal digits"
+    # The one spelling every boundary stores (`ticketguard.wallets`), computed once per distinct value.
+    distinct = raw[raw != ""].unique()
+    canonical = {value: _canonical_or_none(value) for value in distinct}
+    typed = raw.map(canonical).astype(object)
+    typed = typed.where(typed.notna(), None)
+    return typed, (raw != "") & typed.isna(), f"must be {WALLET_HELP}"
 
 
 def _normal_ip(value: str) -> str | None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from alembic import command
@@ -70,3 +72,29 @@ def check_ready(url: str) -> None:
             f"the database {redact_url(url)} is at revision {at or 'base'}, the code needs {wanted}: "
             "run `ticketguard db upgrade` first"
         )
+
+
+def wait_until_ready(
+    url: str,
+    timeout_s: float,
+    *,
+    on_wait: Callable[[DatabaseNotReady], None] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> None:
+    """`check_ready`, retried for up to ``timeout_s`` (containers that start together: the database may come
+    up, or be migrated, a few seconds after us). Raises the last DatabaseNotReady when the time is up;
+    ``on_wait`` hears about the first failure, so the operator knows what is being waited for."""
+    deadline = clock() + timeout_s
+    told = False
+    while True:
+        try:
+            check_ready(url)
+            return
+        except DatabaseNotReady as exc:
+            if clock() >= deadline:
+                raise
+            if not told and on_wait is not None:
+                on_wait(exc)
+                told = True
+        sleep(min(1.0, max(0.0, deadline - clock())))

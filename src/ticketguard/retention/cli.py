@@ -115,7 +115,9 @@ def _print_report(report: RetentionReport) -> None:
 
 @retention_app.command("erase-wallet")
 def erase_wallet_command(
-    address: str = typer.Argument(..., help="The wallet, 0x + 40 hex digits (any letter case)."),
+    address: str = typer.Argument(
+        ..., help="The wallet: 0x + 1-40 hex digits, any spelling (a mixed-case one must be EIP-55)."
+    ),
     actor: str = typer.Option(
         None, "--actor", help="Who asked/approved it, for the audit log (default: the OS user)."
     ),
@@ -127,7 +129,7 @@ def erase_wallet_command(
     settings, engine = _settings_and_engine()
     key = settings.pseudonym_key.get_secret_value() if settings.pseudonym_key else None
     try:
-        check_wallet(address)
+        address = check_wallet(address)  # its canonical spelling, the one every table holds
         check_key(key)
     except ErasureError as exc:
         console.print(f"[red]{escape(str(exc))}[/red]")

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import re
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -26,9 +25,9 @@ from sqlalchemy import ColumnElement, Connection, Engine, Table, Text, cast, fun
 
 from ticketguard import tables
 from ticketguard.views.refresh import VIEW_NAMES, refresh_view
+from ticketguard.wallets import WalletError, canonical_wallet
 
 PSEUDONYM_PREFIX = "erased:"
-WALLET_PATTERN = re.compile(r"^0x[0-9a-fA-F]{40}$")
 MIN_KEY_LENGTH = 16
 _WALLET_LENGTH = 42  # transactions.wallet_address is String(42)
 _IP_LENGTH = 45  # transactions.ip_address is String(45)
@@ -39,9 +38,11 @@ class ErasureError(ValueError):
 
 
 def check_wallet(address: str) -> str:
-    if not WALLET_PATTERN.match(address or ""):
-        raise ErasureError(f"wallet must be 0x followed by 40 hex digits, got {address!r}")
-    return address
+    """The wallet's canonical spelling (`ticketguard.wallets.canonical_wallet`): the one every table holds."""
+    try:
+        return canonical_wallet((address or "").strip())
+    except WalletError as exc:
+        raise ErasureError(f"wallet {exc}, got {address!r}") from None
 
 
 def check_key(key: str | None) -> bytes:
@@ -59,8 +60,8 @@ def _pseudonym(key: bytes, kind: str, value: str, length: int) -> str:
 
 
 def wallet_pseudonym(key: bytes, address: str) -> str:
-    """42 characters, like the address it replaces; case-insensitive in the address."""
-    return _pseudonym(key, "wallet", address.lower(), _WALLET_LENGTH)
+    """42 characters, like the address it replaces; the same for every spelling of the address."""
+    return _pseudonym(key, "wallet", check_wallet(address), _WALLET_LENGTH)
 
 
 def ip_pseudonym(key: bytes, ip: str) -> str:
@@ -68,8 +69,12 @@ def ip_pseudonym(key: bytes, ip: str) -> str:
 
 
 def address_spellings(address: str) -> list[str]:
-    """The ways the same address can be stored: as given, lower case, EIP-55 checksummed."""
-    return sorted({address, address.lower(), to_checksum_address(address.lower())})
+    """The ways the same address can appear in stored text: canonical (every column since migration 0008),
+    EIP-55 checksummed, and as given when that is a full 42-character spelling. (An unpadded short spelling
+    is left out: as a substring it would also match inside other, longer addresses.)"""
+    canonical = check_wallet(address)
+    given = {address} if len(address) == _WALLET_LENGTH else set()
+    return sorted({canonical, to_checksum_address(canonical), *given})
 
 
 @dataclass
@@ -99,7 +104,7 @@ def erase_wallet(
     engine: Engine, address: str, *, key: str | None, actor: str, now: datetime
 ) -> ErasureReport:
     """Pseudonymise one wallet everywhere, in one transaction, and audit it."""
-    check_wallet(address)
+    address = check_wallet(address)
     secret = check_key(key)
     spellings = address_spellings(address)
     pseudonym = wallet_pseudonym(secret, address)

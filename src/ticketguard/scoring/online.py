@@ -54,10 +54,13 @@ from ticketguard import tables
 from ticketguard.config import Settings
 from ticketguard.features.specs import FeatureParams
 from ticketguard.features.state import EventFacts, FeatureState, FraudLabel, Row, to_us
+from ticketguard.kit.outage import outage_log
 from ticketguard.scoring.domain import ListStatus
 from ticketguard.scoring.store import list_status
 
 log = logging.getLogger(__name__)
+_redis = outage_log("redis")
+_reload = outage_log("feature state reload (database or Redis)")
 
 REDIS_DOWN = "redis unavailable: features read from the database"
 FEED_KEY = "ticketguard:features:feed"
@@ -500,7 +503,7 @@ class StateKeeper:
                     select(func.count()).select_from(x).where(x.c.timestamp < cut)
                 ).scalar_one()
         except Exception as exc:
-            log.warning("feature state check failed: %s", type(exc).__name__)
+            _reload.failure(f"feature state check: {type(exc).__name__}")
             return False
         cut_us = to_us(cut)
         with self._lock:
@@ -581,7 +584,7 @@ class StateKeeper:
             log.info("feature state loaded: %d transactions in %.1f s", state.rows, self.load_seconds)
             return True
         except Exception as exc:  # database or Redis unavailable: the SQL path serves; try again later
-            log.warning("feature state load failed: %s", type(exc).__name__)
+            _reload.failure(f"feature state load: {type(exc).__name__}")
             self.status = "stale" if self._state is not None else "loading"
             return False
         finally:
@@ -621,8 +624,9 @@ class StateKeeper:
                 labels = fingerprint != self._labels_fp
                 lists = self._read_slow(conn, scratch, labels_fp=fingerprint)
         except Exception as exc:
-            log.warning("feature state refresh failed: %s", type(exc).__name__)
+            _reload.failure(f"feature state refresh: {type(exc).__name__}")
             return
+        _reload.ok()
         with self._lock:
             if self._state is state:
                 if labels:
@@ -650,7 +654,7 @@ class StateKeeper:
             with self.engine.connect() as conn:
                 lists = read_lists(conn)
         except Exception as exc:
-            log.warning("wallet lists reload failed: %s", type(exc).__name__)
+            _reload.failure(f"wallet lists reload: {type(exc).__name__}")
             return
         with self._lock:
             if self._state is not None:
@@ -714,5 +718,7 @@ class StateKeeper:
             self.feed.publish(rows)
         except Exception as exc:
             # Durable in the database but not in the feed: every state must be rebuilt (the epoch).
-            log.warning("feature feed publish failed (%s): states will be rebuilt", type(exc).__name__)
+            _redis.failure(f"feature feed publish: {type(exc).__name__} (states will be rebuilt)")
             self._mark_stale("publish failed")
+        else:
+            _redis.ok()

@@ -36,6 +36,7 @@ from sqlalchemy.exc import DBAPIError
 from ticketguard.config import Settings
 from ticketguard.features.online import OnlineFeatures, SqlFeatureSource
 from ticketguard.features.repository import TransactionFacts
+from ticketguard.kit.outage import outage_log
 from ticketguard.ml.dataset import feature_params
 from ticketguard.ml.registry import RegistryError
 from ticketguard.ml.serving import LiveModel, ServingModel
@@ -53,6 +54,7 @@ from ticketguard.scoring.store import (
 )
 from ticketguard.scoring.trees import FastTrees
 from ticketguard.security.lists import ListChangeWatcher
+from ticketguard.wallets import canonical_wallet, canonical_wallet_or_none
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +84,12 @@ class ScoreRequest:
     longitude: float | None = None
     fingerprint: str = ""  # sha256 of the canonical request (domain.fingerprint)
     actor: str | None = None  # who asked (set by the security layer)
+
+    def __post_init__(self) -> None:
+        # One spelling per wallet for everything below: features, list look-ups, the stored rows. The API
+        # schema already canonicalised them; this keeps any other caller honest (~0.3 µs each).
+        object.__setattr__(self, "wallet_address", canonical_wallet(self.wallet_address))
+        object.__setattr__(self, "seller_address", canonical_wallet_or_none(self.seller_address))
 
 
 class ScoringError(Exception):
@@ -170,6 +178,8 @@ class ScoringService:
         self._fast_lock = threading.Lock()
         self._inflight: dict[str, _InFlight] = {}
         self._inflight_lock = threading.Lock()
+        # Failures of a dependency are logged once per outage and interval, not once per request.
+        self._database = outage_log("database")
 
     # ------------------------------------------------------------------------------------------ hooks
     def add_list_check(self, check: ListCheck) -> None:
@@ -371,8 +381,9 @@ class ScoringService:
                 for check in self.list_checks:
                     lists = lists.merge(check(conn, facts))
         except DBAPIError as exc:
-            log.warning("database read failed: %s", type(exc.orig).__name__)
+            self._database.failure(f"read: {type(exc.orig).__name__}")
             raise self._unavailable(req, "database unavailable") from exc
+        self._database.ok()
         return facts, primitives, lists
 
     def _answer_and_submit(
@@ -402,7 +413,7 @@ class ScoringService:
             future.cancel()  # not yet picked up: never written; else it lands and a retry replays it
             raise self._unavailable(req, "deadline exceeded while storing the answer") from None
         except (DatabaseUnavailable, DBAPIError) as exc:
-            log.warning("database write failed: %s", exc)
+            self._database.failure(f"write: {_kind(exc)}")
             raise self._unavailable(req, "database unavailable") from exc
         return self._written(req, result, answer)
 
@@ -467,7 +478,7 @@ class ScoringService:
         try:
             result = waiter.result()
         except (DatabaseUnavailable, DBAPIError) as exc:
-            log.warning("database write failed: %s", exc)
+            self._database.failure(f"write: {_kind(exc)}")
             raise self._unavailable(req, "database unavailable") from exc
         return self._written(req, result, answer)
 
@@ -578,6 +589,13 @@ class ScoringService:
             "timestamp": facts.timestamp,
         }
         return PendingWrite(transaction, prediction, audit)
+
+
+def _kind(exc: BaseException) -> str:
+    """A failure's kind for the log: the driver error's type, never its message (it quotes parameters)."""
+    if isinstance(exc, DatabaseUnavailable):
+        return str(exc).rsplit(": ", 1)[-1]
+    return type(getattr(exc, "orig", None) or exc).__name__
 
 
 def _json_float(value: float) -> float | None:

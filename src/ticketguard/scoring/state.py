@@ -40,9 +40,11 @@ from ticketguard.features.repository import (
     _Statement,
 )
 from ticketguard.features.specs import Aggregate, FeatureParams
+from ticketguard.kit.outage import outage_log
 from ticketguard.kit.types import UTCDateTime
 
 log = logging.getLogger(__name__)
+_redis = outage_log("redis")
 
 CUTOFF_LAG = timedelta(seconds=120)
 _EVENT_MATCH = (("event_id", "event_id"),)
@@ -186,10 +188,11 @@ class EventBaseCache:
                 try:
                     shared = self.shared.get(event_id)
                 except Exception as exc:  # any Redis/network/decoding failure: the database answers
-                    log.warning("event base from Redis failed: %s", type(exc).__name__)
+                    _redis.failure(f"event base read: {type(exc).__name__}")
                     self._shared_down_until = time.monotonic() + REDIS_RETRY_S
                     degraded = REDIS_DOWN
                 else:
+                    _redis.ok()
                     if shared is not None and self._fresh(shared, now):
                         self.shared_hits += 1
                         self._remember(event_id, shared)
@@ -201,7 +204,7 @@ class EventBaseCache:
             try:
                 self.shared.put(event_id, base)
             except Exception as exc:
-                log.warning("event base to Redis failed: %s", type(exc).__name__)
+                _redis.failure(f"event base write: {type(exc).__name__}")
                 self._shared_down_until = time.monotonic() + REDIS_RETRY_S
                 degraded = REDIS_DOWN
         return base, degraded

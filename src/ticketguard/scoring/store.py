@@ -26,6 +26,7 @@ from sqlalchemy import Connection, Dialect, Engine, String, bindparam, insert, l
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from ticketguard import tables
+from ticketguard.kit.outage import outage_log
 from ticketguard.kit.types import UTCDateTime
 from ticketguard.scoring.domain import Answer, ListStatus
 
@@ -70,7 +71,12 @@ def find_answer(conn: Connection, transaction_id: str) -> StoredAnswer | None:
         fraud_score=float(row.fraud_score) if row.fraud_score is not None else float("nan"),
         decision=str(row.decision),
         confidence=float(row.confidence or 0.0),
-        top_features=list(row.top_features or []),
+        # In the answer's own key order: JSONB (PostgreSQL) stores object keys sorted by length, and a
+        # replay must be byte-for-byte the first answer.
+        top_features=[
+            {"feature": f.get("feature"), "contribution": f.get("contribution"), "value": f.get("value")}
+            for f in row.top_features or []
+        ],
         reasons=list(row.reasons or []),
         model_version=str(row.model_version or ""),
         bias=float(meta.get("bias", 0.0)),
@@ -337,6 +343,7 @@ class GroupCommitter:
         # Called with the transaction rows of every commit, after it and before its requests are answered
         # (the online feature state's change feed). Must not raise.
         self.after_commit: Callable[[list[dict[str, Any]]], None] | None = None
+        self._database = outage_log("database")
 
     def start(self) -> None:
         if self._thread is None:
@@ -382,11 +389,15 @@ class GroupCommitter:
         try:
             self._write_batch(live)
         except Exception as exc:  # the futures carry it to each request; the thread must live on
-            # The type only: driver messages quote the statement's parameters (wallets, IPs).
-            log.error("group commit failed: %s", type(exc).__name__)
+            # The type only: driver messages quote the statement's parameters (wallets, IPs). Once per
+            # outage and interval, not per batch.
+            cause = exc.__cause__ if isinstance(exc, DatabaseUnavailable) and exc.__cause__ else exc
+            self._database.failure(f"group commit: {type(getattr(cause, 'orig', None) or cause).__name__}")
             for w in live:
                 if not w.future.done():
                     w.future.set_exception(exc)
+        else:
+            self._database.ok()
 
     def _committed(self, written: list[PendingWrite]) -> None:
         if written and self.after_commit is not None:

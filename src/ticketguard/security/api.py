@@ -1,14 +1,18 @@
 """The security layer in front of the scoring API: one pure-ASGI middleware and one list check.
 
-Per request, in this order (health, Prometheus metrics and the API docs skip all of it):
+Per request, in this order:
 1. the client IP, believed from X-Forwarded-For only through TRUSTED_PROXIES (`netaddr`);
-2. IP block list → 403;
-3. rate limits: per client IP, per route (RATE_LIMIT_ROUTES, RATE_LIMIT_BUY), global → 429 with
-   Retry-After and X-RateLimit-* headers;
+2. IP block list → 403 (not on the operations paths: /health, Prometheus /metrics, the API docs);
+3. rate limits → 429 with Retry-After and X-RateLimit-* headers: per client IP, per route
+   (RATE_LIMIT_ROUTES, RATE_LIMIT_BUY) and global — the operations paths only per route (each its own
+   per-IP budget), so probes neither spend nor depend on the scoring budget;
 4. client auth on /api/v1/ml/* (JWT or API key with scope `score`) and /api/v1/metrics (API key with
-   scope `metrics`) when JWT_SECRET or JWT_PUBLIC_KEY is set → one uniform 401 for every failure;
+   scope `metrics`) when JWT_SECRET or JWT_PUBLIC_KEY is set → one uniform 401 for every failure; on
+   /health credentials are optional (with them, and valid, the answer carries the detailed checks);
 5. per-user limit (JWT subject) → 429;
-6. after the answer: a BLOCKED decision becomes a security event.
+6. the app; a batch charges its further items (`charge_scorings` in the request state): limits count
+   scorings, not requests;
+7. after the answer: a BLOCKED decision becomes a security event.
 Every refusal is a security event (hashed IP and user, redacted metadata).
 """
 
@@ -19,15 +23,17 @@ import atexit
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine
+from starlette.responses import Response
 
 from ticketguard.api.asgi import ASGIApp, Receive, Scope, Send, send_json
 from ticketguard.config import Settings
+from ticketguard.kit.outage import ThrottledLog, outage_log
 from ticketguard.security.auth import AuthError, Principal, TokenVerifier
 from ticketguard.security.clients import ApiKeyAuthenticator
 from ticketguard.security.events import (
@@ -56,7 +62,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-OPEN_PATHS = frozenset({"/health", "/docs", "/openapi.json", "/redoc", "/docs/oauth2-redirect"})
+# Operations paths: probes, scraping and the API docs. Never IP-blocked and never behind auth (so they keep
+# working for the people and systems that watch the service), but metered: each has its own per-IP route
+# limit (RATE_LIMIT_ROUTES; /health/* share /health's), and none spends the scoring budget.
+OPS_PATHS = frozenset({"/health", "/docs", "/openapi.json", "/redoc", "/docs/oauth2-redirect"})
+HEALTH_PATH = "/health"
 SCORING_PREFIX = "/api/v1/ml/"
 METRICS_API_PATH = "/api/v1/metrics"
 PROMETHEUS_PATH = "/metrics"
@@ -175,16 +185,18 @@ class SecurityMiddleware:
         self.app = app
         self.rt = runtime
         self._background: set[asyncio.Task[None]] = set()
+        # The API-key store is the database: its outage is reported with the others, once per interval.
+        self._keys_down = outage_log("database")
+        # One line per interval under a credential-stuffing flood (each failure is a security event too).
+        self._auth_failures = ThrottledLog(log, "auth failed", level=logging.INFO)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         path: str = scope.get("path", "")
-        if path in OPEN_PATHS or (path == PROMETHEUS_PATH and not self.rt.settings.metrics_require_key):
-            await self.app(scope, receive, send)
-            return
         rt = self.rt
+        ops = self._is_ops(path)
         headers = _headers(scope)
         peer = (scope.get("client") or (None, None))[0]
         ip = client_ip(peer, headers.get("x-forwarded-for", []), rt.trusted)
@@ -193,7 +205,7 @@ class SecurityMiddleware:
         state["client_ip_token"] = ip_token
         await self._refresh_caches()
 
-        if rt.ip_blocks.is_blocked(ip_token):
+        if not ops and rt.ip_blocks.is_blocked(ip_token):
             rt.events.record_throttled(
                 (REQUEST_BLOCKED, ip_token),
                 SecurityEvent(REQUEST_BLOCKED, "low", ip_token, metadata={"path": path}),
@@ -203,14 +215,16 @@ class SecurityMiddleware:
             return
 
         # All of them in one Redis round trip; a request refused by one is counted in none.
-        verdict = await rt.limiter.hit_all(self._pre_auth_limits(path, ip_token))
+        verdict = await rt.limiter.hit_all(self._pre_auth_limits(path, ip_token, ops))
         if not verdict.allowed:
             await self._too_many(send, verdict, ip_token, None, path)
             return
 
         principal: Principal | None = None
         needs_auth = path.startswith(SCORING_PREFIX) or path in (METRICS_API_PATH, PROMETHEUS_PATH)
-        if rt.auth_enabled and needs_auth:
+        presented = [v for v in headers.get("authorization", []) + headers.get("x-api-key", []) if v.strip()]
+        optional = path == HEALTH_PATH and bool(presented)
+        if rt.auth_enabled and ((needs_auth and not ops) or optional):
             try:
                 principal = await self._authenticate(headers, path)
             except AuthError as exc:
@@ -219,25 +233,32 @@ class SecurityMiddleware:
                         AUTH_FAILED, "medium", ip_token, metadata={"path": path, "reason": exc.reason}
                     )
                 )
-                log.info("auth failed on %s: %s", path, exc.reason)
+                self._auth_failures.event(f"{exc.reason} on {path}")
                 await send_json(
                     send, 401, UNAUTHORIZED_BODY, [(b"www-authenticate", b'Bearer realm="ticketguard"')]
                 )
                 return
             except Exception as exc:  # the key store is unreachable: not the client's fault, not a pass
-                log.warning("credential check unavailable on %s: %s", path, type(exc).__name__)
+                self._keys_down.failure(type(exc).__name__)
                 await send_json(send, 503, UNAVAILABLE_BODY, [(b"retry-after", b"1")])
                 return
             state["principal"] = principal
+            user: str | None = None
             if principal.kind == "jwt":
                 user = user_token(principal.subject, rt.pepper)
                 state["client_id"] = user
-                verdict = await rt.limiter.hit("user", user, rt.settings.rate_limit_user)
-                if not verdict.allowed:
-                    await self._too_many(send, verdict, ip_token, user, path)
-                    return
+                if not ops:
+                    verdict = await rt.limiter.hit("user", user, rt.settings.rate_limit_user)
+                    if not verdict.allowed:
+                        await self._too_many(send, verdict, ip_token, user, path)
+                        return
             else:
                 state["client_id"] = principal.client_id
+            state["authenticated"] = True
+            if not ops:
+                state["charge_scorings"] = self._charger(ip_token, user, path)
+        elif not ops:
+            state["charge_scorings"] = self._charger(ip_token, None, path)
 
         await self.app(scope, receive, send)
         blocked_in_batch = state.get("blocked_count")
@@ -267,14 +288,52 @@ class SecurityMiddleware:
                 )
             )
 
-    def _pre_auth_limits(self, path: str, ip_token: str) -> list[Limit]:
+    def _is_ops(self, path: str) -> bool:
+        if path in OPS_PATHS or path.startswith(HEALTH_PATH + "/"):
+            return True
+        return path == PROMETHEUS_PATH and not self.rt.settings.metrics_require_key
+
+    def _route_limit(self, path: str) -> int | None:
+        limit = self.rt.route_limits.get(path)
+        if limit is None and path.startswith(HEALTH_PATH + "/"):
+            limit = self.rt.route_limits.get(HEALTH_PATH)
+        return limit
+
+    def _pre_auth_limits(self, path: str, ip_token: str, ops: bool = False) -> list[Limit]:
         rt = self.rt
+        route_limit = self._route_limit(path)
+        if ops:  # its own per-IP budget; the IP's scoring budget if none is configured; never global
+            if route_limit is not None:
+                return [(f"route:{path}", ip_token, route_limit)]
+            return [("ip", ip_token, rt.settings.rate_limit_ip)]
         limits = [("ip", ip_token, rt.settings.rate_limit_ip)]
-        route_limit = rt.route_limits.get(path)
         if route_limit is not None:
             limits.append((f"route:{path}", ip_token, route_limit))
         limits.append(("global", "all", rt.global_limit.current))
         return limits
+
+    def _charger(
+        self, ip_token: str, user: str | None, path: str
+    ) -> Callable[[int], Awaitable[Response | None]]:
+        """What a batch calls with its further items: they count against the IP, user and global limits
+        (not the route's, which counts requests), all or none. None when allowed, else the 429."""
+
+        async def charge(extra: int) -> Response | None:
+            rt = self.rt
+            if extra < 1:
+                return None
+            limits: list[Limit] = [("ip", ip_token, rt.settings.rate_limit_ip)]
+            if user is not None:
+                limits.append(("user", user, rt.settings.rate_limit_user))
+            limits.append(("global", "all", rt.global_limit.current))
+            verdict = await rt.limiter.hit_all(limits, cost=extra)
+            if verdict.allowed:
+                return None
+            self._record_limited(verdict, ip_token, user, path)
+            status, body, headers = _too_many_answer(verdict, extra + 1)
+            return Response(body, status, headers=dict(headers), media_type="application/json")
+
+        return charge
 
     async def _authenticate(self, headers: dict[str, list[str]], path: str) -> Principal:
         authorization = headers.get("authorization", [])
@@ -296,13 +355,18 @@ class SecurityMiddleware:
         else:
             principal = self.rt.verifier.verify(credential)
         needed = "score" if path.startswith(SCORING_PREFIX) else "metrics"
-        if needed not in principal.scopes:
+        if path != HEALTH_PATH and needed not in principal.scopes:  # any valid credential reads /health
             raise AuthError(f"credential lacks scope {needed}")
         return principal
 
     async def _too_many(
         self, send: Send, verdict: Verdict, ip_token: str, user: str | None, path: str
     ) -> None:
+        self._record_limited(verdict, ip_token, user, path)
+        status, body, headers = _too_many_answer(verdict)
+        await send_json(send, status, body, [(k.encode(), v.encode()) for k, v in headers])
+
+    def _record_limited(self, verdict: Verdict, ip_token: str, user: str | None, path: str) -> None:
         key = user if verdict.limit_name == "user" and user else ip_token
         self.rt.events.record_throttled(
             (verdict.limit_name, key),
@@ -320,25 +384,6 @@ class SecurityMiddleware:
             ),
             RATE_EVENT_EVERY_S,
         )
-        body = json.dumps(
-            {
-                "error": "rate_limited",
-                "detail": f"too many requests ({verdict.limit_name} limit {verdict.limit}/min)",
-                "retry_after": verdict.retry_after,
-            }
-        ).encode()
-        await send_json(
-            send,
-            429,
-            body,
-            [
-                (b"retry-after", str(verdict.retry_after).encode()),
-                (b"x-ratelimit-limit", str(verdict.limit).encode()),
-                (b"x-ratelimit-remaining", str(verdict.remaining).encode()),
-                (b"x-ratelimit-reset", str(verdict.retry_after).encode()),
-                (b"x-ratelimit-scope", verdict.limit_name.encode()),
-            ],
-        )
 
     async def _refresh_caches(self) -> None:
         rt = self.rt
@@ -355,6 +400,25 @@ class SecurityMiddleware:
         task = asyncio.get_running_loop().create_task(asyncio.to_thread(fn))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+
+def _too_many_answer(verdict: Verdict, scorings: int = 1) -> tuple[int, bytes, list[tuple[str, str]]]:
+    what = "requests" if scorings == 1 else f"scorings (this batch is {scorings})"
+    body = json.dumps(
+        {
+            "error": "rate_limited",
+            "detail": f"too many {what} ({verdict.limit_name} limit {verdict.limit}/min)",
+            "retry_after": verdict.retry_after,
+        }
+    ).encode()
+    headers = [
+        ("retry-after", str(verdict.retry_after)),
+        ("x-ratelimit-limit", str(verdict.limit)),
+        ("x-ratelimit-remaining", str(verdict.remaining)),
+        ("x-ratelimit-reset", str(verdict.retry_after)),
+        ("x-ratelimit-scope", verdict.limit_name),
+    ]
+    return 429, body, headers
 
 
 def install_security(app: FastAPI, settings: Settings) -> SecurityRuntime:

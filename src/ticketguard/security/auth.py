@@ -3,7 +3,8 @@
 Tokens: the algorithm is chosen by *our* key, never by the token. HS256 is accepted only when JWT_SECRET is
 set and is checked only against it; RS256 only when JWT_PUBLIC_KEY is set and only against that key. So
 ``alg: none`` and the HS/RS confusion (an HS256 token signed with the public key as secret) are refused
-before any signature maths. ``exp``, ``iat``, ``aud``, ``iss`` and ``sub`` are required.
+before any signature maths. ``exp``, ``iat``, ``aud``, ``iss`` and ``sub`` are required, and a token may
+live at most JWT_MAX_LIFETIME_SECONDS (``exp - iat``, default 24 h): a stolen ten-year token is refused.
 
 API keys (machine clients, /api/v1/metrics): ``tgk_<prefix>_<secret>``. The prefix finds the row; the
 stored value is HMAC-SHA256(SECURITY_PEPPER, key). A slow password hash (argon2) buys nothing here: keys
@@ -70,6 +71,7 @@ class TokenVerifier:
         audience: str,
         issuer: str,
         leeway_seconds: int = 10,
+        max_lifetime_seconds: int = 86_400,
     ) -> None:
         self._hs_secret = hs_secret or None
         self._rs_key: Any = None
@@ -80,6 +82,7 @@ class TokenVerifier:
         self.audience = audience
         self.issuer = issuer
         self.leeway = leeway_seconds
+        self.max_lifetime = max_lifetime_seconds
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TokenVerifier:
@@ -89,6 +92,7 @@ class TokenVerifier:
             audience=settings.jwt_audience,
             issuer=settings.jwt_issuer,
             leeway_seconds=settings.jwt_leeway_seconds,
+            max_lifetime_seconds=settings.jwt_max_lifetime_seconds,
         )
 
     @property
@@ -126,6 +130,12 @@ class TokenVerifier:
             )
         except jwt.PyJWTError as exc:
             raise AuthError(f"token refused: {type(exc).__name__}") from None
+        issued, expires = claims.get("iat"), claims.get("exp")
+        if not isinstance(issued, int | float) or not isinstance(expires, int | float):
+            raise AuthError("token iat and exp must be numbers")
+        lifetime = float(expires) - float(issued)
+        if lifetime > self.max_lifetime:
+            raise AuthError(f"token lifetime {lifetime:.0f} s over JWT_MAX_LIFETIME_SECONDS")
         subject = claims.get("sub")
         if not isinstance(subject, str) or not subject or len(subject) > 64:
             raise AuthError("token subject must be a string of 1-64 characters")
@@ -135,6 +145,10 @@ class TokenVerifier:
         """An HS256 token for ``subject`` (for tests and the `clients token` command)."""
         if self._hs_secret is None:
             raise ValueError("JWT_SECRET is not set: only HS256 tokens can be issued here")
+        if not 0 < ttl_seconds <= self.max_lifetime:
+            raise ValueError(
+                f"ttl must be 1-{self.max_lifetime} seconds (JWT_MAX_LIFETIME_SECONDS), got {ttl_seconds}"
+            )
         claims = {
             "sub": subject,
             "aud": self.audience,

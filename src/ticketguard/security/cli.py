@@ -145,7 +145,9 @@ def clients_revoke(
 @clients_app.command("token")
 def clients_token(
     subject: str = typer.Argument(..., help="The user id the token speaks for (its `sub`)."),
-    ttl: int = typer.Option(900, "--ttl", min=1, max=86_400, help="Lifetime in seconds (1-86400)."),
+    ttl: int = typer.Option(
+        900, "--ttl", min=1, help="Lifetime in seconds, at most JWT_MAX_LIFETIME_SECONDS."
+    ),
 ) -> None:
     """Mint an HS256 bearer token with JWT_SECRET (for tests and integration set-up)."""
     from ticketguard.cli import get_settings
@@ -155,7 +157,11 @@ def clients_token(
     if settings.jwt_secret is None:
         raise _fail("JWT_SECRET is not set: nothing to sign tokens with")
     verifier = TokenVerifier.from_settings(settings)
-    out.print(verifier.issue(subject, ttl, now=int(time.time())), markup=False, highlight=False)
+    try:
+        token = verifier.issue(subject, ttl, now=int(time.time()))
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    out.print(token, markup=False, highlight=False)
 
 
 # ---------------------------------------------------------------------------------------------- blocklist

@@ -23,9 +23,11 @@ from typing import Any
 from sqlalchemy import Connection, Engine, delete, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 
+from ticketguard.kit.outage import outage_log
 from ticketguard.security.audit import audit
 from ticketguard.security.redact import hash_ip, mask_ip, mask_wallet
 from ticketguard.tables import allowlisted_wallets, blacklisted_wallets, ip_blocks
+from ticketguard.wallets import WalletError, canonical_wallet
 
 log = logging.getLogger(__name__)
 
@@ -39,14 +41,12 @@ class ListError(ValueError):
 
 
 def normalize_wallet(wallet: str) -> str:
-    value = wallet.strip().lower()
-    if not (value.startswith("0x") and 3 <= len(value) <= 42):
-        raise ListError(f"wallet must be 0x followed by up to 40 hex digits, got {mask_wallet(value)!r}")
+    """The list key of ``wallet``: its canonical spelling (`ticketguard.wallets.canonical_wallet`), so a
+    wallet listed in one spelling is found in every other. Surrounding blanks (a pasted value) are ignored."""
     try:
-        int(value[2:], 16)
-    except ValueError:
-        raise ListError(f"wallet must be 0x followed by hex digits, got {mask_wallet(value)!r}") from None
-    return value
+        return canonical_wallet(wallet.strip())
+    except WalletError as exc:
+        raise ListError(f"wallet {exc}, got {mask_wallet(wallet.strip())!r}") from None
 
 
 def _upsert(conn: Connection, table: Any, key: str, values: dict[str, Any]) -> None:
@@ -138,10 +138,14 @@ def list_wallets(conn: Connection, kind: str, now: datetime) -> list[WalletEntry
 
 def wallet_blacklisted(conn: Connection, wallet: str, now: datetime) -> bool:
     t = blacklisted_wallets
+    try:
+        wallet = normalize_wallet(wallet)
+    except ListError:
+        return False  # not an address (e.g. an erasure pseudonym): every entry is a canonical address
     return (
         conn.execute(
             select(t.c.wallet_address).where(
-                t.c.wallet_address == wallet.lower(), or_(t.c.expires_at.is_(None), t.c.expires_at > now)
+                t.c.wallet_address == wallet, or_(t.c.expires_at.is_(None), t.c.expires_at > now)
             )
         ).first()
         is not None
@@ -300,7 +304,7 @@ class IpBlockCache:
             self._snapshot = snapshot
             self._loaded_at = self._clock()
         except Exception as exc:  # keep the last snapshot; try again next time (in the background)
-            log.warning("IP block list refresh failed, keeping the last snapshot: %s", type(exc).__name__)
+            outage_log("database").failure(f"IP block list (last snapshot kept): {type(exc).__name__}")
             self._loaded_at = self._clock()
             if self.source == "none":
                 self.source = "unavailable"
@@ -324,10 +328,12 @@ class IpBlockCache:
                 snapshot = self._from_database()
                 self.publish(snapshot)
                 return snapshot
-            return {k.decode(): float(v) for k, v in raw.items()}
+            snapshot = {k.decode(): float(v) for k, v in raw.items()}
         except Exception as exc:
-            log.warning("Redis unavailable for IP blocks, reading the database: %s", type(exc).__name__)
+            outage_log("redis").failure(f"IP blocks (read from the database): {type(exc).__name__}")
             return None
+        outage_log("redis").ok()
+        return snapshot
 
     def publish(self, snapshot: dict[str, float] | None = None) -> None:
         """Write the active set to Redis (from the database unless given) with a fresh loaded marker."""
@@ -429,9 +435,7 @@ class ListChangeWatcher:
                 conn = self._connect()
             except Exception as exc:
                 self.connected = False
-                log.warning(
-                    "list change listener: cannot connect (%s); retry in %.1f s", type(exc).__name__, backoff
-                )
+                outage_log("database").failure(f"list change listener: {type(exc).__name__}")
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 30.0)
                 continue

@@ -81,8 +81,11 @@ def configure_logging(level: str = "INFO", secrets: list[str] | None = None, str
     root.setLevel(level)
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logger = logging.getLogger(name)
+        # uvicorn turns its access log off (`serve api` asks it to) by leaving that logger without a
+        # handler and not propagating: keep it off, or every request would be a line again.
+        enabled = name != "uvicorn.access" or bool(logger.handlers) or logger.propagate
         logger.handlers[:] = []
-        logger.propagate = True
+        logger.propagate = enabled
 
 
 def install_secrets(settings: Settings) -> None:

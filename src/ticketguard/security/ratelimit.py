@@ -42,30 +42,42 @@ from limits.aio.strategies import (
 )
 
 from ticketguard.config import Settings
+from ticketguard.kit.outage import outage_log
 
 log = logging.getLogger(__name__)
 
 KEY_PREFIX = "tg:rl"
 
 # KEYS: one moving-window list per limit (limits' layout: newest timestamp first, at most `limit` long).
-# ARGV: now, expiry (s), then each key's limit. Returns 0 (counted in all) or the 1-based index of the first
-# limit that refuses (counted in none). limits' acquire_moving_window.lua, for several keys at once.
+# ARGV: now, expiry (s), cost (entries to add: a batch of N scorings costs N), then each key's limit.
+# Returns 0 (counted in all) or the 1-based index of the first limit that refuses (counted in none).
+# limits' acquire_moving_window.lua (which takes the same `amount`), for several keys at once.
 MULTI_MOVING_WINDOW = """
 local now = tonumber(ARGV[1])
 local expiry = tonumber(ARGV[2])
+local amount = tonumber(ARGV[3])
 for i = 1, #KEYS do
-    local limit = tonumber(ARGV[2 + i])
-    if limit < 1 then
+    local limit = tonumber(ARGV[3 + i])
+    if amount > limit then
         return i
     end
-    local entry = redis.call('lindex', KEYS[i], limit - 1)
+    local entry = redis.call('lindex', KEYS[i], limit - amount)
     if entry and tonumber(entry) >= now - expiry then
         return i
     end
 end
 for i = 1, #KEYS do
-    redis.call('lpush', KEYS[i], now)
-    redis.call('ltrim', KEYS[i], 0, tonumber(ARGV[2 + i]) - 1)
+    local pushed = 0
+    while pushed < amount do
+        local n = math.min(5000, amount - pushed)
+        local entries = {}
+        for j = 1, n do
+            entries[j] = now
+        end
+        redis.call('lpush', KEYS[i], unpack(entries))
+        pushed = pushed + n
+    end
+    redis.call('ltrim', KEYS[i], 0, tonumber(ARGV[3 + i]) - 1)
     redis.call('expire', KEYS[i], expiry)
 end
 return 0
@@ -118,6 +130,7 @@ class RateLimitService:
         self._multi: Any | None = None  # the registered MULTI_MOVING_WINDOW script (moving window only)
         self._local = self._strategy_cls(MemoryStorage())
         self._breaker_until = 0.0
+        self._redis = outage_log("redis")  # one line per outage and interval, not per breaker trip
 
     @classmethod
     def from_settings(cls, settings: Settings, *, key_prefix: str = KEY_PREFIX) -> RateLimitService:
@@ -166,57 +179,54 @@ class RateLimitService:
     def breaker_open(self) -> bool:
         return self._clock() < self._breaker_until
 
-    async def hit(self, name: str, key: str, per_minute: int) -> Verdict:
+    async def hit(self, name: str, key: str, per_minute: int, cost: int = 1) -> Verdict:
         """Count one request against ``name``/``key`` at ``per_minute``; the verdict says if it may pass."""
-        return await self.hit_all([(name, key, per_minute)])
+        return await self.hit_all([(name, key, per_minute)], cost)
 
-    async def hit_all(self, limits: list[Limit]) -> Verdict:
-        """Count one request against all ``limits`` if every one lets it pass (then ALLOWED); otherwise
-        count it in none and return the first refusal, in the order given."""
-        if not limits:
+    async def hit_all(self, limits: list[Limit], cost: int = 1) -> Verdict:
+        """Count ``cost`` units (scorings: 1 per request, N for a batch of N) against all ``limits`` if every
+        one has room for all of them (then ALLOWED); otherwise count them in none and return the first
+        refusal, in the order given."""
+        if not limits or cost < 1:
             return ALLOWED
         if self._redis_url is not None and not self.breaker_open():
             limiter = self._shared_limiter()
             try:
                 # One request spends at most 2 × the timeout on Redis, whatever happens inside.
-                return await asyncio.wait_for(
-                    self._shared_hit_retrying(limiter, limits), timeout=self._timeout * 2
+                verdict = await asyncio.wait_for(
+                    self._shared_hit_retrying(limiter, limits, cost), timeout=self._timeout * 2
                 )
+                self._redis.ok()
+                return verdict
             except Exception as exc:  # StorageError, timeouts, refused: never the request's fault
                 self._breaker_until = self._clock() + self.BREAKER_SECONDS
                 cause = getattr(exc, "storage_error", None) or exc.__cause__ or exc
-                log.warning(
-                    "rate-limit storage unavailable, policy %s for %.0f s: %s: %s",
-                    self._on_error,
-                    self.BREAKER_SECONDS,
-                    type(cause).__name__,
-                    str(cause)[:200],
-                )
+                self._redis.failure(f"rate limits ({self._on_error} policy): {type(cause).__name__}")
         verdict = ALLOWED
         for name, key, per_minute in limits:
-            verdict = await self._degraded(name, key, per_minute)
+            verdict = await self._degraded(name, key, per_minute, cost)
             if not verdict.allowed:
                 return verdict
         return verdict
 
-    async def _shared_hit_retrying(self, limiter: RateLimiter, limits: list[Limit]) -> Verdict:
+    async def _shared_hit_retrying(self, limiter: RateLimiter, limits: list[Limit], cost: int) -> Verdict:
         try:
-            return await self._shared_hit(limiter, limits)
+            return await self._shared_hit(limiter, limits, cost)
         except Exception:
             # One retry absorbs a lone slow reply (a busy event loop, a cold connection). A timed-out hit may
             # still have counted, so a retry can only make the limit stricter, never looser.
             if self.breaker_open():
                 raise
-            return await self._shared_hit(limiter, limits)
+            return await self._shared_hit(limiter, limits, cost)
 
-    async def _shared_hit(self, limiter: RateLimiter, limits: list[Limit]) -> Verdict:
+    async def _shared_hit(self, limiter: RateLimiter, limits: list[Limit], cost: int) -> Verdict:
         if self._multi is not None:
             items = [RateLimitItemPerMinute(per_minute) for _, _, per_minute in limits]
             keys = [
                 f"{self._prefix}:{item.key_for(name, key)}"
                 for item, (name, key, _) in zip(items, limits, strict=True)
             ]
-            args = [time.time(), items[0].get_expiry(), *(per_minute for _, _, per_minute in limits)]
+            args = [time.time(), items[0].get_expiry(), cost, *(per_minute for _, _, per_minute in limits)]
             refused = int(await self._multi(keys=keys, args=args))
             if refused == 0:
                 return ALLOWED
@@ -225,14 +235,14 @@ class RateLimitService:
             return self._refused(name, per_minute, stats.reset_time, stats.remaining, "redis")
         for name, key, per_minute in limits:
             item = RateLimitItemPerMinute(per_minute)
-            if not await limiter.hit(item, name, key):
+            if not await limiter.hit(item, name, key, cost=cost):
                 stats = await limiter.get_window_stats(item, name, key)
                 return self._refused(name, per_minute, stats.reset_time, stats.remaining, "redis")
         return ALLOWED
 
-    async def _degraded(self, name: str, key: str, per_minute: int) -> Verdict:
+    async def _degraded(self, name: str, key: str, per_minute: int, cost: int = 1) -> Verdict:
         if self._redis_url is None:  # no Redis configured: the in-process limiter is the limiter
-            return await self._hit_local(name, key, per_minute, per_minute, "local")
+            return await self._hit_local(name, key, per_minute, per_minute, "local", cost)
         if self._on_error == "open":
             return Verdict(allowed=True, backend="open")
         if self._on_error == "closed":
@@ -240,11 +250,13 @@ class RateLimitService:
                 False, name, per_minute, retry_after=int(self.BREAKER_SECONDS) + 1, backend="closed"
             )
         share = max(1, math.ceil(per_minute / self._workers))
-        return await self._hit_local(name, key, per_minute, share, "local")
+        return await self._hit_local(name, key, per_minute, share, "local", cost)
 
-    async def _hit_local(self, name: str, key: str, limit: int, share: int, backend: str) -> Verdict:
+    async def _hit_local(
+        self, name: str, key: str, limit: int, share: int, backend: str, cost: int = 1
+    ) -> Verdict:
         item = RateLimitItemPerMinute(share)
-        if await self._local.hit(item, name, key):
+        if await self._local.hit(item, name, key, cost=cost):
             return Verdict(allowed=True, backend=backend)
         stats = await self._local.get_window_stats(item, name, key)
         return self._refused(name, limit, stats.reset_time, stats.remaining, backend)

@@ -86,6 +86,8 @@ def apply_response(
     """Record and apply one response. The caller has checked it is not a repeat (see correlation)."""
     if action not in ACTIONS:
         raise ResponseError(f"action must be one of {', '.join(ACTIONS)}, got {action!r}")
+    if action == "blacklist_wallet":
+        target = lists.normalize_wallet(target)  # one spelling per wallet, as every list entry
     expires_at = now + duration if duration is not None else None
     actor = f"rule:{rule}"
     effect: dict[str, Any] = dict(params)

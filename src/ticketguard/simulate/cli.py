@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import typer
@@ -24,10 +24,18 @@ def _parse_start(value: str) -> datetime:
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
+def window_ending_now(days: int, now: datetime | None = None) -> datetime:
+    """The start of a ``days``-long window that ends at ``now`` (to the second)."""
+    end = (now or datetime.now(UTC)).replace(microsecond=0)
+    return end - timedelta(days=days)
+
+
 def simulate_command(
     transactions: int = typer.Option(200_000, "--transactions", "-n", min=1000, help="Exact number to make."),
     seed: int = typer.Option(7, help="Same seed, same history."),
-    start: str = typer.Option("2026-01-05", help="First day of the history (UTC, ISO date)."),
+    start: str | None = typer.Option(
+        None, help="First day of the history (UTC, ISO date); default: the window ends now."
+    ),
     days: int = typer.Option(120, min=14, help="Length of the history in days."),
     fraud_rate: float = typer.Option(
         0.012, min=0.001, max=0.19, help="Target share of fraudulent transactions."
@@ -45,9 +53,12 @@ def simulate_command(
     from ticketguard.simulate.domain import SimulationConfig, simulate, summarize
     from ticketguard.simulate.service import SimulationTargetError, write_to_database, write_to_files
 
+    # By default the history ends now, so a model served right after (`make demo`) scores requests with
+    # recent history behind them: wallets with an age, events on sale with sales.
+    first = _parse_start(start) if start is not None else window_ending_now(days)
     try:
         config = SimulationConfig(
-            transactions=transactions, seed=seed, start=_parse_start(start), days=days, fraud_rate=fraud_rate
+            transactions=transactions, seed=seed, start=first, days=days, fraud_rate=fraud_rate
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
