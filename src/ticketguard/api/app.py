@@ -234,6 +234,7 @@ def create_app(
     service: ScoringService | None = None,
 ) -> FastAPI:
     from ticketguard.api.kpis import router as kpis_router
+    from ticketguard.api.lifecycle import router as lifecycle_router
     from ticketguard.api.routes import router
 
     engine = engine or api_engine(settings)
@@ -274,6 +275,7 @@ def create_app(
     app.state.redis = redis_client(settings)
     app.include_router(router)
     app.include_router(kpis_router)  # GET /api/v1/metrics (business KPIs, metrics-scope API key)
+    app.include_router(lifecycle_router)  # GET /health/live, /health/ready (load balancers, orchestrators)
     app.add_exception_handler(RequestValidationError, _validation_error)
     _install_security(app, settings)
     app.add_middleware(RequestGuard, max_body_bytes=settings.api_max_body_bytes)

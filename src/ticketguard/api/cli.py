@@ -56,7 +56,9 @@ def serve_api(
         # The client IP comes only from TRUSTED_PROXIES (ticketguard.security.netaddr); uvicorn's own
         # proxy-header handling would believe any X-Forwarded-For sent from 127.0.0.1.
         proxy_headers=False,
-        timeout_graceful_shutdown=10,
+        # SIGTERM: stop accepting, let requests in flight finish within the grace, then the lifespan's
+        # shutdown writes every queued answer (docs/deploy.md "Lifecycle").
+        timeout_graceful_shutdown=settings.api_shutdown_grace_seconds,
         # Longer than a load balancer's idle timeout (ALB: 60 s) and than a client's pause between calls,
         # so the server is never the side that closes a keep-alive connection a client is reusing.
         timeout_keep_alive=75,

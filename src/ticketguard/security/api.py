@@ -56,7 +56,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-OPEN_PATHS = frozenset({"/health", "/docs", "/openapi.json", "/redoc", "/docs/oauth2-redirect"})
+OPEN_PATHS = frozenset(
+    {"/health", "/health/live", "/health/ready", "/docs", "/openapi.json", "/redoc", "/docs/oauth2-redirect"}
+)
 SCORING_PREFIX = "/api/v1/ml/"
 METRICS_API_PATH = "/api/v1/metrics"
 PROMETHEUS_PATH = "/metrics"
