@@ -256,8 +256,14 @@ def create_app(
         try:
             yield
         finally:
+            # Requests in flight have finished (uvicorn waited for them); stopping the committer writes every
+            # answer still queued before the process exits.
             refresher.stop()
             scoring.stop()
+            log.info(
+                "worker stopped: group commit drained",
+                extra={"batches": scoring.committer.batches, "rows": scoring.committer.rows},
+            )
             security = getattr(_app.state, "security", None)
             if security is not None:
                 security.events.close()  # flush queued security events, stop their writer thread
