@@ -244,3 +244,17 @@ def test_worker_stop_finishes_a_job_within_its_grace_or_abandons_it(
     assert done.wait(10)
     time.sleep(0.3)  # the abandoned thread records its own end; then the database file may go
     engine.dispose()
+
+
+def test_live_fails_when_the_group_commit_thread_is_gone(sqlite_url: str, tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from ticketguard.api.app import create_app
+
+    app = create_app(make_settings(sqlite_url, tmp_path))
+    with TestClient(app) as client:
+        assert client.get("/health/live").json() == {"status": "alive"}
+        app.state.scoring.committer.stop()
+        dead = client.get("/health/live")
+        assert dead.status_code == 503
+        assert dead.json()["reason"] == "group-commit thread stopped"
