@@ -247,14 +247,19 @@ def test_worker_stop_finishes_a_job_within_its_grace_or_abandons_it(
 
 
 def test_live_fails_when_the_group_commit_thread_is_gone(sqlite_url: str, tmp_path: Path) -> None:
-    from fastapi.testclient import TestClient
+    from scoring_fixtures import running_api
 
-    from ticketguard.api.app import create_app
+    from ticketguard.api.app import api_engine
+    from ticketguard.ml.serving import LiveModel
+    from ticketguard.scoring.service import ScoringService
 
-    app = create_app(make_settings(sqlite_url, tmp_path))
-    with TestClient(app) as client:
-        assert client.get("/health/live").json() == {"status": "alive"}
-        app.state.scoring.committer.stop()
-        dead = client.get("/health/live")
+    settings = make_settings(sqlite_url, tmp_path)
+    engine = api_engine(settings)
+    service = ScoringService(settings, engine, LiveModel.from_settings(settings, engine))
+    with running_api(settings, engine=engine, service=service) as base:
+        assert httpx.get(f"{base}/health/live").json() == {"status": "alive"}
+        service.committer.stop()
+        dead = httpx.get(f"{base}/health/live")
         assert dead.status_code == 503
         assert dead.json()["reason"] == "group-commit thread stopped"
+    engine.dispose()
