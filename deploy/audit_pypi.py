@@ -33,7 +33,8 @@ def check(client: httpx.Client, name: str, version: str) -> tuple[str, str, str]
 
 
 def main(path: str) -> int:
-    pins = [line.strip().split("==", 1) for line in open(path) if "==" in line]
+    with open(path) as f:
+        pins = [line.strip().split("==", 1) for line in f if "==" in line]
     with httpx.Client(timeout=20) as client, ThreadPoolExecutor(8) as pool:
         results = list(pool.map(lambda p: check(client, p[0], p[1]), pins))
     checked = [r for r in results if not r[2].startswith("not checked")]

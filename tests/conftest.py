@@ -23,6 +23,9 @@ from sqlalchemy import Engine, create_engine, make_url, text
 from ticketguard.kit import migrate
 from ticketguard.kit.db import make_engine
 
+# Shared fixtures of other rooms (a recording HTTP receiver for notifier and callback tests).
+pytest_plugins = ("delivery_fixtures",)
+
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 DEFAULT_REDIS = "redis://127.0.0.1:6379/0"

@@ -83,6 +83,7 @@ def _register_subcommands() -> None:
     # Imported here so `ticketguard --help` stays fast and one broken capability cannot hide the others.
     from ticketguard.api.cli import register as register_api
     from ticketguard.chain.cli import register as register_chain
+    from ticketguard.delivery.cli import register as register_delivery
     from ticketguard.ingest.cli import register as register_ingest
     from ticketguard.jobs.cli import register as register_jobs
     from ticketguard.ml.cli import register as register_ml
@@ -102,6 +103,7 @@ def _register_subcommands() -> None:
     register_ml(app)
     register_api(app)
     register_security(app)
+    register_delivery(app)
 
 
 _register_subcommands()

@@ -183,6 +183,28 @@ class Settings(BaseSettings):
     slack_webhook: SecretStr | None = None
     pagerduty_api_key: SecretStr | None = None
 
+    # --- delivery: the outbox every notification and callback leaves through (docs/delivery.md) -------
+    outbox_poll_seconds: float = Field(
+        default=5, ge=1, le=3600, description="How often the worker sends what is due in the outbox."
+    )
+    outbox_max_attempts: int = Field(
+        default=12, ge=1, le=100, description="Tries per message before it is dead (a security event)."
+    )
+    outbox_backoff_base_seconds: float = Field(
+        default=5, gt=0, le=3600, description="Delay after the first failure; doubles per failure."
+    )
+    outbox_backoff_max_seconds: float = Field(
+        default=300, gt=0, le=86_400, description="Longest delay between two tries."
+    )
+    outbox_send_timeout_seconds: float = Field(
+        default=5, gt=0, le=120, description="Timeout of one send (connect + answer)."
+    )
+    webhook_signing_secret: SecretStr | None = Field(
+        default=None,
+        description="HMAC-SHA256 key of signed webhooks (X-Ticketguard-Signature); the webhook channel "
+        "sends nothing without it.",
+    )
+
     # --- model and decisions ---------------------------------------------------------------------
     model_version: str | None = Field(
         default=None, description="Pin the served model; unset means the registry's live version."

@@ -447,3 +447,35 @@ security_responses = Table(
     Column("reverted_by", String(64)),
     Index("idx_security_responses_rule_target", "rule", "target", "created_at"),
 )
+
+
+# --- delivery (migration 0007): the outbox of everything sent over the network (see docs/delivery.md) -----
+# A row is written in the same transaction as the change it reports (a review decided, an alert fired) and
+# sent by the worker at least once; the receiver deduplicates on idempotency_key. Rows sharing an
+# ordering_key are sent strictly in id order (a PagerDuty resolve never overtakes its trigger).
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("channel", String(32), nullable=False, comment="webhook, pagerduty, slack, email, ..."),
+    Column("destination", Text, nullable=False, server_default="", comment="URL or address; '' = default"),
+    Column("payload", JSONType, nullable=False),
+    Column("idempotency_key", String(128), nullable=False, unique=True),
+    Column("ordering_key", String(128), comment="rows with the same key are sent in id order"),
+    Column("source", String(32), nullable=False, comment="review, alert, test, ..."),
+    Column("status", String(16), nullable=False, server_default="pending", comment="pending|sent|dead"),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column(
+        "next_attempt_at",
+        UTCDateTime,
+        nullable=False,
+        server_default=func.now(),
+        comment="due time; while a sender holds the row, the end of its lease",
+    ),
+    Column("last_error", Text),
+    Column("created_at", UTCDateTime, nullable=False, server_default=func.now()),
+    Column("sent_at", UTCDateTime),
+    CheckConstraint("status IN ('pending', 'sent', 'dead')", name="status"),
+    Index("idx_outbox_due", "status", "next_attempt_at"),
+    Index("idx_outbox_ordering", "ordering_key", "id"),
+)

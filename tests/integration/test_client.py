@@ -60,9 +60,12 @@ def test_predict_batch_and_model_info_return_typed_results(db_url: str, tmp_path
         check = guard.predict(first)
         assert (check.decision, check.source, check.attempts) == ("MANUAL_REVIEW", "model", 1)
         assert check.transaction_id == first.transaction_id
-        assert check.fraud_score is not None and 0.65 < check.fraud_score <= 0.85
+        assert check.fraud_score is not None
+        assert 0.65 < check.fraud_score <= 0.85
         assert check.model_version == "ladder-1"
-        assert check.top_features and check.reasons and not check.degraded
+        assert check.top_features
+        assert check.reasons
+        assert not check.degraded
         assert guard.predict(first) == check  # the same id again: the stored answer
         with pytest.raises(IdempotencyConflict, match="409"):
             guard.predict(purchase(transaction_id=first.transaction_id, price_paid=Decimal("51")))
@@ -84,19 +87,25 @@ def test_predict_batch_and_model_info_return_typed_results(db_url: str, tmp_path
 
 
 def test_invalid_request_is_raised_naming_the_field_not_retried(sqlite_url: str, tmp_path: Path) -> None:
-    with ticketguard_api(sqlite_url, tmp_path) as base, Receiver(base) as receiver:
-        with TicketguardClient(receiver.url, retry=FAST) as guard:
-            with pytest.raises(RequestRejected, match="wallet_address") as info:
-                guard.predict(purchase(wallet_address="not-a-wallet"))
-        assert info.value.status == 422
+    with (
+        ticketguard_api(sqlite_url, tmp_path) as base,
+        Receiver(base) as receiver,
+        TicketguardClient(receiver.url, retry=FAST) as guard,
+    ):
+        with pytest.raises(RequestRejected, match="wallet_address") as info:
+            guard.predict(purchase(wallet_address="not-a-wallet"))
         assert receiver.requests == 1
+    assert info.value.status == 422
 
 
 def test_a_lost_answer_is_retried_with_the_same_id_and_stored_once(sqlite_url: str, tmp_path: Path) -> None:
-    with ticketguard_api(sqlite_url, tmp_path) as base, Receiver(base, drop_first=1) as receiver:
-        with TicketguardClient(receiver.url, retry=FAST) as guard:
-            txn = purchase()
-            check = guard.predict(txn)
+    with (
+        ticketguard_api(sqlite_url, tmp_path) as base,
+        Receiver(base, drop_first=1) as receiver,
+        TicketguardClient(receiver.url, retry=FAST) as guard,
+    ):
+        txn = purchase()
+        check = guard.predict(txn)
     # The first request was scored and stored upstream, its answer lost; the retry got the stored answer.
     assert receiver.requests == 2
     assert (check.source, check.decision, check.attempts) == ("model", "APPROVED", 2)
@@ -141,9 +150,12 @@ def test_a_hanging_server_costs_at_most_the_budget() -> None:
 
 
 def test_no_live_model_503_is_retried_then_the_fail_policy(sqlite_url: str, tmp_path: Path) -> None:
-    with ticketguard_api(sqlite_url, tmp_path, model=False) as base, Receiver(base) as receiver:
-        with TicketguardClient(receiver.url, retry=FAST) as guard:
-            held = guard.predict(purchase())
+    with (
+        ticketguard_api(sqlite_url, tmp_path, model=False) as base,
+        Receiver(base) as receiver,
+        TicketguardClient(receiver.url, retry=FAST) as guard,
+    ):
+        held = guard.predict(purchase())
     assert receiver.requests == FAST.max_attempts
     assert (held.decision, held.source, held.degraded_reasons) == (
         "MANUAL_REVIEW",

@@ -145,8 +145,8 @@ def test_sigterm_drains_requests_in_flight_and_writes_them_all(postgres_url: str
                 with engine.connect() as conn:
                     activity = conn.execute(
                         text(
-                            "SELECT state, wait_event_type, wait_event, left(query, 80) FROM pg_stat_activity "
-                            "WHERE datname = current_database()"
+                            "SELECT state, wait_event_type, wait_event, left(query, 80) "
+                            "FROM pg_stat_activity WHERE datname = current_database()"
                         )
                     ).all()
                 done = [f.result().text[:300] for f in futures if f.done() and not f.exception()]

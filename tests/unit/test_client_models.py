@@ -39,7 +39,7 @@ def test_transaction_refuses_bad_fields_by_name_and_sends_exact_money() -> None:
     with pytest.raises(ValueError, match="transaction_id must be a non-empty string"):
         Transaction("", "0xabc", "k", 5)
     with pytest.raises(ValueError, match="timestamp must carry a timezone"):
-        Transaction("t", "0xabc", "k", 5, timestamp=datetime(2026, 1, 1))  # noqa: DTZ001
+        Transaction("t", "0xabc", "k", 5, timestamp=datetime(2026, 1, 1))
     body = Transaction("t", "0xabc", "k", Decimal("0.10000000001")).to_json()
     assert body["price_paid"] == "0.10000000001"
     assert "event_id" not in body

@@ -20,7 +20,8 @@ DEPLOY = ROOT / "deploy"
 
 def _render_module() -> Any:
     spec = importlib.util.spec_from_file_location("deploy_render", DEPLOY / "render.py")
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules["deploy_render"] = module
     spec.loader.exec_module(module)

@@ -66,15 +66,16 @@ def list_command() -> None:
     """Every job, when the worker runs it, and how its last run went."""
     from ticketguard.jobs.registry import JOBS
     from ticketguard.jobs.runner import last_runs
-    from ticketguard.jobs.schedule import SCHEDULE
+    from ticketguard.jobs.schedule import schedule_for
 
-    when = {entry.job: entry.describe() for entry in SCHEDULE}
+    settings = None
     try:
-        _, engine = _ready()
+        settings, engine = _ready()
         latest = last_runs(engine)
         engine.dispose()
     except typer.Exit:
         latest = {}
+    when = {entry.job: entry.describe() for entry in schedule_for(settings)}
     table = Table(title="jobs")
     for column in ("job", "schedule", "last run (UTC)", "status"):
         table.add_column(column, no_wrap=True)

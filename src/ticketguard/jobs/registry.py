@@ -36,6 +36,12 @@ class Job:
     name: str
     description: str
     run: Callable[[JobContext], Counts]
+    # A job that runs every few seconds records a run only when it did something or failed (its counts'
+    # `attempted` > 0): thousands of empty "succeeded" rows a day would bury the runs people look for.
+    record_idle: bool = True
+
+    def did_work(self, counts: Counts) -> bool:
+        return self.record_idle or bool(counts.get("attempted", 0))
 
 
 def _etl(ctx: JobContext) -> Counts:
@@ -92,6 +98,12 @@ def _security(ctx: JobContext) -> Counts:
     return correlation_job(ctx.settings, ctx.engine, ctx.now)
 
 
+def _deliver_outbox(ctx: JobContext) -> Counts:
+    from ticketguard.delivery.service import deliver
+
+    return deliver(ctx.settings, ctx.engine).counts()
+
+
 JOBS: dict[str, Job] = {
     job.name: job
     for job in (
@@ -111,6 +123,12 @@ JOBS: dict[str, Job] = {
         ),
         Job("retrain", "Retrain the fraud model; auto-deploy only through the promotion gate.", _retrain),
         Job("security-correlation", "Correlation rules → automated responses (docs/security.md).", _security),
+        Job(
+            "deliver-outbox",
+            "Send due notifications and callbacks, with retries (docs/delivery.md).",
+            _deliver_outbox,
+            record_idle=False,
+        ),
     )
 }
 

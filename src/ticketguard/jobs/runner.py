@@ -88,21 +88,27 @@ def run_job(
         log.warning("job skipped", extra={"job": job.name, "reason": message})
         return JobRun(run_id, job.name, trigger, "skipped", started, started, error=message)
     try:
-        with engine.begin() as conn:
-            # We hold the job's lock, so a run still marked running was cut off (killed worker, lost host).
-            conn.execute(
-                runs.update()
-                .where(runs.c.job_name == job.name, runs.c.status == "running")
-                .values(status="abandoned", finished_at=started, error="the process running it stopped")
-            )
-            run_id = conn.execute(
-                runs.insert()
-                .values(
-                    job_name=job.name, trigger=trigger, status="running", started_at=started, runner=_runner()
+        run_id = None
+        if job.record_idle:
+            with engine.begin() as conn:
+                # We hold the job's lock: a run still marked running was cut off (killed worker, lost host).
+                conn.execute(
+                    runs.update()
+                    .where(runs.c.job_name == job.name, runs.c.status == "running")
+                    .values(status="abandoned", finished_at=started, error="the process running it stopped")
                 )
-                .returning(runs.c.id)
-            ).scalar_one()
-        log.info("job started", extra={"job": job.name, "trigger": trigger, "run_id": run_id})
+                run_id = conn.execute(
+                    runs.insert()
+                    .values(
+                        job_name=job.name,
+                        trigger=trigger,
+                        status="running",
+                        started_at=started,
+                        runner=_runner(),
+                    )
+                    .returning(runs.c.id)
+                ).scalar_one()
+            log.info("job started", extra={"job": job.name, "trigger": trigger, "run_id": run_id})
         clock = time.perf_counter()
         status, counts, error = "succeeded", {}, None
         try:
@@ -115,12 +121,21 @@ def run_job(
             status, error = "failed", f"{type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS]
             log.exception("job failed", extra={"job": job.name, "run_id": run_id})
         finished = started + timedelta(seconds=time.perf_counter() - clock)
-        with engine.begin() as conn:
-            conn.execute(
-                runs.update()
-                .where(runs.c.id == run_id)
-                .values(status=status, finished_at=finished, counts=counts or None, error=error)
-            )
+        values = {"status": status, "finished_at": finished, "counts": counts or None, "error": error}
+        if run_id is not None:
+            with engine.begin() as conn:
+                conn.execute(runs.update().where(runs.c.id == run_id).values(**values))
+        elif status != "succeeded" or job.did_work(counts) or trigger != "schedule":
+            with engine.begin() as conn:
+                run_id = conn.execute(
+                    runs.insert()
+                    .values(
+                        job_name=job.name, trigger=trigger, started_at=started, runner=_runner(), **values
+                    )
+                    .returning(runs.c.id)
+                ).scalar_one()
+        else:
+            return JobRun(None, job.name, trigger, status, started, finished, counts, error)
         log.info("job finished", extra={"job": job.name, "status": status, "run_id": run_id})
         return JobRun(run_id, job.name, trigger, status, started, finished, counts, error)
     finally:

@@ -5,14 +5,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
+if TYPE_CHECKING:
+    from ticketguard.config import Settings
+
 # Retraining runs every 14 days counted from this Sunday, after the nightly ETL (02:00) and the weekly
 # retention (Sun 03:00) have finished; cron's "*/14" day-of-month is not every 14 days.
 RETRAIN_ANCHOR = datetime(2026, 1, 4, 4, 0, tzinfo=UTC)
+DEFAULT_OUTBOX_POLL_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -52,7 +57,7 @@ class ScheduledJob:
         return f"every {self.every.days} days{since}" if self.every.days else f"every {self.every}{since}"
 
 
-SCHEDULE: tuple[ScheduledJob, ...] = (
+_FIXED: tuple[ScheduledJob, ...] = (
     ScheduledJob("etl", cron="0 2 * * *", grace=timedelta(hours=2)),
     ScheduledJob("refresh-views", cron="*/5 * * * *", grace=timedelta(minutes=4)),
     ScheduledJob("retention", cron="0 3 * * sun", grace=timedelta(hours=6)),
@@ -60,3 +65,15 @@ SCHEDULE: tuple[ScheduledJob, ...] = (
     ScheduledJob("retrain", every=timedelta(days=14), anchor=RETRAIN_ANCHOR, grace=timedelta(hours=6)),
     ScheduledJob("security-correlation", cron="* * * * *", grace=timedelta(seconds=50)),
 )
+
+
+def schedule_for(settings: Settings | None = None) -> tuple[ScheduledJob, ...]:
+    """The schedule with the intervals the settings choose (the defaults without settings)."""
+    poll = settings.outbox_poll_seconds if settings is not None else DEFAULT_OUTBOX_POLL_SECONDS
+    return (
+        *_FIXED,
+        ScheduledJob("deliver-outbox", every=timedelta(seconds=poll), grace=timedelta(seconds=poll)),
+    )
+
+
+SCHEDULE = schedule_for()

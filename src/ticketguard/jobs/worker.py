@@ -22,7 +22,7 @@ from ticketguard.config import Settings
 from ticketguard.jobs.locks import NamedLock, current_holder, make_lock
 from ticketguard.jobs.registry import JOBS, Job, get_job
 from ticketguard.jobs.runner import abandon_running, run_job
-from ticketguard.jobs.schedule import SCHEDULE, ScheduledJob
+from ticketguard.jobs.schedule import ScheduledJob, schedule_for
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ class WorkerAlreadyRunning(RuntimeError):
 def build_scheduler(
     settings: Settings,
     engine: Engine,
-    schedule: Sequence[ScheduledJob] = SCHEDULE,
+    schedule: Sequence[ScheduledJob] | None = None,
     jobs: Mapping[str, Job] = JOBS,
 ) -> BackgroundScheduler:
     scheduler = BackgroundScheduler(
@@ -46,7 +46,7 @@ def build_scheduler(
         executors={"default": ThreadPoolExecutor(WORKER_THREADS)},
         job_defaults={"coalesce": True, "max_instances": 1},
     )
-    for entry in schedule:
+    for entry in schedule if schedule is not None else schedule_for(settings):
         get_job(entry.job, jobs)  # a schedule naming an unknown job fails at start, not at 03:00 on Sunday
         scheduler.add_job(
             run_job,
@@ -103,7 +103,7 @@ def run_worker(
     *,
     stop: threading.Event,
     wait: bool = False,
-    schedule: Sequence[ScheduledJob] = SCHEDULE,
+    schedule: Sequence[ScheduledJob] | None = None,
     jobs: Mapping[str, Job] = JOBS,
     check_seconds: float = 5.0,
     on_started: Callable[[BackgroundScheduler], None] | None = None,
@@ -119,6 +119,8 @@ def run_worker(
     lock = acquire_worker_lock(settings, engine, wait=wait, stop=stop, poll_seconds=min(check_seconds, 2.0))
     if lock is None:
         return []
+    if schedule is None:
+        schedule = schedule_for(settings)
     scheduler = build_scheduler(settings, engine, schedule, jobs)
     # Runs missed while no worker was up run once now (a restart at 02:05 must not skip a day's ETL).
     now = datetime.now(UTC)

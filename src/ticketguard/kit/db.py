@@ -10,12 +10,23 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sqlalchemy import Connection, Engine, Table, create_engine, event, make_url
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.pool import NullPool
 
 SQLITE_TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
 
 
 SQLITE_BULK_CACHE_KIB = 256 * 1024
+
+
+def dialect_insert(conn: Connection, table: Table) -> postgresql.Insert | sqlite.Insert:
+    """INSERT with the dialect's ON CONFLICT clauses (``on_conflict_do_nothing`` / ``_do_update``)."""
+    dialect = conn.dialect.name
+    if dialect == "postgresql":
+        return postgresql.insert(table)
+    if dialect == "sqlite":
+        return sqlite.insert(table)
+    raise NotImplementedError(f"ticketguard supports PostgreSQL and SQLite, not {dialect}")
 
 
 def make_engine(url: str, *, pool_size: int = 5, statement_timeout_ms: int = 5000, **kwargs: Any) -> Engine:

@@ -1,0 +1,45 @@
+"""Wiring: the senders and the retry policy the settings ask for, and the worker's delivery pass."""
+
+from __future__ import annotations
+
+from sqlalchemy import Engine
+
+from ticketguard.config import Settings
+from ticketguard.delivery.outbox import DeliveryReport, RetryPolicy, Sender, deliver_due
+from ticketguard.delivery.senders import WebhookSender
+
+OUTBOX_BATCH = 20  # messages claimed per lease
+
+
+def retry_policy(settings: Settings) -> RetryPolicy:
+    return RetryPolicy(
+        max_attempts=settings.outbox_max_attempts,
+        base_seconds=settings.outbox_backoff_base_seconds,
+        max_seconds=settings.outbox_backoff_max_seconds,
+        # a claimed batch is sent one message after another, each within the timeout
+        lease_seconds=max(60.0, settings.outbox_send_timeout_seconds * OUTBOX_BATCH * 2),
+    )
+
+
+def senders_from_settings(settings: Settings) -> dict[str, Sender]:
+    """One sender per channel the settings configure; a channel left out keeps its rows pending (and says
+    so in `ticketguard outbox status`) rather than dropping them."""
+    senders: dict[str, Sender] = {}
+    if settings.webhook_signing_secret is not None:
+        senders["webhook"] = WebhookSender(
+            settings.webhook_signing_secret.get_secret_value(),
+            timeout_seconds=settings.outbox_send_timeout_seconds,
+        )
+    return senders
+
+
+def deliver(settings: Settings, engine: Engine) -> DeliveryReport:
+    """One delivery pass with the configured senders (the `deliver-outbox` job)."""
+    senders = senders_from_settings(settings)
+    try:
+        return deliver_due(engine, senders, policy=retry_policy(settings), batch=OUTBOX_BATCH)
+    finally:
+        for sender in senders.values():
+            close = getattr(sender, "close", None)
+            if close is not None:
+                close()
