@@ -10,6 +10,13 @@
 # debootstrap image of deploy/base-image.sh).
 ARG BASE_IMAGE=python:3.11-slim
 
+# --------------------------------------------------------------------------------------- requirements
+# The dependency list alone, so that editing pyproject.toml's tool settings does not reinstall everything:
+# the build stage's install layer is reused while this file's content is unchanged.
+FROM ${BASE_IMAGE} AS requirements
+COPY pyproject.toml /tmp/pyproject.toml
+RUN python3 -c "import tomllib; print('\n'.join(tomllib.load(open('/tmp/pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/requirements.txt
+
 # ---------------------------------------------------------------------------------------------- build
 FROM ${BASE_IMAGE} AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PIP_DEFAULT_TIMEOUT=120
@@ -20,12 +27,11 @@ RUN python3 -m venv /opt/venv \
  && if ls /tmp/ca/*.crt >/dev/null 2>&1; then cat /tmp/ca/*.crt > /tmp/ca/bundle.pem; fi
 WORKDIR /src
 # Dependencies in their own layer: a code change does not reinstall them.
-COPY pyproject.toml ./
+COPY --from=requirements /tmp/requirements.txt /tmp/requirements.txt
 ARG EXTRA_PACKAGES=""
 RUN if [ -f /tmp/ca/bundle.pem ]; then export PIP_CERT=/tmp/ca/bundle.pem; fi \
- && python3 -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/requirements.txt \
  && /opt/venv/bin/pip install --quiet -r /tmp/requirements.txt ${EXTRA_PACKAGES}
-COPY README.md ./
+COPY pyproject.toml README.md ./
 COPY src ./src
 RUN if [ -f /tmp/ca/bundle.pem ]; then export PIP_CERT=/tmp/ca/bundle.pem; fi \
  && /opt/venv/bin/pip install --quiet --no-deps . \

@@ -25,7 +25,7 @@ demo: $(STAMP)
 	$(BIN)/ticketguard serve api --host 127.0.0.1 --port $(DEMO_PORT) --example
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks examples deploy
 	$(BIN)/lint-imports
 	$(BIN)/mypy
 	$(BIN)/bandit -q -c pyproject.toml -r src --confidence-level medium
