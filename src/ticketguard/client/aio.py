@@ -58,7 +58,7 @@ class AsyncTicketguardClient:
         self.fail_policy = fail_policy or FailPolicy()
         self.retry = retry or RetryPolicy()
         self._auth = (api_key, token)
-        self._rng = random.Random()
+        self._rng = random.Random()  # nosec B311 - retry jitter, not security
         self._http = http or httpx.AsyncClient(
             base_url=base_url,
             limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
