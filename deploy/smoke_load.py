@@ -53,9 +53,12 @@ def main() -> int:
                     "ticket_id": f"evt_{n:03d}-{i:06d}",
                     "price_paid": "50.00",
                 }
+                detail = ""
                 try:
                     response = client.post("/api/v1/ml/predict/fraud", json=body)
                     key = str(response.status_code)
+                    if key != "200":
+                        detail = response.text[:300]
                 except httpx.HTTPError as exc:
                     key = type(exc).__name__
                 with lock:
@@ -63,7 +66,7 @@ def main() -> int:
                     if key == "200":
                         ok_ids.append(tid)
                     elif len(failures) < 20:
-                        failures.append(f"{tid}: {key}")
+                        failures.append(f"{tid}: {key} {detail}".strip())
 
     threads = [threading.Thread(target=run, args=(n,)) for n in range(args.concurrency)]
     started = time.monotonic()
