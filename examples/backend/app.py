@@ -9,7 +9,8 @@ shaped. Run it beside a ticketguard API:
 1. Rate limits, on the ``limits`` library with Redis storage shared by every backend process: 5 buys per
    minute per user and 100 per minute per client IP (the guide's numbers; ``BUY_LIMIT_PER_USER``,
    ``BUY_LIMIT_PER_IP``). Over either → 429 with ``Retry-After``. Checked before ticketguard is asked: a
-   refused attempt costs no fraud check.
+   refused attempt costs no fraud check. Redis down → 503 with ``Retry-After`` (fail closed: a limit that
+   cannot be counted is not skipped).
 2. The fraud check through `ticketguard.client` — pooled connections, a time budget, retries that reuse the
    same ``transaction_id`` (``Idempotency-Key`` from the caller, else a new id: a user's retry of the same
    purchase gets the same answer), and a fail policy when ticketguard is unreachable (``MANUAL_REVIEW`` by
@@ -136,7 +137,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if not x_user_id:
             raise HTTPException(401, "sign in first (X-User-Id)")
         ip = client_ip(request, settings.trusted_proxies)
-        wait = await app.state.limits.check(x_user_id, ip)
+        try:
+            wait = await app.state.limits.check(x_user_id, ip)
+        except Exception as exc:  # the limits' Redis is down: refuse for now rather than sell unlimited
+            log.warning("buy limits unavailable: %s", type(exc).__name__)
+            return JSONResponse(
+                {"error": "unavailable", "message": "please retry in a moment"},
+                503,
+                headers={"Retry-After": "1"},
+            )
         if wait is not None:
             return JSONResponse(
                 {"error": "too_many_requests", "message": f"too many purchases; retry in {wait} s"},
