@@ -60,7 +60,7 @@ ENV PATH=/opt/venv/bin:$PATH \
 WORKDIR /var/lib/ticketguard
 USER 10001:10001
 EXPOSE 5001 8050
-HEALTHCHECK --interval=10s --timeout=3s --start-period=60s --retries=3 \
+HEALTHCHECK --interval=10s --timeout=3s --start-period=120s --retries=3 \
   CMD ["python3", "/usr/local/lib/ticketguard-healthcheck.py"]
 ENTRYPOINT ["/usr/bin/tini", "-g", "--", "/usr/local/bin/docker-entrypoint"]
 CMD ["api"]
