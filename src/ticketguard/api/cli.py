@@ -59,6 +59,10 @@ def serve_api(
         # SIGTERM: stop accepting, let requests in flight finish within the grace, then the lifespan's
         # shutdown writes every queued answer (docs/deploy.md "Lifecycle").
         timeout_graceful_shutdown=settings.api_shutdown_grace_seconds,
+        # The supervisor kills a worker that does not answer its ping within this; uvicorn's 5 s killed
+        # workers in a loop while they loaded the model and the feature state on a busy host (or a
+        # container at its CPU limit). Liveness proper is /health/live, probed by the orchestrator.
+        timeout_worker_healthcheck=30,
         # Longer than a load balancer's idle timeout (ALB: 60 s) and than a client's pause between calls,
         # so the server is never the side that closes a keep-alive connection a client is reusing.
         timeout_keep_alive=75,
