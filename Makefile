@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 DEMO_TRANSACTIONS ?= 200000
 DEMO_PORT ?= 5001
 
-.PHONY: demo test lint typecheck unit install clean deploy-image deploy-up deploy-seed deploy-smoke deploy-down
+.PHONY: demo test lint typecheck unit install clean contracts-deps breaks mutation deploy-image deploy-up deploy-seed deploy-smoke deploy-down
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ required, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
@@ -32,6 +32,24 @@ lint: $(STAMP)
 
 test: lint
 	$(BIN)/python -m pytest -n 2 --dist loadgroup -q
+
+# The JSON-RPC test's node (anvil) and the contract build's compiler, exactly as contracts/package-lock.json
+# pins them. A setup step of its own (.ci/run runs it before `make test`); without it that test is skipped
+# (outside CI) with this command in its reason.
+ANVIL := contracts/node_modules/.bin/anvil
+$(ANVIL): contracts/package-lock.json
+	cd contracts && npm ci --no-audit --no-fund --loglevel=error
+	touch $(ANVIL)
+
+contracts-deps: $(ANVIL)
+
+# On demand, not in CI: apply each deliberate break of tests/breaks/apply_breaks.py and run its tests
+# (docs/testing.md), and mutation-test the durability modules (benchmarks/mutation.py).
+breaks: $(STAMP)
+	$(BIN)/python tests/breaks/apply_breaks.py
+
+mutation: $(STAMP)
+	$(BIN)/python benchmarks/mutation.py
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache

@@ -52,13 +52,25 @@ def write_history(conn: Connection, history: History) -> dict[str, int]:
     }
 
 
-def delete_by_source(conn: Connection, source: str) -> None:
-    """Remove every transaction (and its label) that came from one source, e.g. an earlier simulation."""
-    ids = select(tables.transactions.c.transaction_id).where(tables.transactions.c.source == source)
-    conn.execute(delete(tables.fraud_labels).where(tables.fraud_labels.c.transaction_id.in_(ids)))
-    conn.execute(delete(tables.transactions).where(tables.transactions.c.source == source))
+def delete_by_source(conn: Connection, source: str) -> dict[str, int]:
+    """Remove every transaction (and its label) that came from one source, e.g. an earlier simulation —
+    live and archived alike (retention may have moved part of it to `transactions_archive`, which keeps the
+    same ids). Returns rows deleted per table."""
+    deleted: dict[str, int] = {}
+    for table in (tables.transactions, tables.transactions_archive):
+        ids = select(table.c.transaction_id).where(table.c.source == source)
+        labels = conn.execute(
+            delete(tables.fraud_labels).where(tables.fraud_labels.c.transaction_id.in_(ids))
+        )
+        deleted["fraud_labels"] = deleted.get("fraud_labels", 0) + int(labels.rowcount)
+        deleted[table.name] = int(conn.execute(delete(table).where(table.c.source == source)).rowcount)
     if source == "simulator":
-        conn.execute(delete(tables.events).where(tables.events.c.event_id.like("sim-%")))
+        # Labels the simulator wrote whose transactions retention already purged from the archive.
+        orphans = conn.execute(delete(tables.fraud_labels).where(tables.fraud_labels.c.source == "simulator"))
+        deleted["fraud_labels"] += int(orphans.rowcount)
+        events = conn.execute(delete(tables.events).where(tables.events.c.event_id.like("sim-%")))
+        deleted["events"] = int(events.rowcount)
+    return deleted
 
 
 def read_history(conn: Connection) -> History:

@@ -4,7 +4,6 @@ idempotency (also concurrent), list overrides, explanations, model info, health 
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -22,6 +21,7 @@ from scoring_fixtures import (
     wallet,
 )
 from sqlalchemy import Engine, func, insert, select
+from waiting import wait_until
 
 from ticketguard import tables
 from ticketguard.kit.db import make_engine
@@ -141,10 +141,17 @@ def test_blacklisted_wallet_is_blocked_and_vip_skips_review(api: tuple[httpx.Cli
         conn.execute(
             insert(tables.allowlisted_wallets).values(wallet_address=vip, reason="test", timestamp=past)
         )
-    # The scoring path reads the lists from memory, re-read every FEATURE_STATE_REFRESH_SECONDS (0.5 here).
-    time.sleep(1.2)
-    blocked = client.post(PREDICT, json=request_body(wallet_address=bad)).json()
-    assert blocked["decision"] == "BLOCKED"
+    # The scoring path reads the lists from memory, re-read every FEATURE_STATE_REFRESH_SECONDS (0.5 here;
+    # on PostgreSQL the commit's NOTIFY brings them sooner). Both lists were committed together: once the
+    # blacklist is seen, so is the allow list.
+    answers: list[dict[str, Any]] = []
+
+    def blocked_seen() -> bool:
+        answers.append(client.post(PREDICT, json=request_body(wallet_address=bad)).json())
+        return bool(answers[-1]["decision"] == "BLOCKED")
+
+    wait_until(blocked_seen, interval=0.1, what="the blacklist reached the scoring path")
+    blocked = answers[-1]
     assert blocked["confidence"] == 1.0
     assert blocked["reasons"][0] == "wallet is on the blacklist"
     review = client.post(PREDICT, json=request_body(wallet_address=vip, ip_address="203.0.113.5")).json()
@@ -321,13 +328,11 @@ def test_model_info_health_metrics_and_openapi(api: tuple[httpx.Client, Engine])
     assert health["checks"]["database"] == "ok"
     assert health["checks"]["features"].startswith("memory: ready (")
     postgres = engine.dialect.name == "postgresql"
-    deadline = time.monotonic() + 5
-    while (
-        postgres and health["checks"]["list_changes"] != "notify: listening" and time.monotonic() < deadline
-    ):
-        time.sleep(0.05)
-        health = client.get("/health").json()
-    assert health["checks"]["list_changes"] == ("notify: listening" if postgres else "periodic refresh")
+    expected = "notify: listening" if postgres else "periodic refresh"
+    wait_until(
+        lambda: client.get("/health").json()["checks"]["list_changes"] == expected,
+        what=f"/health says list_changes: {expected}",
+    )
     client.post(PREDICT, json=request_body())
     text = client.get("/metrics").text
     assert (

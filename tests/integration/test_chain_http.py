@@ -1,17 +1,14 @@
 """The ETL against a real JSON-RPC node over HTTP: anvil (Foundry's dev node, from npm) on 127.0.0.1.
 
-The node comes from `contracts/package.json` (devDependency `@foundry-rs/anvil`); a checkout without
-`contracts/node_modules` gets it through `npm ci` first, as `contracts/build.sh` does.
+The node comes from `contracts/package.json` (devDependency `@foundry-rs/anvil`), installed by
+`make contracts-deps` (`npm ci` in contracts/; .ci/run does it before the tests).
 """
 
 from __future__ import annotations
 
-import fcntl
 import os
-import shutil
 import socket
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -52,21 +49,9 @@ def _unavailable(reason: str) -> None:
 
 
 def _anvil_binary() -> Path:
-    if ANVIL.exists():
-        return ANVIL
-    npm = shutil.which("npm")
-    if npm is None:
-        _unavailable("npm not found: cannot install anvil from contracts/package-lock.json")
-    # One installer at a time when several test workers start together.
-    with open(Path(tempfile.gettempdir()) / "ticketguard-contracts-npm-ci.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not ANVIL.exists():
-            subprocess.run(
-                [str(npm), "ci", "--no-audit", "--no-fund", "--loglevel=error"],
-                cwd=CONTRACTS,
-                check=True,
-                timeout=300,
-            )
+    if not ANVIL.exists():
+        # Installing it is a setup step (`make contracts-deps`, run by .ci/run), never a test's side effect.
+        _unavailable(f"{ANVIL} is missing: run `make contracts-deps` (npm ci in contracts/) first")
     return ANVIL
 
 

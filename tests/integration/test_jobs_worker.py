@@ -7,11 +7,11 @@ import os
 import subprocess
 import sys
 import threading
-import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import Engine, select, text
+from waiting import wait_until
 
 from ticketguard import tables
 from ticketguard.config import Settings
@@ -125,7 +125,7 @@ def test_one_worker_lock_at_a_time(engine: Engine) -> None:
 
 def test_sqlite_lease_of_a_dead_holder_expires_and_a_live_holder_keeps_it(sqlite_url: str) -> None:
     engine = make_engine(sqlite_url)
-    lease = timedelta(seconds=0.6)
+    lease = timedelta(seconds=1.5)  # heartbeats every 0.5 s: a loaded machine may delay one or two
     dead = SqliteLeaseLock(engine, "worker", lease)
     assert dead.acquire()
     dead._stop.set()  # the holder dies: no more heartbeats
@@ -133,8 +133,7 @@ def test_sqlite_lease_of_a_dead_holder_expires_and_a_live_holder_keeps_it(sqlite
     assert alive.acquire()
     taker = SqliteLeaseLock(engine, "worker", lease)
     assert not taker.acquire()
-    time.sleep(1.0)
-    assert taker.acquire()  # the dead holder's lease ran out
+    wait_until(taker.acquire, what="the dead holder's lease ran out")
     assert not SqliteLeaseLock(engine, "other", lease).acquire()  # heartbeats kept this one
     assert alive.is_held()
     for lock in (taker, alive):
@@ -154,8 +153,7 @@ def test_postgres_lock_frees_when_its_holder_session_dies(postgres_url: str) -> 
             {"n": f"ticketguard {holder.holder}"[:63]},
         ).scalar_one()
         conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
-    time.sleep(0.2)
-    assert not holder.is_held()  # the holder notices
+    wait_until(lambda: not holder.is_held(), what="the holder notices its session died")
     successor = PostgresAdvisoryLock(engine, "worker")
     assert successor.acquire()
     successor.release()
@@ -176,9 +174,7 @@ def test_the_worker_runs_its_schedule_and_stops_cleanly(engine: Engine) -> None:
         },
     )
     thread.start()
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and len(_runs(engine)) < 2:
-        time.sleep(0.1)
+    wait_until(lambda: len(_runs(engine)) >= 2, what="two scheduled runs")
     assert current_holder(engine, "worker") is not None
     stop.set()
     thread.join(timeout=10)
@@ -200,10 +196,12 @@ def test_a_second_worker_process_refuses_to_start(db_url: str) -> None:
     command = [sys.executable, "-c", "from ticketguard.cli import app; app()", "worker"]
     first = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and current_holder(engine, "worker") is None:
+
+        def holds_the_lock() -> bool:
             assert first.poll() is None, first.stderr.read() if first.stderr else ""
-            time.sleep(0.1)
+            return current_holder(engine, "worker") is not None
+
+        wait_until(holds_the_lock, timeout=60, what="the first worker holds the lock")
         assert current_holder(engine, "worker") is not None
         second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=30)
         assert second.returncode == 3
@@ -218,11 +216,14 @@ def test_a_second_worker_process_refuses_to_start(db_url: str) -> None:
 
 
 def test_a_run_missed_while_no_worker_was_up_runs_once_at_start(engine: Engine) -> None:
-    schedule = [
-        ScheduledJob("refresh-views", cron="*/5 * * * *"),
-        ScheduledJob("data-quality", cron="15 * * * *"),
-    ]
     now = datetime.now(UTC)
+    # Both jobs fall due once an hour, half an hour from now: each was last due ~30 minutes ago and is
+    # next due in ~30 minutes, so no due time passes while the test runs (a fixed "*/5" or ":15" did).
+    minute = (now.minute + 30) % 60
+    schedule = [
+        ScheduledJob("refresh-views", cron=f"{minute} * * * *"),
+        ScheduledJob("data-quality", cron=f"{minute} * * * *"),
+    ]
     with engine.begin() as conn:  # data-quality already ran since it was last due; refresh-views did not
         conn.execute(
             tables.job_runs.insert().values(
@@ -246,9 +247,7 @@ def test_a_run_missed_while_no_worker_was_up_runs_once_at_start(engine: Engine) 
         },
     )
     thread.start()
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and ("refresh-views", "catch-up", "succeeded") not in _runs(engine):
-        time.sleep(0.1)
+    wait_until(lambda: ("refresh-views", "catch-up", "succeeded") in _runs(engine), what="the catch-up run")
     stop.set()
     thread.join(timeout=10)
     assert ("refresh-views", "catch-up", "succeeded") in _runs(engine)

@@ -184,3 +184,27 @@ def test_erasure_refuses_bad_input_and_changes_nothing(engine: Engine) -> None:
     with pytest.raises(ErasureError, match="PSEUDONYM_KEY must be a secret of at least 16 characters"):
         erase_wallet(engine, WALLET, key="short", actor="a", now=NOW)
     assert _all_text(engine) == before
+
+
+def test_erase_wallet_command_records_the_os_user_when_no_actor_is_given(sqlite_url: str) -> None:
+    """`ticketguard retention erase-wallet` without --actor: the audit row names who ran it (the OS user)."""
+    import getpass
+
+    from typer.testing import CliRunner
+
+    from ticketguard.cli import app
+    from ticketguard.kit.db import make_engine
+
+    engine = make_engine(sqlite_url)
+    _seed(engine)
+    env = {"COLUMNS": "200", "DATABASE_URL": sqlite_url, "PSEUDONYM_KEY": KEY, "ENVIRONMENT": "development"}
+    result = CliRunner().invoke(app, ["retention", "erase-wallet", WALLET, "--yes"], env=env)
+    assert result.exit_code == 0, result.output
+    with engine.connect() as conn:
+        actor = conn.execute(
+            select(tables.admin_audit_log.c.admin_user).where(
+                tables.admin_audit_log.c.action == "gdpr.erase_wallet"
+            )
+        ).scalar_one()
+    assert actor == getpass.getuser()
+    engine.dispose()

@@ -116,6 +116,13 @@ def test_retention_applies_the_policy_per_table(engine: Engine) -> None:
 
     report = run_retention(engine, policy, now=NOW)
     assert report.counts() == dry.counts()
+    assert report.rows == sum(dry.counts().values()) == 21
+    # Batches of 2 rows: a table's moves and purges each take ceil(rows / 2) batches.
+    assert [r.batches for r in report.tables] == [
+        (r.archived + 1) // 2 + (r.purged + r.deleted + 1) // 2 for r in report.tables
+    ]
+    assert [r.batches for r in report.tables] == [3 + 4, 1 + 1, 1 + 1, 1]
+    assert 0 <= report.seconds < 600  # a duration, from the run's start
     assert sorted(_ids(engine, "transactions")) == [f"hot-{i:06d}" for i in range(3)]
     assert sorted(_ids(engine, "transactions_archive")) == sorted(
         [f"warm-{i:06d}" for i in range(4)] + ["kept-archived-000000"]
@@ -245,3 +252,163 @@ def test_a_killed_retention_process_loses_and_duplicates_nothing(db_url: str) ->
     run_retention(engine, policy_from_settings(Settings(retention_batch_rows=500)), now=datetime.now(UTC))
     assert _assert_conserved(engine, expected) == (0, total)
     engine.dispose()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Faults injected at a fixed point of a batch (the repository's `checkpoint` seam and a failing DELETE): not
+# left to where a SIGKILL happens to land. A batch is one transaction: its archive INSERT and its live
+# DELETE commit together or not at all.
+
+
+@pytest.mark.parametrize("step", ["archived", "deleted"])
+def test_a_fault_between_archive_and_delete_or_after_it_rolls_the_batch_back(
+    engine: Engine, step: str
+) -> None:
+    with engine.begin() as conn:
+        bulk_insert(conn, tables.transactions, _transactions(25, 200, "old"))
+    expected = set(_ids(engine, "transactions"))
+    policy = policy_from_settings(Settings(retention_batch_rows=10))
+    reached: list[str] = []
+
+    def fail_in_second_batch(at: str) -> None:
+        reached.append(at)
+        if at == step and reached.count(step) == 2:
+            # Between the batch's archive INSERT and its live DELETE ("archived"), or after the DELETE and
+            # before the commit ("deleted"): the process dies here.
+            raise RuntimeError(f"fault at {at}")
+
+    with pytest.raises(RuntimeError, match=f"fault at {step}"):
+        run_retention(engine, policy, now=NOW, checkpoint=fail_in_second_batch)
+    assert reached[:2] == ["archived", "deleted"]  # the seam saw both steps of the first batch
+    # The first batch committed whole; the second left every row where it was: none in both, none lost.
+    assert _assert_conserved(engine, expected) == (15, 10)
+
+    run_retention(engine, policy, now=NOW)
+    assert _assert_conserved(engine, expected) == (0, 25)
+
+
+def _install_failing_delete(engine: Engine, transaction_id: str) -> None:
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(
+                text(
+                    "CREATE FUNCTION refuse_delete() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                    f"IF OLD.transaction_id = '{transaction_id}' THEN RAISE EXCEPTION 'io error'; END IF; "
+                    "RETURN OLD; END $$"
+                )
+            )
+            conn.execute(
+                text(
+                    "CREATE TRIGGER refuse_delete BEFORE DELETE ON transactions "
+                    "FOR EACH ROW EXECUTE FUNCTION refuse_delete()"
+                )
+            )
+        else:
+            conn.execute(
+                text(
+                    "CREATE TRIGGER refuse_delete BEFORE DELETE ON transactions "
+                    f"WHEN OLD.transaction_id = '{transaction_id}' "
+                    "BEGIN SELECT RAISE(ABORT, 'io error'); END"
+                )
+            )
+
+
+def test_a_delete_that_fails_takes_its_archive_insert_back_with_it(engine: Engine) -> None:
+    with engine.begin() as conn:
+        bulk_insert(conn, tables.transactions, _transactions(25, 200, "old"))
+    expected = set(_ids(engine, "transactions"))
+    _install_failing_delete(engine, "old-000010")  # in the second batch (000005..000014)
+    policy = policy_from_settings(Settings(retention_batch_rows=10))
+    with pytest.raises(Exception, match="io error"):
+        run_retention(engine, policy, now=NOW)
+    assert _assert_conserved(engine, expected) == (15, 10)
+    assert set(_ids(engine, "transactions_archive")) == {f"old-{i:06d}" for i in range(15, 25)}
+
+    with engine.begin() as conn:
+        postgres = engine.dialect.name == "postgresql"
+        conn.execute(text("DROP TRIGGER refuse_delete" + (" ON transactions" if postgres else "")))
+    run_retention(engine, policy, now=NOW)
+    assert _assert_conserved(engine, expected) == (0, 25)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Retention run for real — by the CLI and by the job — tells the API workers' feature state: the shared
+# feed's epoch moves, and a keeper holding the archived rows sees it and reloads without them.
+
+
+@pytest.mark.parametrize("entry", ["cli", "job"])
+def test_retention_run_by_the_cli_or_the_job_moves_the_feature_state_epoch(
+    db_url: str, redis_url: str, entry: str
+) -> None:
+    import redis
+    from typer.testing import CliRunner
+
+    from ticketguard.cli import app
+    from ticketguard.features.specs import FeatureParams
+    from ticketguard.scoring.online import StateKeeper, redis_client, shared_feed
+
+    engine = make_engine(db_url)
+    with engine.begin() as conn:
+        bulk_insert(conn, tables.transactions, _transactions(30, 200, "old"))
+        bulk_insert(conn, tables.transactions, _transactions(5, 1, "new"))
+    settings = Settings(database_url=db_url, redis_url=redis_url, api_workers=2)
+    keeper = StateKeeper.from_settings(settings, engine, FeatureParams(), redis_client(settings))
+    client = redis.Redis.from_url(redis_url)
+    try:
+        assert keeper is not None
+        assert keeper.shared
+        assert keeper.rebuild()
+        assert keeper._state is not None
+        assert keeper._state.rows == 35
+        epoch_key = shared_feed(settings, client).epoch_key
+        before = int(client.get(epoch_key) or 0)
+
+        command = ["retention", "run"] if entry == "cli" else ["jobs", "run", "retention"]
+        env = {"COLUMNS": "200", "DATABASE_URL": db_url, "REDIS_URL": redis_url, "ENVIRONMENT": "development"}
+        result = CliRunner().invoke(app, command, env=env)
+        assert result.exit_code == 0, result.output
+        assert _assert_conserved(
+            engine, {f"old-{i:06d}" for i in range(30)} | {f"new-{i:06d}" for i in range(5)}
+        )
+        assert len(_ids(engine, "transactions_archive")) == 30
+
+        assert int(client.get(epoch_key) or 0) == before + 1
+        keeper.sync()
+        assert not keeper.ready  # it saw the new epoch
+        assert keeper.rebuild()
+        assert keeper._state.rows == 5
+    finally:
+        client.close()
+        engine.dispose()
+
+
+def test_sessions_are_deleted_only_strictly_past_the_cutoff(engine: Engine) -> None:
+    """RETENTION_SESSIONS_DAYS after expiry or revocation: a session that ended at the cutoff itself stays."""
+    policy = policy_from_settings(Settings(retention_batch_rows=10))
+    cutoff = policy.session_cutoff(NOW)
+    tick = timedelta(microseconds=1)
+    with engine.begin() as conn:
+        conn.execute(tables.admin_users.insert().values(id=1, username="ana", password_hash="x"))
+        conn.execute(
+            tables.admin_sessions.insert(),
+            [
+                {"id": "a" * 64, "admin_user_id": 1, "expires_at": cutoff, "revoked_at": None},
+                {
+                    "id": "b" * 64,
+                    "admin_user_id": 1,
+                    "expires_at": NOW + timedelta(hours=1),
+                    "revoked_at": cutoff,
+                },
+                {"id": "c" * 64, "admin_user_id": 1, "expires_at": cutoff - tick, "revoked_at": None},
+                {
+                    "id": "d" * 64,
+                    "admin_user_id": 1,
+                    "expires_at": NOW + timedelta(hours=1),
+                    "revoked_at": cutoff - tick,
+                },
+            ],
+        )
+    report = run_retention(engine, policy, now=NOW)
+    assert report.counts()["admin_sessions.deleted"] == 2
+    with engine.connect() as conn:
+        assert sorted(conn.execute(select(tables.admin_sessions.c.id)).scalars()) == ["a" * 64, "b" * 64]

@@ -112,3 +112,63 @@ def test_bad_options_name_the_option(args: list[str], field: str) -> None:
     code, output = _run({}, *args, "--output", "x.csv")
     assert code == 2
     assert field in output
+
+
+def _archived(url: str) -> int:
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            return int(
+                conn.execute(select(func.count()).select_from(tables.transactions_archive)).scalar_one()
+            )
+    finally:
+        engine.dispose()
+
+
+def test_replace_after_retention_archived_part_of_the_simulation(db_url: str) -> None:
+    """Retention moved the older part of a simulation to the archive (as the weekly job does to the demo's
+    history): `--replace` with the same seed — the same transaction ids — swaps out live and archived rows."""
+    from datetime import UTC, datetime, timedelta
+
+    start = (datetime.now(UTC) - timedelta(days=150)).date().isoformat()
+    env = {"DATABASE_URL": db_url}
+    args = ("-n", "2000", "--seed", "3", "--start", start, "--days", "100")
+    code, output = _run(env, *args)
+    assert code == 0, output
+    result = CliRunner().invoke(app, ["retention", "run"], env={"COLUMNS": "200", **env})
+    assert result.exit_code == 0, result.output
+    archived = _archived(db_url)
+    assert 0 < archived < 2000  # part of it is older than the 90 hot days, part is not
+    assert _counts(db_url)["transactions"] == 2000 - archived
+
+    code, output = _run(env, *args)
+    assert code == 2
+    assert "2000 simulated transactions (live or archived)" in " ".join(output.split())
+
+    code, output = _run(env, *args, "--replace")
+    assert code == 0, output
+    assert _counts(db_url)["transactions"] == 2000 == _counts(db_url)["fraud_labels"]
+    assert _archived(db_url) == 0
+
+
+def test_replace_after_retention_purged_every_simulated_transaction(sqlite_url: str) -> None:
+    """Only the simulation's events are left (its transactions were archived and then purged): a plain run
+    refuses, naming them, and `--replace` removes them first."""
+    env = {"DATABASE_URL": sqlite_url}
+    code, output = _run(env, "-n", "1000", "--seed", "5", "--start", "2020-01-06", "--days", "20")
+    assert code == 0, output
+    result = CliRunner().invoke(app, ["retention", "run"], env={"COLUMNS": "200", **env})
+    assert result.exit_code == 0, result.output
+    left = _counts(sqlite_url)
+    assert (left["transactions"], _archived(sqlite_url)) == (0, 0)
+    assert left["events"] > 0
+
+    code, output = _run(env, "-n", "1000", "--seed", "5", "--start", "2020-01-06", "--days", "20")
+    assert code == 2
+    said = " ".join(output.split())  # the console wraps long lines
+    assert f"0 simulated transactions (live or archived) and {left['events']} simulated events" in said
+    code, output = _run(
+        env, "-n", "1000", "--seed", "5", "--start", "2020-01-06", "--days", "20", "--replace"
+    )
+    assert code == 0, output
+    assert _counts(sqlite_url) == {**left, "transactions": 1000, "fraud_labels": 1000}

@@ -3,15 +3,17 @@ never blocks a reader."""
 
 from __future__ import annotations
 
+import sqlite3
 import threading
-import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import psycopg
 import pytest
-from sqlalchemy import Engine, Integer, make_url, text
+from sqlalchemy import Engine, Integer, event, make_url, text
 
 from ticketguard import tables
 from ticketguard.kit.db import bulk_insert, make_engine
@@ -200,8 +202,21 @@ def test_refresh_replaces_old_rows_and_rejects_unknown_views(engine: Engine) -> 
         refresh_views(engine, ("nope",))
 
 
-def test_sqlite_reader_sees_old_rows_while_a_refresh_is_open(sqlite_url: str) -> None:
-    engine = make_engine(sqlite_url)
+def _sqlite_engine(kind: str, url: str, tmp_path: Path) -> Engine:
+    """The two ways the project opens SQLite: the kit's engine (jobs, CLI) and the API workers' pool."""
+    if kind == "kit":
+        return make_engine(url)
+    from ticketguard.api.app import api_engine
+    from ticketguard.config import Settings
+
+    return api_engine(Settings(database_url=url, data_dir=tmp_path, _env_file=None))  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize("kind", ["kit", "api"])
+def test_sqlite_reader_sees_old_rows_while_a_refresh_is_open(
+    sqlite_url: str, tmp_path: Path, kind: str
+) -> None:
+    engine = _sqlite_engine(kind, sqlite_url, tmp_path)
     _seed(engine)
     refresh_views(engine, now=NOW)
     writer = engine.connect()
@@ -209,12 +224,9 @@ def test_sqlite_reader_sees_old_rows_while_a_refresh_is_open(sqlite_url: str) ->
     writer.execute(tables.transactions.delete())
     refresh_view(writer, "wallet_segments", now=NOW)  # now empty inside the open transaction
     try:
-        reader = make_engine(sqlite_url)
-        started = time.perf_counter()
+        reader = _sqlite_engine(kind, sqlite_url, tmp_path)
         with reader.connect() as conn:
-            count = conn.execute(text("SELECT count(*) FROM wallet_segments")).scalar_one()
-        assert count == 7
-        assert time.perf_counter() - started < 1.0
+            assert conn.execute(text("SELECT count(*) FROM wallet_segments")).scalar_one() == 7
         reader.dispose()
     finally:
         writer.rollback()
@@ -222,44 +234,186 @@ def test_sqlite_reader_sees_old_rows_while_a_refresh_is_open(sqlite_url: str) ->
         engine.dispose()
 
 
+@pytest.mark.parametrize("kind", ["kit", "api"])
+def test_sqlite_refresh_commits_while_a_reader_holds_its_snapshot(
+    sqlite_url: str, tmp_path: Path, kind: str
+) -> None:
+    """WAL: a reader in the middle of a read transaction neither blocks the refresh's commit nor sees it;
+    the next read sees the new rows. (Under a rollback journal the commit would wait for the reader, and
+    fail after the busy timeout.)"""
+    engine = _sqlite_engine(kind, sqlite_url, tmp_path)
+    _seed(engine)
+    refresh_views(engine, now=NOW)
+    with engine.begin() as conn:
+        conn.execute(tables.transactions.delete().where(tables.transactions.c.wallet_address == VIP))
+    path = make_url(sqlite_url).database
+    assert path is not None
+    reader = sqlite3.connect(path, isolation_level=None)
+    try:
+        reader.execute("BEGIN")
+        assert reader.execute("SELECT count(*) FROM wallet_segments").fetchone() == (7,)
+        refreshed = refresh_views(engine, ("wallet_segments",), now=NOW)  # commits under the open reader
+        assert refreshed[0].rows == 6
+        assert reader.execute("SELECT count(*) FROM wallet_segments").fetchone() == (7,)  # its snapshot
+        reader.execute("COMMIT")
+        assert reader.execute("SELECT count(*) FROM wallet_segments").fetchone() == (6,)
+    finally:
+        reader.close()
+        engine.dispose()
+
+
 def _psycopg_url(url: str) -> str:
     return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
+def _read_with_lock_timeout(dsn: str, lock_timeout_ms: int) -> tuple[int | None, str | None]:
+    with psycopg.connect(dsn, autocommit=True) as reader:
+        reader.execute(f"SET lock_timeout = {lock_timeout_ms}")
+        try:
+            row = reader.execute("SELECT count(*) FROM event_analytics").fetchone()
+            return (row[0] if row else None), None
+        except psycopg.errors.LockNotAvailable as exc:
+            return None, type(exc).__name__
+
+
 @pytest.mark.postgres
-def test_postgres_concurrent_refresh_does_not_block_readers(postgres_url: str) -> None:
+def test_postgres_refresh_job_does_not_block_a_reader(postgres_url: str) -> None:
+    """The project's own refresh — the refresh-views job, as the worker runs it — is held open right after
+    its REFRESH of event_analytics (its locks taken, its transaction not committed) while a reader with a
+    2 s lock timeout reads the view: the reader gets the old rows and no timeout."""
+    from ticketguard.config import Settings
+    from ticketguard.jobs.runner import run_job
+
     engine = make_engine(postgres_url)
     _seed(engine)
     refresh_views(engine)
-    engine.dispose()
     dsn = _psycopg_url(postgres_url)
+    inside, release = threading.Event(), threading.Event()
 
-    def read_with(lock_timeout_ms: int) -> tuple[int | None, float, str | None]:
-        started = time.perf_counter()
-        with psycopg.connect(dsn, autocommit=True) as reader:
-            reader.execute(f"SET lock_timeout = {lock_timeout_ms}")
+    @event.listens_for(engine, "after_cursor_execute")
+    def _hold(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if statement.startswith("REFRESH MATERIALIZED VIEW") and "event_analytics" in statement:
+            inside.set()
+            release.wait(60)
+
+    runs: list[Any] = []
+    job = threading.Thread(target=lambda: runs.append(run_job("refresh-views", Settings(), engine)))
+    job.start()
+    try:
+        assert inside.wait(60), "the job never refreshed event_analytics"
+        count, error = _read_with_lock_timeout(dsn, 2000)
+    finally:
+        release.set()
+        job.join(60)
+    assert error is None, "the reader waited for the refresh's lock"
+    assert count == 5
+    assert runs[0].status == "succeeded", runs[0].error
+    engine.dispose()
+
+
+@pytest.mark.postgres
+def test_postgres_plain_refresh_blocks_the_same_reader(postgres_url: str) -> None:
+    """The control of the test above: a refresh without CONCURRENTLY (ACCESS EXCLUSIVE) makes the same
+    reader time out — so that test would see a blocking refresh."""
+    engine = make_engine(postgres_url)
+    _seed(engine)
+    refresh_views(engine)
+    with engine.connect() as conn, conn.begin():
+        refresh_view(conn, "event_analytics", concurrently=False)
+        outcome: list[tuple[int | None, str | None]] = []
+        reader = threading.Thread(
+            target=lambda: outcome.append(_read_with_lock_timeout(_psycopg_url(postgres_url), 500))
+        )
+        reader.start()
+        reader.join(60)
+    assert outcome == [(None, "LockNotAvailable")]
+    engine.dispose()
+
+
+W_NEW, W_OLD, W_YEAR, W_6D, W_8D = (f"0x{i:040x}" for i in range(101, 106))
+
+
+def test_view_windows_end_at_7_30_and_365_days_on_both_databases(engine: Engine) -> None:
+    """Rows 0.2 days inside and outside each window — kpi_hourly's 7 days, the 'new' segment's 30, the
+    365-day counts — give the same figures on SQLite (the refresh's own window parameters) and PostgreSQL
+    (the views' SQL)."""
+    with engine.begin() as conn:
+        conn.execute(
+            tables.events.insert(),
+            [
+                {
+                    "event_id": "EV1",
+                    "name": "one",
+                    "organizer_id": "o",
+                    "capacity": 20,
+                    "face_value": Decimal("100"),
+                    "on_sale_at": _ago(500),
+                    "starts_at": NOW + timedelta(days=30),
+                }
+            ],
+        )
+        rows = [
+            _tx("w-6d", W_6D, "EV1", "100", 6.8),
+            _tx("w-8d", W_8D, "EV1", "100", 7.2),
+            _tx("w-new", W_NEW, "EV1", "100", 29.8),
+            _tx("w-old", W_OLD, "EV1", "100", 30.2),
+            _tx("w-year-in", W_YEAR, "EV1", "100", 364.8),
+            _tx("w-year-out", W_YEAR, "EV1", "100", 365.2),
+        ]
+        bulk_insert(conn, tables.transactions, pd.DataFrame(rows))
+    results = refresh_views(engine, now=NOW)
+    assert all(0 <= r.seconds < 600 for r in results)  # a duration, measured from the refresh's start
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT sum(total_transactions) FROM kpi_hourly")).scalar_one() == 1
+        segments = {
+            row.wallet_address: (row.segment, row.tickets_bought_365d)
+            for row in conn.execute(
+                text("SELECT wallet_address, segment, tickets_bought_365d FROM wallet_segments")
+            )
+        }
+    assert segments == {
+        W_6D: ("new", 1),
+        W_8D: ("new", 1),
+        W_NEW: ("new", 1),
+        W_OLD: ("casual", 1),
+        W_YEAR: ("casual", 1),
+    }
+
+
+def test_sqlite_refresh_without_a_reference_time_uses_the_clock(sqlite_url: str) -> None:
+    """The refresh-views job passes no ``now``: the SQLite queries take the current time."""
+    engine = make_engine(sqlite_url)
+    _seed(engine)
+    unset = {r.name: r.rows for r in refresh_views(engine)}
+    assert unset == {r.name: r.rows for r in refresh_views(engine, now=NOW)}
+    assert unset["kpi_hourly"] == 2
+    engine.dispose()
+
+
+@pytest.mark.postgres
+def test_postgres_kpi_hourly_helper_refreshes_concurrently_too(postgres_url: str) -> None:
+    """`refresh_kpi_hourly` (kept for the original helper's callers) holds its REFRESH open like the job
+    test above: a reader of kpi_hourly with a lock timeout still reads."""
+    from ticketguard.views import refresh_kpi_hourly
+
+    engine = make_engine(postgres_url)
+    _seed(engine)
+    refresh_views(engine)
+    outcome: list[tuple[int | None, str | None]] = []
+
+    def read() -> None:
+        with psycopg.connect(_psycopg_url(postgres_url), autocommit=True) as reader:
+            reader.execute("SET lock_timeout = 2000")
             try:
-                row = reader.execute("SELECT count(*) FROM event_analytics").fetchone()
-                return (row[0] if row else None), time.perf_counter() - started, None
+                row = reader.execute("SELECT count(*) FROM kpi_hourly").fetchone()
+                outcome.append((row[0] if row else None, None))
             except psycopg.errors.LockNotAvailable as exc:
-                return None, time.perf_counter() - started, type(exc).__name__
+                outcome.append((None, type(exc).__name__))
 
-    for concurrently, expect_blocked in ((True, False), (False, True)):
-        with psycopg.connect(dsn) as refresher:
-            # The refresh's locks stay held until this transaction ends: a refresh that takes as long as
-            # we like. A reader in another thread must not wait for it when it runs CONCURRENTLY.
-            mode = "CONCURRENTLY " if concurrently else ""
-            refresher.execute(f"REFRESH MATERIALIZED VIEW {mode}event_analytics")
-            outcome: list[tuple[int | None, float, str | None]] = []
-            thread = threading.Thread(target=lambda out=outcome: out.append(read_with(2000)))
-            thread.start()
-            thread.join(timeout=10)
-            refresher.rollback()
-        count, seconds, error = outcome[0]
-        if expect_blocked:
-            # The control: a plain refresh takes ACCESS EXCLUSIVE and the same reader times out.
-            assert error == "LockNotAvailable"
-        else:
-            assert error is None
-            assert count == 5
-            assert seconds < 1.0
+    with engine.connect() as conn, conn.begin():
+        refresh_kpi_hourly(conn)
+        reader = threading.Thread(target=read)
+        reader.start()
+        reader.join(60)
+    assert outcome == [(2, None)]
+    engine.dispose()

@@ -6,6 +6,7 @@ its own, so an interrupted run loses nothing and duplicates nothing, and the nex
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -17,6 +18,18 @@ from ticketguard.retention.policy import ArchiveRule
 
 # Table and column names in these statements come from the policy and the schema metadata, never from input;
 # values are always bound parameters (hence the S608 waivers).
+
+
+# A fault-injection seam: called inside a batch's transaction at each named step — "archived" (the batch's
+# rows are in the archive; on SQLite not yet deleted from the live table) and "deleted" (they are gone from
+# the live table; the transaction is not yet committed). Production passes none; tests raise from it to show
+# that a failure at either step rolls the whole batch back (docs/testing.md).
+Checkpoint = Callable[[str], None]
+
+
+def _reached(checkpoint: Checkpoint | None, step: str) -> None:
+    if checkpoint is not None:
+        checkpoint(step)
 
 
 class RetentionIntegrityError(RuntimeError):
@@ -41,8 +54,19 @@ def _params(cutoff: datetime, limit: int, now: datetime | None = None) -> list[B
     return params
 
 
-def move_batch(conn: Connection, rule: ArchiveRule, cutoff: datetime, limit: int, now: datetime) -> int:
-    """Move up to ``limit`` of the oldest rows older than ``cutoff`` into the archive; returns how many."""
+def move_batch(
+    conn: Connection,
+    rule: ArchiveRule,
+    cutoff: datetime,
+    limit: int,
+    now: datetime,
+    *,
+    checkpoint: Checkpoint | None = None,
+) -> int:
+    """Move up to ``limit`` of the oldest rows older than ``cutoff`` into the archive; returns how many.
+
+    Archive INSERT and live DELETE are in the caller's one transaction (PostgreSQL: in one statement), so a
+    failure anywhere before its commit leaves every row where it was."""
     live = _table(rule.table)
     columns = _quoted_columns(live)
     ts = f'"{rule.timestamp_column}"'
@@ -64,7 +88,11 @@ def move_batch(conn: Connection, rule: ArchiveRule, cutoff: datetime, limit: int
             SELECT {columns}, :now FROM moved
             """  # noqa: S608
         ).bindparams(*_params(cutoff, limit, now))
-        return int(conn.execute(statement).rowcount)
+        moved = int(conn.execute(statement).rowcount)
+        if moved:
+            _reached(checkpoint, "archived")
+            _reached(checkpoint, "deleted")
+        return moved
     # SQLite: the batch's rowids are pinned in a temp table so the INSERT and the DELETE act on exactly the
     # same rows; the first write takes the database's write lock, so nothing else changes them in between.
     conn.execute(text("CREATE TEMP TABLE IF NOT EXISTS retention_batch (rid INTEGER PRIMARY KEY)"))
@@ -82,9 +110,13 @@ def move_batch(conn: Connection, rule: ArchiveRule, cutoff: datetime, limit: int
             "WHERE rowid IN (SELECT rid FROM temp.retention_batch)"
         ).bindparams(bindparam("now", now, type_=UTCDateTime()))
     ).rowcount
+    if inserted:
+        _reached(checkpoint, "archived")
     deleted = conn.execute(
         text(f'DELETE FROM "{rule.table}" WHERE rowid IN (SELECT rid FROM temp.retention_batch)')  # noqa: S608
     ).rowcount
+    if deleted:
+        _reached(checkpoint, "deleted")
     if inserted != deleted:
         raise RetentionIntegrityError(
             f"{rule.table}: archived {inserted} rows but deleted {deleted}; batch rolled back"

@@ -64,8 +64,11 @@ def run_retention(
     now: datetime,
     dry_run: bool = False,
     on_batch: BatchCallback | None = None,
+    checkpoint: repository.Checkpoint | None = None,
 ) -> RetentionReport:
-    """Archive, purge and delete by the policy. Dry run: count what would happen, change nothing."""
+    """Archive, purge and delete by the policy. Dry run: count what would happen, change nothing.
+
+    ``checkpoint`` is the fault-injection seam of `repository.move_batch` (tests only)."""
     started = time.perf_counter()
     report = RetentionReport(dry_run=dry_run, now=now)
     limit = policy.batch_rows
@@ -87,7 +90,7 @@ def run_retention(
 
         while True:
             with engine.begin() as conn:
-                rows = repository.move_batch(conn, rule, cutoff, limit, now)
+                rows = repository.move_batch(conn, rule, cutoff, limit, now, checkpoint=checkpoint)
             if rows == 0:
                 break
             table_report.archived += rows

@@ -254,23 +254,54 @@ def _write_rows(conn: Connection, batch: list[PendingWrite]) -> list[PendingWrit
     return fresh
 
 
+_DURABLE = "ticketguard.durable_commits"  # key in a DBAPI connection's info: checked once per connection
+_warned_not_durable = False
+
+
+def ensure_durable_commits(conn: Connection) -> None:
+    """Make this connection's commits durable before the committer writes an answer on it; once per DBAPI
+    connection (the mark lives in its pool record), so a batch pays a dict look-up.
+
+    PostgreSQL: a server, database or role default of ``synchronous_commit = off`` would acknowledge a
+    commit before its WAL is flushed — a crash could then lose rows whose requests were already answered —
+    so the session is set to ``on`` (``local``, ``remote_write``, ``on`` and ``remote_apply`` all wait for
+    the local flush and are kept). SQLite: ``synchronous = FULL`` (the WAL is synced at every commit; the
+    kit's NORMAL survives a crashed process but may lose the last commits to a power loss or OS crash)."""
+    global _warned_not_durable
+    if conn.info.get(_DURABLE):
+        return
+    if conn.dialect.name == "postgresql":
+        if conn.exec_driver_sql("SHOW synchronous_commit").scalar() == "off":
+            conn.exec_driver_sql("SET synchronous_commit = on")
+            if not _warned_not_durable:
+                _warned_not_durable = True
+                log.warning("synchronous_commit is off by default here; the committer's sessions set it on")
+    elif conn.dialect.name == "sqlite":
+        conn.exec_driver_sql("PRAGMA synchronous = FULL")
+    if conn.in_transaction():
+        conn.commit()  # a SET inside a transaction that later rolls back would be undone with it
+    conn.info[_DURABLE] = True
+
+
 def _write_one(engine: Engine, w: PendingWrite) -> WriteOutcome:
     """One request in its own transaction, resolving conflicts: a stored answer wins; a transaction row
     that exists without an answer (written by the chain ETL or an import) gets its prediction and audit."""
     for _ in range(2):
         try:
-            with engine.begin() as conn:
-                stored = find_answer(conn, w.transaction_id)
-                if stored is not None:
-                    return WriteOutcome("duplicate", stored)
-                x = tables.transactions
-                exists = conn.execute(
-                    select(literal(1)).where(x.c.transaction_id == w.transaction_id)
-                ).first()
-                if exists is None:
-                    conn.execute(insert(x), [w.transaction])
-                conn.execute(insert(tables.fraud_predictions), [w.prediction])
-                conn.execute(insert(tables.scoring_audit), [w.audit])
+            with engine.connect() as conn:
+                ensure_durable_commits(conn)
+                with conn.begin():
+                    stored = find_answer(conn, w.transaction_id)
+                    if stored is not None:
+                        return WriteOutcome("duplicate", stored)
+                    x = tables.transactions
+                    exists = conn.execute(
+                        select(literal(1)).where(x.c.transaction_id == w.transaction_id)
+                    ).first()
+                    if exists is None:
+                        conn.execute(insert(x), [w.transaction])
+                    conn.execute(insert(tables.fraud_predictions), [w.prediction])
+                    conn.execute(insert(tables.scoring_audit), [w.audit])
             return WriteOutcome("written", inserted=exists is None)
         except IntegrityError:
             continue  # lost a race with another worker: read what it stored
@@ -373,14 +404,17 @@ class GroupCommitter:
             try:
                 if self._one_statement is not None:
                     with self._one_statement.connect() as conn:
+                        ensure_durable_commits(conn)
                         fresh = _write_rows_postgres(conn, batch)
                     landed = {w.transaction_id for w in fresh}
                     for w in batch:  # answered here, onto a transaction row that was already stored
                         if w.transaction_id not in landed:
                             w.future.set_result(WriteOutcome("written", inserted=False))
                 else:
-                    with self.engine.begin() as conn:
-                        fresh = _write_rows(conn, batch)
+                    with self.engine.connect() as conn:
+                        ensure_durable_commits(conn)
+                        with conn.begin():
+                            fresh = _write_rows(conn, batch)
                 self.batches += 1
                 self.rows += len(fresh)
                 if self.on_batch is not None:

@@ -377,6 +377,7 @@ class ListChangeWatcher:
     channel: `start` does nothing, and the periodic refreshes bring changes in."""
 
     COALESCE_S = 0.02
+    POLL_S = 0.2  # the longest `stop` waits for the thread (it checks the stop flag this often)
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -441,7 +442,7 @@ class ListChangeWatcher:
             try:
                 with conn:
                     while not self._stop.is_set():
-                        if any(True for _ in conn.notifies(timeout=1.0, stop_after=1)):
+                        if any(True for _ in conn.notifies(timeout=self.POLL_S, stop_after=1)):
                             for _ in conn.notifies(timeout=self.COALESCE_S):
                                 pass
                             self._fire()

@@ -18,14 +18,18 @@ class SimulationTargetError(ValueError):
     """The target cannot take the simulation as asked (data already there, unknown file type, …)."""
 
 
-def existing_simulated(engine: Engine) -> int:
+def existing_simulated(engine: Engine) -> tuple[int, int]:
+    """(simulated transactions, simulated events) in the database; transactions live or archived by
+    retention (whose archive keeps their ids), events whose transactions may all have been purged."""
     with engine.connect() as conn:
-        count = conn.execute(
-            select(func.count())
-            .select_from(tables.transactions)
-            .where(tables.transactions.c.source == "simulator")
+        transactions = sum(
+            conn.execute(select(func.count()).select_from(t).where(t.c.source == "simulator")).scalar_one()
+            for t in (tables.transactions, tables.transactions_archive)
+        )
+        events = conn.execute(
+            select(func.count()).select_from(tables.events).where(tables.events.c.event_id.like("sim-%"))
         ).scalar_one()
-    return int(count)
+    return int(transactions), int(events)
 
 
 def write_to_database(
@@ -37,17 +41,19 @@ def write_to_database(
 ) -> dict[str, int]:
     """Write events, transactions and labels in one database transaction: all of it lands, or none.
 
-    Refuses to mix two simulations unless `replace` is set, which first removes the earlier one.
+    Refuses to mix two simulations unless `replace` is set, which first removes the earlier one — live and
+    archived rows alike, so a re-simulation after retention archived part of the first one works.
     """
     report = progress or (lambda _msg: None)
-    existing = existing_simulated(engine)
-    if existing and not replace:
+    transactions, events = existing_simulated(engine)
+    if (transactions or events) and not replace:
         raise SimulationTargetError(
-            f"the database already holds {existing} simulated transactions; pass --replace to swap them out"
+            f"the database already holds {transactions} simulated transactions (live or archived) and "
+            f"{events} simulated events; pass --replace to swap them out"
         )
     with engine.begin() as conn:
-        if existing:
-            report(f"removing {existing} earlier simulated transactions")
+        if transactions or events:
+            report(f"removing {transactions} earlier simulated transactions (live or archived)")
             delete_by_source(conn, "simulator")
         report("writing events, transactions and labels")
         return write_history(conn, history)
