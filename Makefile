@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 DEMO_TRANSACTIONS ?= 200000
 DEMO_PORT ?= 5001
 
-.PHONY: demo test lint typecheck unit install clean contracts-deps breaks mutation
+.PHONY: demo test lint typecheck unit install clean contracts-deps breaks mutation deploy-image deploy-up deploy-seed deploy-smoke deploy-down
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ required, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
@@ -25,7 +25,7 @@ demo: $(STAMP)
 	$(BIN)/ticketguard serve api --host 127.0.0.1 --port $(DEMO_PORT) --example
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks examples deploy
 	$(BIN)/lint-imports
 	$(BIN)/mypy
 	$(BIN)/bandit -q -c pyproject.toml -r src --confidence-level medium
@@ -53,3 +53,27 @@ mutation: $(STAMP)
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache
+
+# --- deployment (docs/deploy.md); not part of `make test` ---------------------------------------------------
+COMPOSE ?= docker-compose
+STACK   := $(COMPOSE) -p ticketguard -f deploy/compose.yaml
+BASE_IMAGE ?= python:3.11-slim
+
+deploy-image:
+	docker build --build-arg BASE_IMAGE=$(BASE_IMAGE) -t ticketguard:local .
+
+# Needs deploy/.env (copy deploy/.env.example and set the secrets).
+deploy-up:
+	$(STACK) up -d --build
+
+# Simulated history and a trained, promoted model in the running stack (demo data: never in production).
+deploy-seed:
+	$(STACK) run --rm migrate seed
+
+deploy-down:
+	$(STACK) down
+
+# Build, bring up, smoke-test (health, predict through nginx, dashboard, SIGTERM under load), tear down.
+# LOCAL_IMAGES=1 builds every image from Debian packages (no Docker Hub). Output: deploy/out/smoke.log.
+deploy-smoke: $(STAMP)
+	deploy/smoke.sh

@@ -332,6 +332,14 @@ class Settings(BaseSettings):
         default=5.0, gt=0, le=3600, description="How often each worker checks the registry's live version."
     )
     dashboard_port: int = Field(default=8050, ge=1, le=65535)
+    # --- deployment lifecycle (docs/deploy.md): SIGTERM drains within these; the orchestrator's stop timeout
+    # (ECS stopTimeout, Kubernetes terminationGracePeriodSeconds) must be longer.
+    api_shutdown_grace_seconds: int = Field(
+        default=20, ge=0, le=600, description="On SIGTERM, requests in flight get this long to finish."
+    )
+    worker_shutdown_grace_seconds: int = Field(
+        default=20, ge=0, le=3600, description="On SIGTERM, a running job gets this long, then is abandoned."
+    )
 
     @field_validator("chain_retry_base_delay", "chain_retry_max_delay", "chain_rpc_timeout", mode="before")
     @classmethod

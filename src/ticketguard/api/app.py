@@ -133,6 +133,7 @@ def create_app(
     service: ScoringService | None = None,
 ) -> FastAPI:
     from ticketguard.api.kpis import router as kpis_router
+    from ticketguard.api.lifecycle import router as lifecycle_router
     from ticketguard.api.routes import router
 
     engine = engine or api_engine(settings)
@@ -154,8 +155,14 @@ def create_app(
         try:
             yield
         finally:
+            # Requests in flight have finished (uvicorn waited for them); stopping the committer writes every
+            # answer still queued before the process exits.
             refresher.stop()
             scoring.stop()
+            log.info(
+                "worker stopped: group commit drained",
+                extra={"batches": scoring.committer.batches, "rows": scoring.committer.rows},
+            )
             security = getattr(_app.state, "security", None)
             if security is not None:
                 security.events.close()  # flush queued security events, stop their writer thread
@@ -174,6 +181,7 @@ def create_app(
     app.state.health = HealthChecks(scoring, app.state.redis)  # /health's checks, cached ~1 s (api/health.py)
     app.include_router(router)
     app.include_router(kpis_router)  # GET /api/v1/metrics (business KPIs, metrics-scope API key)
+    app.include_router(lifecycle_router)  # GET /health/live, /health/ready (load balancers, orchestrators)
     app.add_exception_handler(RequestValidationError, _validation_error)
     # Outermost last: metrics → security (IP blocks, limits, auth) → body guard (413/415) → routes, so the
     # body guard's refusals are rate-limited and timed like every other answer.

@@ -52,7 +52,7 @@ def serve_api(
     if example:
         typer.echo(example_commands(host, port, _example_from_history(settings)))
     try:
-        _run(uvicorn, host, port, workers, log_level)
+        _run(uvicorn, settings, host, port, workers, log_level)
     finally:
         if metrics_dir is not None:  # the workers' metric files: nothing reads them once they stopped
             shutil.rmtree(metrics_dir, ignore_errors=True)
@@ -82,14 +82,7 @@ def _wait_for_database(settings: Settings) -> None:
         raise typer.Exit(code=2) from None
 
 
-def _run(uvicorn: Any, host: str, port: int, workers: int, log_level: str) -> None:
-    import inspect
-
-    extra: dict[str, Any] = {}
-    if "timeout_worker_healthcheck" in inspect.signature(uvicorn.Config).parameters:  # uvicorn >= 0.37
-        # uvicorn kills a worker that misses its 5 s ping; one that is importing numpy/XGBoost or loading
-        # its feature state on a busy machine can, and was restarted in a loop before it ever served.
-        extra["timeout_worker_healthcheck"] = 30
+def _run(uvicorn: Any, settings: Settings, host: str, port: int, workers: int, log_level: str) -> None:
     uvicorn.run(
         "ticketguard.api.app:create_app_from_env",
         factory=True,
@@ -101,11 +94,16 @@ def _run(uvicorn: Any, host: str, port: int, workers: int, log_level: str) -> No
         # The client IP comes only from TRUSTED_PROXIES (ticketguard.security.netaddr); uvicorn's own
         # proxy-header handling would believe any X-Forwarded-For sent from 127.0.0.1.
         proxy_headers=False,
-        timeout_graceful_shutdown=10,
+        # SIGTERM: stop accepting, let requests in flight finish within the grace, then the lifespan's
+        # shutdown writes every queued answer (docs/deploy.md "Lifecycle").
+        timeout_graceful_shutdown=settings.api_shutdown_grace_seconds,
+        # The supervisor kills a worker that does not answer its ping within this; uvicorn's 5 s killed
+        # workers in a loop while they loaded the model and the feature state on a busy host (or a
+        # container at its CPU limit). Liveness proper is /health/live, probed by the orchestrator.
+        timeout_worker_healthcheck=30,
         # Longer than a load balancer's idle timeout (ALB: 60 s) and than a client's pause between calls,
         # so the server is never the side that closes a keep-alive connection a client is reusing.
         timeout_keep_alive=75,
-        **extra,
     )
 
 

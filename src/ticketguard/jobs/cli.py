@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -181,7 +182,7 @@ def worker_command(
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     try:
-        run_worker(settings, engine, stop=stop, wait=wait)
+        abandoned = run_worker(settings, engine, stop=stop, wait=wait)
     except WorkerAlreadyRunning as exc:
         console.print(f"[red]{escape(str(exc))}[/red]")
         raise typer.Exit(code=EXIT_LOCKED) from None
@@ -190,6 +191,11 @@ def worker_command(
         raise typer.Exit(code=EXIT_FAILED) from None
     finally:
         engine.dispose()
+    if abandoned:
+        # Their threads are still running and would hold the interpreter open: end the process now (their
+        # open transactions roll back; each job resumes from its checkpoint on its next run).
+        logging.shutdown()
+        os._exit(0)
 
 
 def register(app: typer.Typer) -> None:

@@ -142,6 +142,18 @@ def run_job(
         lock.release()
 
 
+def abandon_running(engine: Engine, reason: str) -> list[str]:
+    """Mark this process's runs still marked running as abandoned (it is stopping without them)."""
+    runs = tables.job_runs
+    mine = (runs.c.runner == _runner()) & (runs.c.status == "running")
+    with engine.begin() as conn:
+        names = list(conn.execute(select(runs.c.job_name).where(mine)).scalars())
+        conn.execute(
+            runs.update().where(mine).values(status="abandoned", finished_at=datetime.now(UTC), error=reason)
+        )
+    return names
+
+
 def recent_runs(engine: Engine, job: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
     runs = tables.job_runs
     query = select(runs).order_by(runs.c.started_at.desc(), runs.c.id.desc()).limit(limit)

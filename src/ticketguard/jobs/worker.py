@@ -21,7 +21,7 @@ from ticketguard import tables
 from ticketguard.config import Settings
 from ticketguard.jobs.locks import NamedLock, current_holder, make_lock
 from ticketguard.jobs.registry import JOBS, Job, get_job
-from ticketguard.jobs.runner import run_job
+from ticketguard.jobs.runner import abandon_running, run_job
 from ticketguard.jobs.schedule import ScheduledJob, schedule_for
 
 log = logging.getLogger(__name__)
@@ -107,14 +107,18 @@ def run_worker(
     jobs: Mapping[str, Job] = JOBS,
     check_seconds: float = 5.0,
     on_started: Callable[[BackgroundScheduler], None] | None = None,
-) -> None:
+) -> list[str]:
     """Hold the worker lock and run the schedule until ``stop`` is set or the lock is lost.
+
+    On stop, running jobs get WORKER_SHUTDOWN_GRACE_SECONDS to finish; those still running then are
+    recorded as abandoned and their names returned — the caller exits the process, which ends them (their
+    open transaction rolls back; each job is safe to re-run and resumes from its checkpoint).
 
     Raises WorkerAlreadyRunning (without ``wait``) when another worker holds the lock, and RuntimeError
     when the lock is lost while running (the caller exits non-zero so a supervisor restarts it)."""
     lock = acquire_worker_lock(settings, engine, wait=wait, stop=stop, poll_seconds=min(check_seconds, 2.0))
     if lock is None:
-        return
+        return []
     if schedule is None:
         schedule = schedule_for(settings)
     scheduler = build_scheduler(settings, engine, schedule, jobs)
@@ -133,6 +137,7 @@ def run_worker(
         )
         log.info("missed run scheduled now", extra={"job": name})
     lost = False
+    abandoned: list[str] = []
     try:
         scheduler.start()
         log.info("worker started", extra={"holder": lock.holder, "jobs": [e.job for e in schedule]})
@@ -145,8 +150,26 @@ def run_worker(
                 break
     finally:
         # Let running jobs finish: each is safe to interrupt, but finishing is cheaper than redoing.
-        scheduler.shutdown(wait=True)
+        abandoned = stop_scheduler(scheduler, engine, settings.worker_shutdown_grace_seconds)
         lock.release()
-        log.info("worker stopped")
+        log.info("worker stopped", extra={"abandoned": abandoned})
     if lost:
         raise RuntimeError("worker lock lost")
+    return abandoned
+
+
+def stop_scheduler(scheduler: BackgroundScheduler, engine: Engine, grace_seconds: float) -> list[str]:
+    """Stop starting jobs and wait up to ``grace_seconds`` for the running ones; mark those still running
+    then as abandoned (the process is about to end them) and return their names."""
+    finished = threading.Event()
+
+    def _shutdown() -> None:
+        scheduler.shutdown(wait=True)
+        finished.set()
+
+    threading.Thread(target=_shutdown, name="scheduler-shutdown", daemon=True).start()
+    if finished.wait(grace_seconds):
+        return []
+    names = abandon_running(engine, f"worker stopped before the job finished ({grace_seconds:g} s grace)")
+    log.warning("jobs abandoned at shutdown", extra={"jobs": names})
+    return names

@@ -357,6 +357,11 @@ class GroupCommitter:
             self._thread.join(timeout)
             self._thread = None
 
+    @property
+    def running(self) -> bool:
+        """The writer thread is alive (liveness: a worker whose committer died cannot answer)."""
+        return self._thread is not None and self._thread.is_alive()
+
     def submit(self, write: PendingWrite) -> Future[WriteOutcome]:
         if self._thread is None:
             self.start()
