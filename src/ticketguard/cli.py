@@ -104,6 +104,12 @@ def _register_subcommands() -> None:
     register_api(app)
     register_security(app)
     register_delivery(app)
+    # operator console (issue 14)
+    from ticketguard.admin.cli import register as register_admin
+    from ticketguard.dashboard.cli import register as register_dashboard
+
+    register_admin(app)
+    register_dashboard(app)
 
 
 _register_subcommands()

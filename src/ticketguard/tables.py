@@ -479,3 +479,20 @@ outbox = Table(
     Index("idx_outbox_due", "status", "next_attempt_at"),
     Index("idx_outbox_ordering", "ordering_key", "id"),
 )
+
+
+# --- operator console (migration 0009, issue 14): login state of admin accounts, CSRF of sessions ---------
+# A TOTP code is accepted once: totp_last_step is the RFC 6238 time step of the last accepted code, and a
+# code of that step or earlier is refused. Failure counters run in windows that start at the first failure.
+admin_users.append_column(
+    Column("totp_last_step", BigInteger, comment="time step of the last accepted TOTP code (no replay)")
+)
+admin_users.append_column(Column("failed_since", UTCDateTime, comment="start of the failed-login window"))
+admin_users.append_column(Column("totp_failures", Integer, nullable=False, server_default="0"))
+admin_users.append_column(Column("totp_failed_since", UTCDateTime, comment="start of the bad-TOTP window"))
+admin_users.append_column(Column("password_changed_at", UTCDateTime))
+admin_users.append_column(Column("mfa_enrolled_at", UTCDateTime))
+admin_users.append_column(Column("disabled_at", UTCDateTime))
+admin_sessions.append_column(
+    Column("csrf_hash", String(64), comment="sha256 of the session's CSRF token (sent on every change)")
+)
