@@ -78,7 +78,15 @@ def load_session(
         return None
     s, u = admin_sessions, admin_users
     row = conn.execute(
-        select(s.c.id, s.c.csrf_hash, s.c.created_at, s.c.expires_at, s.c.last_seen_at, s.c.revoked_at, u)
+        select(
+            s.c.id.label("session_id"),
+            s.c.csrf_hash,
+            s.c.created_at.label("session_created_at"),
+            s.c.expires_at,
+            s.c.last_seen_at,
+            s.c.revoked_at,
+            u,
+        )
         .join(u, u.c.id == s.c.admin_user_id)
         .where(s.c.id == token_hash(token))
     ).first()
@@ -91,9 +99,11 @@ def load_session(
         return None
     last_seen = row.last_seen_at
     if touch and now - last_seen >= TOUCH_EVERY:
-        conn.execute(update(s).where(s.c.id == row.id).values(last_seen_at=now))
+        conn.execute(update(s).where(s.c.id == row.session_id).values(last_seen_at=now))
         last_seen = now
-    return ConsoleSession(row.id, user, row.csrf_hash or "", row.created_at, row.expires_at, last_seen)
+    return ConsoleSession(
+        row.session_id, user, row.csrf_hash or "", row.session_created_at, row.expires_at, last_seen
+    )
 
 
 def revoke(conn: Connection, token: str, *, now: datetime) -> bool:

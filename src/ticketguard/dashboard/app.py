@@ -634,6 +634,7 @@ table.grid{border-collapse:collapse;width:100%;font-size:.85em}
 table.grid th,table.grid td{border-bottom:1px solid #e3e6ea;padding:.25em .4em;text-align:left}
 .empty{color:#667;font-style:italic}.error{color:#b00020}.ok{color:#2e7d32}.note{color:#667;font-size:.85em}
 button.link{background:none;border:none;color:#1565c0;cursor:pointer;padding:0;text-decoration:underline}
+.detail:empty{display:none}.detail,#section-actions,#section-reviews{grid-column:1/-1}
 .action-form{display:grid;grid-template-columns:2fr 2fr 2fr 1.5fr 1fr;gap:.5em;align-items:center}
 """
 

@@ -58,6 +58,7 @@ def serve_dashboard(
             self.cfg.set("timeout", 60)
             self.cfg.set("graceful_timeout", 20)
             self.cfg.set("accesslog", None)
+            self.cfg.set("control_socket_disable", True)  # no ~/.gunicorn socket shared between instances
             self.cfg.set("forwarded_allow_ips", ",".join(settings.trusted_proxies) or "127.0.0.1")
 
         def load(self) -> Any:
