@@ -573,21 +573,24 @@ def _register(app: dash.Dash) -> None:
         session = _session()
         if not n:
             raise PreventUpdate
-        return _apply(session, kind, target, reason, code), ""
+        return _apply(session, kind, target, reason, code, n), ""
 
 
-def _result(text: str, ok: bool) -> html.P:
-    return html.P(text, className="ok" if ok else "error", id="action-message")
+def _result(text: str, ok: bool, n: int = 0) -> html.P:
+    # data-n: which click this answers (a browser test waits for its own answer, not the previous one)
+    return html.P(text, className="ok" if ok else "error", id="action-message", **{"data-n": str(n)})
 
 
-def _apply(session: Any, kind: str | None, target: str | None, reason: str | None, code: str | None) -> Any:
+def _apply(
+    session: Any, kind: str | None, target: str | None, reason: str | None, code: str | None, n: int
+) -> Any:
     cfg, user = web.config(), session.user
     ip = flask.g.get("client_ip")
     if kind not in actions.ACTIONS:
-        return _result("Choose an action.", False)
+        return _result("Choose an action.", False, n)
     if not user.is_admin:
         web.audit_denied(kind, {"role": user.role})
-        return _result(f"Refused: {kind} needs the admin role.", False)
+        return _result(f"Refused: {kind} needs the admin role.", False, n)
     now = datetime.now(UTC)
     with cfg.engine.begin() as conn:  # the failure is recorded (committed) even though the action is refused
         try:
@@ -596,7 +599,7 @@ def _apply(session: Any, kind: str | None, target: str | None, reason: str | Non
         except LoginFailed:
             stepped = False
     if not stepped:
-        return _result("Refused: the authenticator code is wrong or was used already.", False)
+        return _result("Refused: the authenticator code is wrong or was used already.", False, n)
     try:
         with cfg.engine.begin() as conn:
             result = actions.perform(
@@ -610,12 +613,12 @@ def _apply(session: Any, kind: str | None, target: str | None, reason: str | Non
                 now=now,
             )
     except actions.ActionDenied as exc:
-        return _result(f"Refused: {exc}", False)
+        return _result(f"Refused: {exc}", False, n)
     except actions.ActionError as exc:
-        return _result(f"Not done: {exc}", False)
+        return _result(f"Not done: {exc}", False, n)
     if result.publish_ip_blocks:
         health.publish_ip_blocks(cfg.settings, cfg.engine)
-    return _result(f"Done: {result.message}.", True)
+    return _result(f"Done: {result.message}.", True, n)
 
 
 CSS = """
