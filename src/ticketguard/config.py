@@ -42,6 +42,7 @@ MIN_JWT_SECRET_LENGTH = 32
 DEFAULT_ROUTE_LIMITS: dict[str, int] = {
     "/api/v1/ml/batch/predict": 30,  # up to API_BATCH_MAX_ITEMS scorings each
     "/api/v1/metrics": 30,  # KPI queries read a day of predictions
+    "/api/v1/reviews": 600,  # GET /api/v1/reviews/{id}, all ids together (reviews: issue 14)
     "/health": 120,  # and /health/*: a probe every few seconds fits, a flood does not
     "/metrics": 60,
     "/openapi.json": 30,

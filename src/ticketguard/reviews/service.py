@@ -72,6 +72,7 @@ __all__ = [
     "DEFAULT_CLAIM_SECONDS",
     "DEFAULT_HORIZON",
     "NOT_A_REVIEW_CASE",
+    "Lookup",
     "QueueStats",
     "ReviewCase",
     "ReviewConflict",
@@ -285,20 +286,28 @@ def get_case(conn: Connection, transaction_id: str, *, now: datetime | None = No
     return _to_case(row, now or datetime.now(UTC))
 
 
-def lookup(conn: Connection, transaction_id: str, *, now: datetime) -> ReviewCase | str | None:
-    """For the read API: the case; NOT_A_REVIEW_CASE when the transaction was scored otherwise (the scored
-    decision is then in ``decision_of``); None when it was never scored (or no longer kept)."""
+@dataclass(frozen=True)
+class Lookup:
+    """What the read API answers: any scored transaction, with its case when it is one."""
+
+    transaction_id: str
+    decision: str
+    scored_at: datetime
+    case: ReviewCase | None
+
+    @property
+    def api_status(self) -> str:
+        return NOT_A_REVIEW_CASE if self.case is None else self.case.api_status
+
+
+def lookup(conn: Connection, transaction_id: str, *, now: datetime) -> Lookup | None:
+    """The scored transaction and, if it is a MANUAL_REVIEW case, its case; None when it was never scored
+    (or its prediction is no longer kept)."""
     row = _find(conn, transaction_id)
     if row is None:
         return None
-    if row.decision != MANUAL_REVIEW:
-        return NOT_A_REVIEW_CASE
-    return _to_case(row, now)
-
-
-def decision_of(conn: Connection, transaction_id: str) -> str | None:
-    row = _find(conn, transaction_id)
-    return None if row is None else str(row.decision)
+    found = _to_case(row, now) if row.decision == MANUAL_REVIEW else None
+    return Lookup(row.transaction_id, str(row.decision), row.timestamp, found)
 
 
 def case_detail(
