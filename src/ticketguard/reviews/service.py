@@ -25,6 +25,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
+    ColumnElement,
     Connection,
     Select,
     String,
@@ -207,8 +208,8 @@ def _to_case(row: Any, now: datetime) -> ReviewCase:
 # of rows, so idx_fraud_predictions_decision_ts) even in a generic plan of a prepared statement (psycopg
 # prepares a query after 5 runs; the API runs force_generic_plan). Bound, the generic plan guessed 1 row in
 # 4 and scanned the timestamp index: 10x slower at 1 M predictions (benchmarks/bench_reviews.py).
-_MANUAL_REVIEW_SQL = literal_column("'MANUAL_REVIEW'")
-_DECIDED_SQL = literal_column("'decided'")
+_MANUAL_REVIEW_SQL: ColumnElement[str] = literal_column("'MANUAL_REVIEW'", String())
+_DECIDED_SQL: ColumnElement[str] = literal_column("'decided'", String())
 
 
 def _undecided() -> Any:
