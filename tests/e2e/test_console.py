@@ -180,6 +180,8 @@ def console(console_db: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
                     for i, tid in enumerate(ids[:6] + ids[40:])  # approved and blocked ones; not the reviews
                 ],
             )
+        refreshed = CliRunner().invoke(app, ["views", "refresh"], env={"DATABASE_URL": console_db})
+        assert refreshed.exit_code == 0, refreshed.output
         port = free_port()
         env = {
             **{k: v for k, v in os.environ.items() if not k.startswith(("DB_", "REDIS_", "ADMIN_"))},

@@ -360,6 +360,15 @@ def _model(now: datetime) -> Any:
                 )
             )
     parts.append(html.H3("Realised on labels that have arrived"))
+    as_of = data["realised_as_of"]
+    parts.append(
+        html.P(
+            "Decisions whose labels arrived in the window (flagged = BLOCKED or MANUAL_REVIEW); from the "
+            + (f"views refreshed at {as_of:%Y-%m-%d %H:%M} UTC" if as_of else "realised_hourly view")
+            + " (every 5 minutes).",
+            className="note",
+        )
+    )
     rows = []
     for window, r in data["realised"].items():
         rows.append(
