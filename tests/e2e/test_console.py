@@ -152,7 +152,10 @@ def console(console_db: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     accounts = {}
     with engine.begin() as conn:
         # one admin per test: two codes per 30 s step can be had at once (±1 step), more would wait
-        people = [(f"alice{i}", "admin") for i in (1, 2, 4, 5, 7)] + [("bob", "analyst")]
+        people = [(f"alice{i}", "admin") for i in (1, 2, 4, 5, 7)] + [
+            ("bob", "analyst"),
+            ("carol", "analyst"),
+        ]
         for name, role in people:
             _, secret = create_user(
                 conn,
@@ -437,11 +440,11 @@ def test_analyst_reviews_a_case_and_the_label_is_stored(page: Any, console: Cons
 
 
 def test_analyst_is_refused_an_admin_action(page: Any, console: Console) -> None:
-    _logged_in(page, console, "bob")
+    _logged_in(page, console, "carol")
     assert "analyst" in page.inner_text("#whoami")
-    message = _apply(page, "Block an IP address", "192.0.2.44", console.accounts["bob"].fresh())
+    message = _apply(page, "Block an IP address", "192.0.2.44", console.accounts["carol"].fresh())
     assert "needs the admin role" in message
-    assert console.audit("admin.denied")[-1].admin_user == "bob"
+    assert console.audit("admin.denied")[-1].admin_user == "carol"
     with console.engine.connect() as conn:
         assert conn.execute(select(tables.ip_blocks)).all() == []
 

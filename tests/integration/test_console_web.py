@@ -240,3 +240,29 @@ def test_production_refuses_cookies_that_are_not_tls_only(engine: Engine, db_url
     assert "__Host-tg_console=" in cookies
     assert "Secure" in cookies
     assert answer.headers["Strict-Transport-Security"].startswith("max-age=")
+
+
+def test_automatic_refreshes_do_not_extend_the_idle_timeout(engine: Engine, settings) -> None:  # type: ignore[no-untyped-def]
+    alice = make_account(engine, settings, "alice")
+    client = _client(settings, engine)
+    assert _login(client, alice).status_code == 302
+    csrf = _cookie(client, "_csrf_token")
+    ten_ago = datetime.now(UTC) - timedelta(minutes=10)
+    with engine.begin() as conn:
+        conn.execute(update(tables.admin_sessions).values(last_seen_at=ten_ago))
+    refresh = {
+        "output": "..kpis-body.children...kpis-asof.children..",
+        "outputs": [{"id": "kpis-body", "property": "children"}, {"id": "kpis-asof", "property": "children"}],
+        "inputs": [{"id": "refresh", "property": "n_intervals", "value": 7}],
+        "changedPropIds": ["refresh.n_intervals"],
+    }
+    answer = client.post("/_dash-update-component", json=refresh, headers={"X-CSRFToken": csrf})
+    assert answer.status_code == 200
+    assert "as of" in answer.get_data(as_text=True)
+    with engine.connect() as conn:
+        seen = conn.execute(select(tables.admin_sessions.c.last_seen_at)).scalar_one()
+    assert seen == ten_ago  # a timer fired it: not the user
+    assert client.get("/").status_code == 200  # a page load is the user
+    with engine.connect() as conn:
+        seen = conn.execute(select(tables.admin_sessions.c.last_seen_at)).scalar_one()
+    assert seen > ten_ago + timedelta(minutes=9)
