@@ -147,6 +147,12 @@ def test_dash_callbacks_need_a_session_and_its_csrf_token(engine: Engine, settin
         actions = conn.execute(select(tables.admin_audit_log.c.action)).scalars().all()
     assert "admin.block_wallet" in actions
     assert "blacklist.add" in actions
+    with engine.connect() as conn:
+        event = conn.execute(
+            select(tables.security_events).where(tables.security_events.c.event_type == "admin_action")
+        ).one()
+    assert event.metadata == {"action": "block_wallet"}
+    assert event.source_ip.startswith("ip:")
 
 
 def test_step_up_refuses_a_used_code_and_records_it(engine: Engine, settings) -> None:  # type: ignore[no-untyped-def]
@@ -191,6 +197,11 @@ def test_analyst_is_refused_admin_actions_inside_the_callback(engine: Engine, se
         ).one()
     assert denied.admin_user == "bob"
     assert denied.metadata["action"] == "block_wallet"
+    with engine.connect() as conn:
+        event = conn.execute(
+            select(tables.security_events).where(tables.security_events.c.event_type == "admin_denied")
+        ).one()
+    assert event.severity == "medium"
 
 
 def test_expired_and_logged_out_sessions_are_refused(engine: Engine, settings) -> None:  # type: ignore[no-untyped-def]

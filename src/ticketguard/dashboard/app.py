@@ -812,6 +812,7 @@ def _apply(
                 ip=ip,
                 now=now,
             )
+            web.security_event(conn, web.ADMIN_ACTION, "low", {"action": kind})
     except actions.ActionDenied as exc:
         return _result(f"Refused: {exc}", False, n)
     except actions.ActionError as exc:
