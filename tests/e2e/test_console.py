@@ -152,7 +152,7 @@ def console(console_db: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     accounts = {}
     with engine.begin() as conn:
         # one admin per test: two codes per 30 s step can be had at once (±1 step), more would wait
-        people = [(f"alice{i}", "admin") for i in (1, 2, 4, 5, 7)] + [
+        people = [(f"alice{i}", "admin") for i in (1, 2, 4, 5, 7, 8)] + [
             ("bob", "analyst"),
             ("carol", "analyst"),
         ]
@@ -291,23 +291,6 @@ def test_wrong_password_and_replayed_code_are_refused(page: Any, console: Consol
     assert console.audit("admin.login_failed")[-1].metadata.get("replay") is True
 
 
-def test_brute_force_from_one_address_becomes_an_automated_response(console: Console) -> None:
-    with httpx.Client(base_url=console.url) as client:
-        for _ in range(5):
-            form = client.get("/login").text
-            token = form.split('name="csrf_token" value="')[1].split('"')[0]
-            r = client.post(
-                "/login",
-                data={"csrf_token": token, "username": "mallory", "password": "x" * 12, "code": "000000"},
-            )
-            assert r.status_code == 401
-    result = CliRunner().invoke(app, ["jobs", "run", "security-correlation"], env=console.env)
-    assert result.exit_code == 0, result.output
-    with console.engine.connect() as conn:
-        responses = conn.execute(select(tables.security_responses)).all()
-    assert [(r.rule, r.action) for r in responses] == [("brute_force", "block_ip")]
-
-
 def test_every_section_renders_live_data(page: Any, console: Console) -> None:
     _logged_in(page, console, "alice2")
     page.wait_for_selector("#kpi-transactions")
@@ -323,7 +306,6 @@ def test_every_section_renders_live_data(page: Any, console: Console) -> None:
     assert "PostgreSQL\tok" in health
     page.wait_for_selector("#security-events")
     assert "login_failed" in page.inner_text("#security-events")
-    assert "brute_force" in page.inner_text("#responses")
     # the sections refresh on their own: the "as of" time moves without a reload
     first = page.inner_text("#kpis-asof")
     page.wait_for_function(
@@ -391,20 +373,6 @@ def test_step_up_action_and_its_refusals_reused_code_and_missing_csrf(page: Any,
     with console.engine.connect() as conn:
         deployments = conn.execute(select(tables.model_deployments.c.action)).scalars().all()
     assert deployments == ["promote"]
-
-
-def test_revert_button_reverts_an_automated_response(page: Any, console: Console) -> None:
-    _logged_in(page, console, "alice5")
-    page.wait_for_selector("#responses button")
-    page.click("#responses button >> nth=0")
-    page.wait_for_function("document.querySelector('#action-target').value !== ''")
-    page.fill("#action-code", console.accounts["alice5"].fresh())
-    message = _click_apply(page)
-    assert "reverted" in message, message
-    with console.engine.connect() as conn:
-        (response,) = conn.execute(select(tables.security_responses)).all()
-    assert response.reverted_by == "alice5"
-    page.wait_for_selector("#section-security :text('No automated response is in force.')")
 
 
 def test_analyst_reviews_a_case_and_the_label_is_stored(page: Any, console: Console) -> None:
@@ -477,3 +445,40 @@ def test_address_outside_the_allow_list_is_refused(page: Any, console: Console) 
     finally:
         server.shutdown()
         thread.join(5)
+
+
+def test_brute_force_blocks_the_address_and_the_revert_button_lifts_it(page: Any, console: Console) -> None:
+    """Last in the module: while the block lasts, nobody can log in from 127.0.0.1."""
+    _logged_in(page, console, "alice5")
+
+    def attempt(username: str, password: str, code: str) -> int:
+        with httpx.Client(base_url=console.url) as client:
+            form = client.get("/login").text
+            token = form.split('name="csrf_token" value="')[1].split('"')[0]
+            data = {"csrf_token": token, "username": username, "password": password, "code": code}
+            return client.post("/login", data=data).status_code
+
+    for _ in range(5):
+        assert attempt("mallory", "x" * 12, "000000") == 401
+    result = CliRunner().invoke(app, ["jobs", "run", "security-correlation"], env=console.env)
+    assert result.exit_code == 0, result.output
+    with console.engine.connect() as conn:
+        responses = conn.execute(select(tables.security_responses)).all()
+    assert [(r.rule, r.action) for r in responses] == [("brute_force", "block_ip")]
+    alice8 = console.accounts["alice8"]
+    assert attempt("alice8", PASSWORD, alice8.fresh()) == 403  # the right credentials, a blocked address
+    # the admin already logged in reverts the response from the security section
+    page.wait_for_selector("#responses button")
+    shots = os.environ.get("TG_CONSOLE_SCREENSHOTS")
+    if shots:
+        page.locator("#section-security").screenshot(path=str(Path(shots) / "security.png"))
+    page.click("#responses button >> nth=0")
+    page.wait_for_function("document.querySelector('#action-target').value !== ''")
+    page.fill("#action-code", console.accounts["alice5"].fresh())
+    message = _click_apply(page)
+    assert "reverted" in message, message
+    with console.engine.connect() as conn:
+        (response,) = conn.execute(select(tables.security_responses)).all()
+    assert response.reverted_by == "alice5"
+    page.wait_for_selector("#section-security :text('No automated response is in force.')")
+    assert attempt("alice8", PASSWORD, alice8.fresh()) == 302

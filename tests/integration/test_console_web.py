@@ -277,3 +277,29 @@ def test_automatic_refreshes_do_not_extend_the_idle_timeout(engine: Engine, sett
     with engine.connect() as conn:
         seen = conn.execute(select(tables.admin_sessions.c.last_seen_at)).scalar_one()
     assert seen > ten_ago + timedelta(minutes=9)
+
+
+def test_a_blocked_address_cannot_log_in_even_with_the_right_credentials(engine: Engine, settings) -> None:  # type: ignore[no-untyped-def]
+    from ticketguard.security.keys import pepper
+    from ticketguard.security.lists import block_ip, unblock_ip_token
+
+    alice = make_account(engine, settings, "alice")
+    client = _client(settings, engine)
+    now = datetime.now(UTC)
+    with engine.begin() as conn:
+        token = block_ip(
+            conn,
+            "127.0.0.1",
+            pepper=pepper(settings),
+            reason="brute force",
+            actor="rule:brute_force",
+            now=now,
+            expires_at=now + timedelta(hours=1),
+        )
+    refused = _login(client, alice)
+    assert refused.status_code == 403
+    assert "Too many failed log-ins" in refused.get_data(as_text=True)
+    with engine.begin() as conn:
+        assert conn.execute(select(tables.admin_sessions)).first() is None
+        unblock_ip_token(conn, token, actor="test", now=now)
+    assert _login(client, alice, alice.code(offset=1)).status_code == 302

@@ -186,6 +186,14 @@ def _login_page(error: str | None, status: int) -> flask.Response:
     return response
 
 
+def _ip_blocked(ip: str, now: datetime) -> bool:
+    from ticketguard.security.lists import ip_token_blocked
+
+    cfg = config()
+    with cfg.engine.connect() as conn:
+        return ip_token_blocked(conn, hash_ip(ip, pepper(cfg.settings)), now)
+
+
 def login_get() -> flask.Response:
     return _login_page(None, 200)
 
@@ -198,6 +206,10 @@ def login_post() -> BaseResponse:
         return _deny(403, "Missing or wrong CSRF token: reload the login page.")
     ip = flask.g.client_ip
     now = now_utc()
+    if _ip_blocked(ip, now):
+        # The correlation rule brute_force (login_failed events per IP) or an admin blocked this address.
+        log.warning("console login refused: the address is blocked")
+        return _login_page("Too many failed log-ins from this address; try again later.", 403)
     try:
         with cfg.engine.begin() as conn:
             try:
