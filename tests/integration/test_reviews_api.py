@@ -219,3 +219,18 @@ def test_callback_waits_for_a_receiver_that_is_down_and_arrives_once_signed(
     }
     with db.connect() as conn:
         assert conn.execute(select(tables.outbox.c.status)).scalar_one() == "sent"
+
+
+def test_review_status_answers_503_when_the_database_is_unreachable(tmp_path: Path) -> None:
+    """Nothing listens on the database's port: a prompt 503 with Retry-After, not a hang or a 500."""
+    url = f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/gone"
+    settings = make_settings(url, tmp_path)
+    engine = make_engine(url)
+    try:
+        with running_api(settings, engine=engine) as base, httpx.Client(base_url=base, timeout=10) as client:
+            answer = client.get(REVIEWS + "t-1")
+    finally:
+        engine.dispose()
+    assert answer.status_code == 503
+    assert answer.headers["retry-after"] == "1"
+    assert answer.json() == {"error": "database_unavailable", "detail": "the database is unreachable; retry"}

@@ -108,8 +108,14 @@ def test_queue_rejects_bad_paging(engine: Engine) -> None:
 # ---------------------------------------------------------------------------------------------- claims
 def test_a_claim_keeps_other_analysts_out_until_it_expires_or_is_released(engine: Engine) -> None:
     scored(engine, "t1")
-    case = _in_tx(engine, claim, "t1", analyst="ana", now=NOW, ttl_seconds=300)
+    case = _in_tx(engine, claim, "t1", analyst="ana", now=NOW, ttl_seconds=300, ip="10.0.0.5")
     assert (case.status, case.claimed_by) == ("claimed", "ana")
+    [claimed] = _rows(engine, tables.admin_audit_log)
+    assert (claimed["action"], claimed["admin_user"], claimed["ip_address"]) == (
+        "review.claim",
+        "ana",
+        "10.0.0.5",
+    )
     assert case.claim_expires_at == NOW + timedelta(seconds=300)
 
     with pytest.raises(ReviewConflict, match="claimed by ana"):

@@ -482,7 +482,13 @@ def _why_not(conn: Connection, transaction_id: str, analyst: str, now: datetime,
 
 
 def claim(
-    conn: Connection, transaction_id: str, *, analyst: str, now: datetime, ttl_seconds: float | None = None
+    conn: Connection,
+    transaction_id: str,
+    *,
+    analyst: str,
+    now: datetime,
+    ttl_seconds: float | None = None,
+    ip: str | None = None,
 ) -> ReviewCase:
     """Claim a case for ``ttl_seconds`` (default 900, REVIEW_CLAIM_SECONDS): only its claimant may decide it
     until then. Claiming one's own live claim again extends it; an expired claim may be taken by anyone.
@@ -520,6 +526,7 @@ def claim(
         actor=analyst,
         action="review.claim",
         now=now,
+        ip_address=ip,
         details={"transaction_id": transaction_id, "claim_expires_at": expires.isoformat()},
     )
     found = get_case(conn, transaction_id, now=now)
@@ -527,7 +534,9 @@ def claim(
     return found
 
 
-def release(conn: Connection, transaction_id: str, *, analyst: str, now: datetime) -> None:
+def release(
+    conn: Connection, transaction_id: str, *, analyst: str, now: datetime, ip: str | None = None
+) -> None:
     """Give a claim back (the case is open again). Releasing a case one does not hold is a no-op, unless
     someone else holds it or it is decided (ReviewConflict)."""
     transaction_id = check_transaction_id(transaction_id)
@@ -539,7 +548,12 @@ def release(conn: Connection, transaction_id: str, *, analyst: str, now: datetim
     )
     if result.rowcount == 1:
         audit(
-            conn, actor=analyst, action="review.release", now=now, details={"transaction_id": transaction_id}
+            conn,
+            actor=analyst,
+            action="review.release",
+            now=now,
+            ip_address=ip,
+            details={"transaction_id": transaction_id},
         )
         return
     row = _find(conn, transaction_id)
