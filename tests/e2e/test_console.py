@@ -422,6 +422,8 @@ def test_analyst_reviews_a_case_and_the_label_is_stored(page: Any, console: Cons
     assert label.labelled_by == "bob"
     assert label.labelled_at is not None
     assert any(r.metadata.get("transaction_id") == transaction_id for r in console.audit("review.decide"))
+    claimed = [r for r in console.audit("review.claim") if r.metadata.get("transaction_id") == transaction_id]
+    assert [(r.admin_user, r.ip_address) for r in claimed] == [("bob", "127.0.0.1")]
     page.wait_for_selector("#queue-stats:has-text('7 case(s) waiting')")
     shots = os.environ.get("TG_CONSOLE_SCREENSHOTS")
     if shots:
