@@ -238,7 +238,7 @@ def console(console_db: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
 def page(browser: Any) -> Iterator[Any]:
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     pg = context.new_page()
-    pg.set_default_timeout(20_000)
+    pg.set_default_timeout(30_000)  # generous: CI shares two cores with the rest of the suite
     yield pg
     context.close()
 
@@ -322,7 +322,7 @@ def test_every_section_renders_live_data(page: Any, console: Console) -> None:
     # the sections refresh on their own: the "as of" time moves without a reload
     first = page.inner_text("#kpis-asof")
     page.wait_for_function(
-        "first => document.querySelector('#kpis-asof').innerText !== first", arg=first, timeout=10_000
+        "first => document.querySelector('#kpis-asof').innerText !== first", arg=first, timeout=30_000
     )
     # the severity filter: only critical events (none yet) → the empty state
     for severity in ("low", "medium", "high"):
