@@ -284,7 +284,7 @@ def test_wrong_password_and_replayed_code_are_refused(page: Any, console: Consol
     assert "Invalid username, password or code." in page.inner_text("#login-error")
     code = console.accounts["alice1"].fresh()
     _login(page, console, "alice1", code=code)
-    page.wait_for_selector("#whoami")
+    page.wait_for_selector("#whoami", timeout=90_000)  # the module's first console page: cold caches
     page.context.clear_cookies()
     _login(page, console, "alice1", code=code)  # the same code again, within its 30 s
     assert "Invalid username, password or code." in page.inner_text("#login-error")
