@@ -18,11 +18,20 @@ shaped. Run it beside a ticketguard API:
 3. The decision, mapped as the guide maps it: ``BLOCKED`` → 403; ``MANUAL_REVIEW`` → 202 pending review;
    ``REQUIRE_2FA`` → 202 with the 2FA step; ``APPROVED`` → the purchase proceeds (200). The buyer never sees
    the model's reasons (they would teach a fraudster what to change); the backend logs them.
+
+A held purchase (``MANUAL_REVIEW``) is settled by a ticketguard analyst. The backend hears of it both ways
+(docs/reviews.md): ticketguard POSTs the decision to ``POST /webhooks/ticketguard/reviews`` (set ticketguard's
+``REVIEW_CALLBACK_URL`` to it and both sides' webhook secret: ``TICKETGUARD_WEBHOOK_SECRET`` here,
+``WEBHOOK_SIGNING_SECRET`` there) — the signature is checked over the raw body, a stale or forged request is
+refused, and a delivery seen before (same idempotency key: the outbox sends at least once) changes nothing;
+and ``GET /api/tickets/purchases/{transaction_id}`` answers from what the webhook stored, else asks
+ticketguard (``review_outcome``), so a missed webhook never leaves a purchase held for ever.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import json
 import logging
 import math
 import os
@@ -39,8 +48,14 @@ from limits import RateLimitItem, parse
 from limits.aio.storage import RedisStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 from pydantic import BaseModel, ConfigDict, Field
+from redis.asyncio import Redis
 
 from ticketguard.client import AsyncTicketguardClient, FailPolicy, RetryPolicy, Transaction
+from ticketguard.delivery.signing import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, SignatureError, verify
+
+REVIEW_KEY = "backend:review:{}"  # transaction → the analyst's outcome, as the webhook told it
+SEEN_KEY = "backend:webhook-seen:{}"  # idempotency keys already acted on
+SEEN_TTL_S = 7 * 86_400  # longer than the outbox keeps retrying
 
 log = logging.getLogger("backend.buy")
 
@@ -69,6 +84,8 @@ class Settings:
         self.redis_url = env.get("REDIS_URL", "redis://127.0.0.1:6379/0")
         self.per_user = parse(env.get("BUY_LIMIT_PER_USER", "5/minute"))
         self.per_ip = parse(env.get("BUY_LIMIT_PER_IP", "100/minute"))
+        # The secret ticketguard signs review callbacks with (its WEBHOOK_SIGNING_SECRET); unset: no webhook.
+        self.webhook_secret = env.get("TICKETGUARD_WEBHOOK_SECRET") or None
         # Proxies whose X-Forwarded-For is believed (your load balancer); the peer address otherwise.
         self.trusted_proxies = [
             ipaddress.ip_network(p.strip()) for p in env.get("TRUSTED_PROXIES", "").split(",") if p.strip()
@@ -122,10 +139,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             retry=RetryPolicy(budget_s=settings.budget_s),
         ) as guard:
             app.state.guard = guard
-            yield
+            try:
+                yield
+            finally:
+                await app.state.redis.aclose()
 
     app = FastAPI(title="ticketing backend (example)", lifespan=lifespan)
     app.state.limits = BuyLimits(settings.redis_url, settings.per_user, settings.per_ip)
+    app.state.redis = Redis.from_url(settings.redis_url)
 
     @app.post("/api/tickets/buy")
     async def buy_ticket(
@@ -203,5 +224,57 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             )
         # APPROVED: the platform's own purchase logic (payment capture, mint/transfer) runs here.
         return JSONResponse({"status": "success", "ticket_id": body.ticket_id} | common, 200)
+
+    @app.post("/webhooks/ticketguard/reviews")
+    async def review_decided(request: Request) -> JSONResponse:
+        """ticketguard's signed callback: an analyst decided a held purchase."""
+        if settings.webhook_secret is None:
+            raise HTTPException(404, "no webhook configured (TICKETGUARD_WEBHOOK_SECRET)")
+        raw = await request.body()  # the signature covers these exact bytes, not a re-serialised body
+        try:
+            verify(settings.webhook_secret, raw, request.headers.get(SIGNATURE_HEADER), now=time.time())
+        except SignatureError as exc:
+            log.warning("review webhook refused: %s", exc)
+            return JSONResponse({"error": "bad_signature"}, 400)
+        key = request.headers.get(IDEMPOTENCY_HEADER, "")
+        try:
+            event = json.loads(raw)
+            transaction_id, outcome = str(event["transaction_id"]), str(event["outcome"])
+        except (ValueError, KeyError, TypeError):
+            return JSONResponse({"error": "bad_payload"}, 400)
+        if not key or outcome not in ("fraud", "legitimate"):
+            return JSONResponse({"error": "bad_payload"}, 400)
+        redis = app.state.redis
+        if not await redis.set(SEEN_KEY.format(key), "1", nx=True, ex=SEEN_TTL_S):
+            return JSONResponse({"status": "duplicate"})  # delivered before: acted on once already
+        try:
+            # The platform's own follow-up runs here: complete the held purchase (legitimate) or cancel and
+            # refund it (fraud), and tell the buyer. This example records the outcome.
+            await redis.set(REVIEW_KEY.format(transaction_id), json.dumps(event))
+        except Exception:
+            await redis.delete(SEEN_KEY.format(key))  # not acted on: the retry must act
+            raise
+        log.info("review decided", extra={"transaction_id": transaction_id, "outcome": outcome})
+        return JSONResponse({"status": "ok"})
+
+    @app.get("/api/tickets/purchases/{transaction_id}")
+    async def purchase_status(transaction_id: str) -> JSONResponse:
+        """Where a held purchase stands: from the webhook if it came, else asked from ticketguard."""
+        stored = await app.state.redis.get(REVIEW_KEY.format(transaction_id))
+        if stored is not None:
+            event = json.loads(stored)
+            return JSONResponse(
+                {"transaction_id": transaction_id, "review": event["outcome"], "via": "webhook"}
+            )
+        review = await app.state.guard.review_outcome(transaction_id)
+        if review is None:
+            raise HTTPException(404, "no such purchase")
+        return JSONResponse(
+            {
+                "transaction_id": transaction_id,
+                "review": review.outcome or review.status,
+                "via": "ticketguard",
+            }
+        )
 
     return app

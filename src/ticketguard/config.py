@@ -42,6 +42,7 @@ MIN_JWT_SECRET_LENGTH = 32
 DEFAULT_ROUTE_LIMITS: dict[str, int] = {
     "/api/v1/ml/batch/predict": 30,  # up to API_BATCH_MAX_ITEMS scorings each
     "/api/v1/metrics": 30,  # KPI queries read a day of predictions
+    "/api/v1/reviews": 600,  # GET /api/v1/reviews/{id}, all ids together (reviews: issue 14)
     "/health": 120,  # and /health/*: a probe every few seconds fits, a flood does not
     "/metrics": 60,
     "/openapi.json": 30,
@@ -222,6 +223,42 @@ class Settings(BaseSettings):
         description="HMAC-SHA256 key of signed webhooks (X-Ticketguard-Signature); the webhook channel "
         "sends nothing without it.",
     )
+
+    # --- reviews: the MANUAL_REVIEW queue (docs/reviews.md; issue 14, review backend) ------------------
+    review_claim_seconds: int = Field(
+        default=900, ge=30, le=86_400, description="How long an analyst's claim on a case lasts."
+    )
+    review_queue_horizon_days: float = Field(
+        default=14,
+        gt=0,
+        le=365,
+        description="MANUAL_REVIEW decisions older than this leave the queue (still decidable by id).",
+    )
+    review_callback_url: str | None = Field(
+        default=None,
+        description="Where decided reviews are POSTed (signed webhook through the outbox); unset: none.",
+    )
+
+    @field_validator("review_callback_url")
+    @classmethod
+    def _check_review_callback_url(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        if not value.startswith(("https://", "http://")) or len(value) > 2000:
+            raise ValueError(f"REVIEW_CALLBACK_URL must be an http(s) URL, got {value[:60]!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _check_review_callback_signed(self) -> Settings:
+        if self.review_callback_url and self.webhook_signing_secret is None:
+            raise ValueError(
+                "REVIEW_CALLBACK_URL needs WEBHOOK_SIGNING_SECRET: review callbacks are only sent signed"
+            )
+        return self
+
+    @property
+    def review_queue_horizon(self) -> timedelta:
+        return timedelta(days=self.review_queue_horizon_days)
 
     # --- model and decisions ---------------------------------------------------------------------
     model_version: str | None = Field(

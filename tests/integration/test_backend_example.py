@@ -3,6 +3,7 @@ ticketguard API (uvicorn, PostgreSQL), its /buy limits in a real Redis, both sta
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -193,3 +194,77 @@ def test_limits_store_down_refuses_rather_than_sells(postgres_url: str, tmp_path
         answer = buyer(client, "frank", "198.51.100.60")(wallet=wallet())
     assert answer.status_code == 503
     assert answer.headers["Retry-After"] == "1"
+
+
+def test_a_held_purchase_is_settled_by_the_signed_review_callback(
+    postgres_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    """Buy → 202 held; an analyst decides in ticketguard; the outbox POSTs the signed decision to the
+    backend, which records it once (a replay changes nothing) and refuses a forged one; before the webhook
+    the backend answers from ticketguard's API."""
+    from datetime import UTC, datetime
+
+    from ticketguard.config import Settings
+    from ticketguard.delivery.outbox import deliver_due
+    from ticketguard.delivery.service import senders_from_settings
+    from ticketguard.delivery.signing import sign
+    from ticketguard.reviews.service import decide
+
+    secret = "backend-review-secret-0123456789abcdef"
+    with (
+        ticketguard_api(postgres_url, tmp_path) as guard,
+        backend(guard, redis_url, TICKETGUARD_WEBHOOK_SECRET=secret) as client,
+    ):
+        held = buyer(client, "alice", "198.51.100.40")(wallet=wallet())
+        assert held.status_code == 202
+        txn = held.json()["transaction_id"]
+        before = client.get(f"/api/tickets/purchases/{txn}")
+        assert before.json() == {"transaction_id": txn, "review": "pending", "via": "ticketguard"}
+
+        settings = Settings(
+            database_url=postgres_url,
+            review_callback_url=f"{client.base_url}/webhooks/ticketguard/reviews",
+            webhook_signing_secret=secret,
+            _env_file=None,  # type: ignore[call-arg]
+        )
+        engine = make_engine(postgres_url)
+        senders = senders_from_settings(settings)
+        try:
+            with engine.begin() as conn:
+                decide(
+                    conn,
+                    txn,
+                    analyst="ana",
+                    outcome="fraud",
+                    note="stolen card",
+                    now=datetime.now(UTC),
+                    settings=settings,
+                )
+            assert deliver_due(engine, senders).counts()["sent"] == 1
+            with engine.connect() as conn:
+                [row] = conn.execute(select(tables.outbox)).mappings().all()
+        finally:
+            for sender in senders.values():
+                sender.close()  # type: ignore[attr-defined]
+            engine.dispose()
+        after = client.get(f"/api/tickets/purchases/{txn}")
+        assert after.json() == {"transaction_id": txn, "review": "fraud", "via": "webhook"}
+
+        # the same delivery again (at least once): acknowledged, not acted on twice
+        body = json.dumps(row["payload"], sort_keys=True, separators=(",", ":")).encode()
+        headers = {
+            "Content-Type": "application/json",
+            "X-Ticketguard-Signature": sign(secret, body, int(time.time())),
+            "X-Ticketguard-Idempotency-Key": row["idempotency_key"],
+        }
+        assert client.post("/webhooks/ticketguard/reviews", content=body, headers=headers).json() == {
+            "status": "duplicate"
+        }
+        # a forged decision (wrong secret) and a stale signature are refused
+        forged = json.dumps({"transaction_id": txn, "outcome": "legitimate"}).encode()
+        bad = {**headers, "X-Ticketguard-Idempotency-Key": "forged-1"}
+        bad["X-Ticketguard-Signature"] = sign("not-the-secret-0123456789", forged, int(time.time()))
+        assert client.post("/webhooks/ticketguard/reviews", content=forged, headers=bad).status_code == 400
+        bad["X-Ticketguard-Signature"] = sign(secret, forged, int(time.time()) - 3600)
+        assert client.post("/webhooks/ticketguard/reviews", content=forged, headers=bad).status_code == 400
+        assert client.get(f"/api/tickets/purchases/{txn}").json()["review"] == "fraud"

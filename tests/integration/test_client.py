@@ -83,7 +83,10 @@ def test_predict_batch_and_model_info_return_typed_results(db_url: str, tmp_path
         assert info.model_version == "ladder-1"
         assert "is_resale" in info.feature_names
         assert info.thresholds == {"block": 0.85, "review": 0.65, "2fa": 0.40}
-        assert guard.review_outcome(first.transaction_id) is None  # not reviewed (404): no outcome
+        waiting = guard.review_outcome(first.transaction_id)  # held for review, nobody decided yet
+        assert waiting is not None
+        assert (waiting.status, waiting.outcome, waiting.decided_at) == ("pending", None, None)
+        assert guard.review_outcome("never-scored") is None  # 404: ticketguard has no such transaction
     assert stored(db_url, first.transaction_id) == (1, 1)
 
 
