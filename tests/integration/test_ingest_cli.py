@@ -85,7 +85,7 @@ def test_a_bad_row_refuses_the_file_with_row_and_column(db_url: str, tmp_path: P
     code, output = run(db_url, str(path), *MAP_ARGS)
     assert code == 1
     assert "1 problem, nothing imported" in output
-    assert "row 5, column 'amount' (mapped to price_paid): must be a decimal > 0" in output
+    assert "row 5, column 'amount' (mapped to price_paid): must be a decimal >= 0" in output
     assert "got '-5'" in output
     assert stored(db_url) == 0
 

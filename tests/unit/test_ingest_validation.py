@@ -131,9 +131,15 @@ def test_event_columns_in_the_file_are_used(tmp_path: Path) -> None:
     assert event["on_sale_at"] == pd.Timestamp("2026-01-05T10:00:00Z")  # first sale: not in the file
 
 
+def test_zero_price_is_a_free_ticket_not_an_error(tmp_path: Path) -> None:
+    rows = make_rows(4, price_paid=["0", "0.00", "12.50", "0.0"])
+    history = read_labelled_file(write_csv(rows, tmp_path / "h.csv"), now=NOW)
+    assert history.transactions["price_paid"].tolist() == [0.0, 0.0, 12.5, 0.0]
+    assert len(history.labels) == 4
+
+
 BAD_VALUES = [
-    ("price_paid", "-5", "must be a decimal > 0", "got '-5'"),
-    ("price_paid", "0", "must be a decimal > 0", "got '0'"),
+    ("price_paid", "-5", "must be a decimal >= 0", "got '-5'"),
     ("price_paid", "1.123456789", "at most 8 decimal places", "got '1.123456789'"),
     ("price_paid", "10000000", "below 10,000,000", "got '10000000'"),
     ("price_paid", "1,50", "no thousands separators", "got '1,50'"),

@@ -235,7 +235,8 @@ def _amount(raw: pd.Series, *, allow_zero: bool) -> Parsed:
 
 
 def _price(raw: pd.Series, _spec: ColumnSpec) -> Parsed:
-    return _amount(raw, allow_zero=False)
+    # 0 is a real price: free tickets, comps and giveaways (issue 13).
+    return _amount(raw, allow_zero=True)
 
 
 def _face_value(raw: pd.Series, _spec: ColumnSpec) -> Parsed:
