@@ -158,3 +158,35 @@ def test_events_file_option_creates_the_described_events(db_url: str, tmp_path: 
         ("concert-1", "Spring Concert", "org-7", 2500, "29.99000000")
     ]
     assert rows[0].starts_at.isoformat() == "2026-02-14T19:00:00+00:00"
+
+
+def test_float_noise_amounts_are_rounded_and_counted_also_under_quarantine(
+    db_url: str, tmp_path: Path
+) -> None:
+    # Issue 13: 85.64999999999999 was refused, so --quarantine silently dropped a fraud pattern.
+    path = export_file(tmp_path / "export.csv")
+    frame = pd.read_csv(path, dtype=str)
+    frame.loc[1, "amount"] = "85.64999999999999"
+    frame.loc[2, "amount"] = "0.30000000000000004"
+    frame.loc[4, "amount"] = "-1"  # a real problem: quarantined
+    frame.to_csv(path, index=False)
+    code, output = run(db_url, str(path), *MAP_ARGS, "--quarantine", str(tmp_path / "rejected.csv"))
+    assert code == 0, output
+    assert re.search(r"amounts rounded to 8 decimals\s+│\s+2 │", output), output
+    assert "2 amount(s) had more than 8 decimal places" in output
+    assert "'amount' (mapped to price_paid) 2" in output
+    assert stored(db_url) == 5
+    rejected = pd.read_csv(tmp_path / "rejected.csv", dtype=str)
+    assert rejected["row"].tolist() == ["6"]  # only the negative amount
+    engine = make_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            prices = dict(
+                conn.execute(
+                    select(tables.transactions.c.transaction_id, tables.transactions.c.price_paid)
+                ).all()
+            )
+    finally:
+        engine.dispose()
+    assert str(prices["r-1"]).rstrip("0") == "85.65"
+    assert str(prices["r-2"]).rstrip("0") == "0.3"

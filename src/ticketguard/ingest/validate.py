@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from functools import partial
@@ -93,6 +93,17 @@ class CheckedFrame:
 
     values: pd.DataFrame
     problems: pd.DataFrame
+    # Per money column, the cells that had more than 8 decimal places and were rounded (issue 13).
+    rounded: dict[str, pd.Series] = field(default_factory=dict)
+
+    def rounded_counts(self, positions: pd.Index | None = None) -> dict[str, int]:
+        """How many cells of each money column were rounded, among ``positions`` (default: all rows)."""
+        out = {}
+        for name, mask in self.rounded.items():
+            kept = mask if positions is None else mask.loc[mask.index.intersection(positions)]
+            if int(kept.sum()):
+                out[name] = int(kept.sum())
+        return out
 
     def bad_positions(self) -> pd.Index:
         return pd.Index(self.problems["position"].unique())
@@ -221,26 +232,34 @@ def _decimal_places(raw: pd.Series, shaped: pd.Series) -> pd.Series:
     return places
 
 
-def _amount(raw: pd.Series, *, allow_zero: bool) -> Parsed:
+def _amount(raw: pd.Series, *, allow_zero: bool) -> tuple[pd.Series, pd.Series, str, pd.Series]:
+    """Typed amounts, bad mask, reason, and which cells had more than 8 decimal places.
+
+    Those are rounded to 8 (the NUMERIC(18, 8) column), not refused: exports written from floats carry
+    noise like ``85.64999999999999`` (issue 13: 1,214 such amounts in one history, all frauds, which
+    ``--quarantine`` would have dropped). The caller reports how many were rounded.
+    """
     shaped = raw.str.fullmatch(DECIMAL_RE)
     numbers = pd.to_numeric(raw.where(shaped, None), errors="coerce").astype("float64")
-    lower_ok = numbers >= 0 if allow_zero else numbers > 0
-    ok = shaped & lower_ok & (numbers < MAX_AMOUNT_EXCLUSIVE) & (_decimal_places(raw, shaped) <= MAX_DECIMALS)
+    rounded_numbers = numbers.round(MAX_DECIMALS)
+    lower_ok = rounded_numbers >= 0 if allow_zero else rounded_numbers > 0
+    ok = shaped & lower_ok & (rounded_numbers < MAX_AMOUNT_EXCLUSIVE)
+    rounded = ok & (_decimal_places(raw, shaped) > MAX_DECIMALS)
     bound = ">= 0" if allow_zero else "> 0"
     reason = (
-        f"must be a decimal {bound} and below {MAX_AMOUNT_EXCLUSIVE:,} with at most {MAX_DECIMALS} "
-        "decimal places (a dot as decimal separator, no thousands separators)"
+        f"must be a decimal {bound} and below {MAX_AMOUNT_EXCLUSIVE:,} (a dot as decimal separator, no "
+        f"thousands separators; more than {MAX_DECIMALS} decimal places are rounded to {MAX_DECIMALS})"
     )
-    return numbers.round(MAX_DECIMALS).where(ok), ~ok, reason
+    return rounded_numbers.where(ok), ~ok, reason, rounded.fillna(False).astype(bool)
 
 
 def _price(raw: pd.Series, _spec: ColumnSpec) -> Parsed:
     # 0 is a real price: free tickets, comps and giveaways (issue 13).
-    return _amount(raw, allow_zero=True)
+    return _amount(raw, allow_zero=True)[:3]
 
 
 def _face_value(raw: pd.Series, _spec: ColumnSpec) -> Parsed:
-    return _amount(raw, allow_zero=True)
+    return _amount(raw, allow_zero=True)[:3]
 
 
 def _bool(raw: pd.Series, _spec: ColumnSpec) -> Parsed:
@@ -353,9 +372,10 @@ def check_frame(raw: pd.DataFrame, display: Callable[[str], str], options: Impor
     """Check every cell, then rows against each other; returns typed values and all problems."""
     options.check()
     problems = _Problems()
-    values = _check_cells(raw, display, options, problems)
+    rounded: dict[str, pd.Series] = {}
+    values = _check_cells(raw, display, options, problems, rounded)
     _check_rows_against_each_other(values, display, options, problems)
-    return CheckedFrame(values=values, problems=problems.frame())
+    return CheckedFrame(values=values, problems=problems.frame(), rounded=rounded)
 
 
 def check_events_frame(
@@ -364,16 +384,21 @@ def check_events_frame(
     """Check an events file (columns already renamed to the event_* names): one row per event."""
     options.check()
     problems = _Problems()
-    values = _check_cells(raw, display, options, problems)
+    rounded: dict[str, pd.Series] = {}
+    values = _check_cells(raw, display, options, problems, rounded)
     ids = values["event_id"]
     repeated = ids.notna() & ids.duplicated(keep=False)
     problems.add(repeated, display("event_id"), "must be unique in the events file", got=ids)
     _check_event_dates(values, display, problems)
-    return CheckedFrame(values=values, problems=problems.frame())
+    return CheckedFrame(values=values, problems=problems.frame(), rounded=rounded)
 
 
 def _check_cells(
-    raw: pd.DataFrame, display: Callable[[str], str], options: ImportOptions, problems: _Problems
+    raw: pd.DataFrame,
+    display: Callable[[str], str],
+    options: ImportOptions,
+    problems: _Problems,
+    rounded: dict[str, pd.Series],
 ) -> pd.DataFrame:
     values = pd.DataFrame(index=raw.index)
     for name in raw.columns:
@@ -386,7 +411,11 @@ def _check_cells(
         if spec.kind == "timestamp":
             values[name] = _timestamps(column, options.timezone, problems, label)
             continue
-        typed, bad, reason = PARSERS[spec.kind](column, spec)
+        if spec.kind in ("price", "face_value"):
+            typed, bad, reason, was_rounded = _amount(column, allow_zero=True)
+            rounded[name] = was_rounded & ~empty
+        else:
+            typed, bad, reason = PARSERS[spec.kind](column, spec)
         bad = bad.fillna(True).astype(bool) & ~empty
         if spec.kind == "text":
             problems.add(bad, label, partial(_too_long, column.str.len(), reason))

@@ -84,9 +84,12 @@ def _load_history(
     try:
         mapping = load_mapping_file(mapping_file) if mapping_file else {}
         mapping.update(parse_map_options(map_items))
+        notes: list[str] = []
         history = history_from_file(
-            data, mapping or None, events=events, progress=lambda s, f: progress(s, 0.0)
+            data, mapping or None, events=events, progress=lambda s, f: progress(s, 0.0), notes=notes
         )
+        for note in notes:
+            console.print(f"[yellow]note:[/yellow] {note}")
     except ImportValidationError as exc:
         console.print(f"[red]{exc.render()}[/red]")
         raise typer.Exit(EXIT_REFUSED) from None

@@ -245,8 +245,12 @@ def history_from_file(
     *,
     events: Path | None = None,
     progress: Progress | None = None,
+    notes: list[str] | None = None,
 ) -> History:
-    """A labelled CSV/Parquet file (any column names, through ``mapping``), checked like an import."""
+    """A labelled CSV/Parquet file (any column names, through ``mapping``), checked like an import;
+    ``notes`` receives what the user should be told (amounts rounded)."""
     from ticketguard.ingest.service import read_labelled_file
 
-    return read_labelled_file(path, mapping, source="import", events_path=events, progress=progress)
+    return read_labelled_file(
+        path, mapping, source="import", events_path=events, progress=progress, notes=notes
+    )
