@@ -190,3 +190,47 @@ def test_float_noise_amounts_are_rounded_and_counted_also_under_quarantine(
         engine.dispose()
     assert str(prices["r-1"]).rstrip("0") == "85.65"
     assert str(prices["r-2"]).rstrip("0") == "0.3"
+
+
+def test_opaque_ids_import_customer_ids_and_write_the_id_map(db_url: str, tmp_path: Path) -> None:
+    from ticketguard.wallets import opaque_wallet
+
+    path = export_file(tmp_path / "export.csv")
+    frame = pd.read_csv(path, dtype=str)
+    frame["wallet"] = ["7", "8", "7", "9", "10", "7"]  # customer ids, as an external history has them
+    frame.to_csv(path, index=False)
+    code, output = run(db_url, str(path), *MAP_ARGS)
+    assert code == 1
+    assert "--opaque-ids" in output
+    assert stored(db_url) == 0
+    code, output = run(db_url, str(path), *MAP_ARGS, "--id-map", str(tmp_path / "ids.csv"))
+    assert code == 2
+    assert "--id-map needs --opaque-ids" in output
+    code, output = run(
+        db_url,
+        str(path),
+        *MAP_ARGS,
+        "--opaque-ids",
+        "--id-namespace",
+        "acme",
+        "--id-map",
+        str(tmp_path / "ids.csv"),
+    )
+    assert code == 0, output
+    assert "4 id(s) and their wallets written to" in output
+    ids = pd.read_csv(tmp_path / "ids.csv", dtype=str)
+    assert ids.to_dict("records") == [
+        {"id": i, "wallet_address": opaque_wallet(i, "acme")} for i in ("10", "7", "8", "9")
+    ]
+    engine = make_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            wallets = dict(
+                conn.execute(
+                    select(tables.transactions.c.transaction_id, tables.transactions.c.wallet_address)
+                ).all()
+            )
+    finally:
+        engine.dispose()
+    assert wallets["r-0"] == wallets["r-2"] == wallets["r-5"] == opaque_wallet("7", "acme")
+    assert len(set(wallets.values())) == 4

@@ -11,6 +11,7 @@ import pytest
 
 from ticketguard.history import EVENT_COLUMNS, LABEL_COLUMNS, TRANSACTION_COLUMNS
 from ticketguard.ingest import ImportValidationError, read_labelled_file
+from ticketguard.wallets import is_canonical, opaque_wallet
 
 NOW = datetime(2026, 3, 1, tzinfo=UTC)
 
@@ -426,3 +427,37 @@ def test_an_events_file_needs_an_event_id_column(tmp_path: Path) -> None:
         "an events file needs an 'event_id' column; accepted columns: event_id, name, organizer_id, venue, "
         "city, capacity, face_value, on_sale_at, starts_at"
     ]
+
+
+def test_customer_ids_are_refused_with_a_pointer_to_opaque_ids(tmp_path: Path) -> None:
+    rows = make_rows(3, wallet_address=["1001", "1002", "1001"])
+    problems = problems_of(write_csv(rows, tmp_path / "h.csv"))
+    assert len(problems) == 3
+    assert "(ids that are not wallet addresses, such as customer ids: --opaque-ids)" in problems[0]
+
+
+def test_opaque_ids_map_customer_ids_deterministically_into_wallets(tmp_path: Path) -> None:
+    # Issue 13: an external history keyed by customer ids (integers) imports with --opaque-ids.
+    rows = make_rows(4, wallet_address=["42", "1002", "42", "0xABC"])
+    rows["is_resale"] = ["false", "false", "true", "true"]
+    rows["seller_address"] = ["", "", "1002", "42"]
+    path = write_csv(rows, tmp_path / "h.csv")
+    tx = read_labelled_file(path, now=NOW, opaque_ids=True).transactions
+    # The documented formula, frozen: a later import, the API caller and this run must agree forever.
+    assert tx.loc[0, "wallet_address"] == "0x6bd3ba931f089028bd9d826bfa23bafb0cfe8698"
+    assert tx.loc[0, "wallet_address"] == opaque_wallet("42")
+    assert tx.loc[2, "wallet_address"] == tx.loc[0, "wallet_address"] == tx.loc[3, "seller_address"]
+    assert tx.loc[2, "seller_address"] == tx.loc[1, "wallet_address"] == opaque_wallet("1002")
+    assert tx.loc[3, "wallet_address"] == opaque_wallet("0xABC")  # every value is an id under the option
+    assert tx["wallet_address"].map(is_canonical).all()
+    again = read_labelled_file(path, now=NOW, opaque_ids=True).transactions
+    assert again["wallet_address"].tolist() == tx["wallet_address"].tolist()
+    other = read_labelled_file(path, now=NOW, opaque_ids=True, id_namespace="acme").transactions
+    assert other.loc[0, "wallet_address"] == "0xc51260c8da37106054b85b4467e2ae769dff56e8"
+    assert set(other["wallet_address"]).isdisjoint(tx["wallet_address"])
+
+
+def test_opaque_ids_refuse_an_empty_namespace(tmp_path: Path) -> None:
+    rows = make_rows(2, wallet_address=["1", "2"])
+    problems = problems_of(write_csv(rows, tmp_path / "h.csv"), opaque_ids=True, id_namespace="")
+    assert problems == ["the id namespace of --opaque-ids must not be empty"]

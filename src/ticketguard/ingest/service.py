@@ -41,6 +41,7 @@ from ticketguard.ingest.validate import (
     check_frame,
     problems_where,
 )
+from ticketguard.wallets import OPAQUE_ID_DEFAULT_NAMESPACE
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,8 @@ class ImportReport:
     rejected: pd.DataFrame = field(default_factory=pd.DataFrame)
     # Amounts with more than 8 decimal places (float noise), rounded to 8, per column of the file.
     amounts_rounded: dict[str, int] = field(default_factory=dict)
+    # With --opaque-ids: (id, wallet_address) for every distinct id of the wallet columns.
+    opaque_ids: pd.DataFrame | None = None
 
 
 @dataclass
@@ -185,6 +188,8 @@ def read_labelled_file(
     now: datetime | None = None,
     progress: Progress | None = None,
     notes: list[str] | None = None,
+    opaque_ids: bool = False,
+    id_namespace: str = OPAQUE_ID_DEFAULT_NAMESPACE,
 ) -> History:
     """A labelled CSV/Parquet file as History frames.
 
@@ -196,7 +201,12 @@ def read_labelled_file(
     """
     path = Path(path)
     options = ImportOptions(
-        now=now or datetime.now(UTC), timezone=timezone, label_delay=label_delay, source=source
+        now=now or datetime.now(UTC),
+        timezone=timezone,
+        label_delay=label_delay,
+        source=source,
+        opaque_ids=opaque_ids,
+        id_namespace=id_namespace,
     )
     loaded = _load(
         path,
@@ -261,6 +271,8 @@ def import_file(
     dry_run: bool = False,
     now: datetime | None = None,
     progress: Progress | None = None,
+    opaque_ids: bool = False,
+    id_namespace: str = OPAQUE_ID_DEFAULT_NAMESPACE,
 ) -> ImportReport:
     """Check a labelled file against itself and the database, then write it in the caller's transaction.
 
@@ -272,7 +284,13 @@ def import_file(
     began = time.perf_counter()
     path = Path(path)
     report_progress = progress or _noop
-    options = ImportOptions(now=now or datetime.now(UTC), timezone=timezone, label_delay=label_delay)
+    options = ImportOptions(
+        now=now or datetime.now(UTC),
+        timezone=timezone,
+        label_delay=label_delay,
+        opaque_ids=opaque_ids,
+        id_namespace=id_namespace,
+    )
     loaded = _load(
         path,
         mapping,
@@ -338,6 +356,7 @@ def import_file(
         problem_count=len(problems),
         rejected=_rejected_rows(loaded, problems) if quarantine else pd.DataFrame(),
         amounts_rounded=rounded,
+        opaque_ids=loaded.checked.opaque_ids,
     )
     log.info(
         "import checked" if dry_run else "import written",
@@ -395,4 +414,14 @@ def write_quarantine(report: ImportReport, path: Path | str) -> Path:
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     report.rejected.to_csv(target, index=False)
+    return target
+
+
+def write_id_map(report: ImportReport, path: Path | str) -> Path:
+    """Write the --opaque-ids mapping (CSV: id, wallet_address; one line per distinct id)."""
+    if report.opaque_ids is None:
+        raise ValueError("the import did not map ids (--opaque-ids)")
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    report.opaque_ids.to_csv(target, index=False)
     return target

@@ -31,7 +31,13 @@ from ticketguard.ingest.columns import (
     ColumnSpec,
 )
 from ticketguard.ingest.errors import FIRST_DATA_ROW, ImportValidationError, Problem, empty_problems
-from ticketguard.wallets import WALLET_HELP, WalletError, canonical_wallet
+from ticketguard.wallets import (
+    OPAQUE_ID_DEFAULT_NAMESPACE,
+    WALLET_HELP,
+    WalletError,
+    canonical_wallet,
+    opaque_wallet,
+)
 
 # Labels of a platform's history arrive after a chargeback window; without a labelled_at column we
 # assume the label became known when that window closed (and never after the import itself).
@@ -63,9 +69,15 @@ class ImportOptions:
     timezone: str | None = None
     label_delay: timedelta = DEFAULT_LABEL_DELAY
     source: str = "import"
+    # Issue 13: ids in the wallet columns that are not addresses (customer ids) are mapped with
+    # `ticketguard.wallets.opaque_wallet` under this namespace instead of being refused.
+    opaque_ids: bool = False
+    id_namespace: str = OPAQUE_ID_DEFAULT_NAMESPACE
 
     def check(self) -> None:
         problems = []
+        if self.opaque_ids and not self.id_namespace:
+            problems.append(Problem("the id namespace of --opaque-ids must not be empty"))
         if self.now.tzinfo is None:
             problems.append(Problem("now must be timezone-aware"))
         if self.timezone is not None:
@@ -95,6 +107,8 @@ class CheckedFrame:
     problems: pd.DataFrame
     # Per money column, the cells that had more than 8 decimal places and were rounded (issue 13).
     rounded: dict[str, pd.Series] = field(default_factory=dict)
+    # With --opaque-ids: each distinct id of the wallet columns and its wallet (id, wallet_address).
+    opaque_ids: pd.DataFrame | None = None
 
     def rounded_counts(self, positions: pd.Index | None = None) -> dict[str, int]:
         """How many cells of each money column were rounded, among ``positions`` (default: all rows)."""
@@ -190,7 +204,11 @@ def _wallet(raw: pd.Series, _spec: ColumnSpec) -> Parsed:
     canonical = {value: _canonical_or_none(value) for value in distinct}
     typed = raw.map(canonical).astype(object)
     typed = typed.where(typed.notna(), None)
-    return typed, (raw != "") & typed.isna(), f"must be {WALLET_HELP}"
+    return (
+        typed,
+        (raw != "") & typed.isna(),
+        f"must be {WALLET_HELP} (ids that are not wallet addresses, such as customer ids: --opaque-ids)",
+    )
 
 
 def _normal_ip(value: str) -> str | None:
@@ -375,7 +393,39 @@ def check_frame(raw: pd.DataFrame, display: Callable[[str], str], options: Impor
     rounded: dict[str, pd.Series] = {}
     values = _check_cells(raw, display, options, problems, rounded)
     _check_rows_against_each_other(values, display, options, problems)
-    return CheckedFrame(values=values, problems=problems.frame(), rounded=rounded)
+    opaque = _opaque_id_map(raw, values) if options.opaque_ids else None
+    return CheckedFrame(values=values, problems=problems.frame(), rounded=rounded, opaque_ids=opaque)
+
+
+WALLET_COLUMNS = ("wallet_address", "seller_address")
+
+
+def _opaque_id(raw: pd.Series, namespace: str) -> Parsed:
+    """Every non-empty cell mapped with `opaque_wallet` (once per distinct id): nothing is refused."""
+    distinct = raw[raw != ""].unique()
+    mapped = {value: opaque_wallet(str(value), namespace) for value in distinct}
+    typed = raw.map(mapped).astype(object)
+    typed = typed.where(typed.notna(), None)
+    return typed, pd.Series(False, index=raw.index), ""
+
+
+def _opaque_id_map(raw: pd.DataFrame, values: pd.DataFrame) -> pd.DataFrame:
+    """The distinct (id, wallet_address) pairs of the wallet columns; two ids on one wallet refuse the file
+    (160-bit HMAC: it does not happen in practice, but a silent merge of two customers must not either)."""
+    parts = [
+        pd.DataFrame({"id": raw[c], "wallet_address": values[c]})
+        for c in WALLET_COLUMNS
+        if c in raw.columns and c in values.columns
+    ]
+    pairs = pd.concat(parts, ignore_index=True)
+    pairs = pairs[pairs["id"] != ""].drop_duplicates().sort_values("id", kind="stable")
+    clash = pairs["wallet_address"].duplicated(keep=False)
+    if clash.any():
+        ids = ", ".join(repr(i) for i in pairs.loc[clash, "id"].head(10))
+        raise ImportValidationError(
+            "--opaque-ids", [Problem(f"ids {ids} map to the same wallet; choose another --id-namespace")]
+        )
+    return pairs.reset_index(drop=True)
 
 
 def check_events_frame(
@@ -414,6 +464,8 @@ def _check_cells(
         if spec.kind in ("price", "face_value"):
             typed, bad, reason, was_rounded = _amount(column, allow_zero=True)
             rounded[name] = was_rounded & ~empty
+        elif spec.kind == "wallet" and options.opaque_ids:
+            typed, bad, reason = _opaque_id(column, options.id_namespace)
         else:
             typed, bad, reason = PARSERS[spec.kind](column, spec)
         bad = bad.fillna(True).astype(bool) & ~empty
