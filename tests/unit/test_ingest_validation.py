@@ -70,10 +70,10 @@ def test_valid_file_loads_into_history_frames(tmp_path: Path) -> None:
 
 
 def test_labelled_at_defaults_to_timestamp_plus_delay_but_never_after_the_import(tmp_path: Path) -> None:
-    rows = make_rows(2, timestamp=["2026-01-05T10:00:00Z", "2026-02-20T10:00:00Z"])
+    rows = make_rows(2, timestamp=["2026-01-05T10:00:00Z", "2026-02-25T10:00:00Z"])
     labels = read_labelled_file(write_csv(rows, tmp_path / "h.csv"), now=NOW).labels
-    assert labels.loc[0, "labelled_at"] == pd.Timestamp("2026-02-19T10:00:00Z")  # + 45 days
-    assert labels.loc[1, "labelled_at"] == pd.Timestamp(NOW)  # + 45 days would be after the import
+    assert labels.loc[0, "labelled_at"] == pd.Timestamp("2026-01-12T10:00:00Z")  # + 7 days (issue 13)
+    assert labels.loc[1, "labelled_at"] == pd.Timestamp(NOW)  # + 7 days would be after the import
 
     short = read_labelled_file(tmp_path / "h.csv", now=NOW, label_delay=timedelta(days=2)).labels
     assert short.loc[0, "labelled_at"] == pd.Timestamp("2026-01-07T10:00:00Z")
@@ -84,7 +84,7 @@ def test_given_labelled_at_is_kept(tmp_path: Path) -> None:
     rows["labelled_at"] = ["2026-02-01T00:00:00Z", ""]
     labels = read_labelled_file(write_csv(rows, tmp_path / "h.csv"), now=NOW).labels
     assert labels.loc[0, "labelled_at"] == pd.Timestamp("2026-02-01T00:00:00Z")
-    assert labels.loc[1, "labelled_at"] == pd.Timestamp("2026-01-06T10:01:00Z") + timedelta(days=45)
+    assert labels.loc[1, "labelled_at"] == pd.Timestamp("2026-01-06T10:01:00Z") + timedelta(days=7)
 
 
 def test_price_survives_at_eight_decimals(tmp_path: Path) -> None:

@@ -25,6 +25,20 @@ OPAQUE_IDS_OPTION = typer.Option(
     "map each to the wallet 0x + HMAC-SHA256(namespace, id)[:40 hex] instead of refusing it "
     "(docs/import.md, 'Ids that are not wallets').",
 )
+LABEL_DELAY_OPTION = typer.Option(
+    7.0,
+    "--label-delay-days",
+    "--label-delay",
+    min=0,
+    show_default=True,
+    help="Rows without labelled_at: the label is taken as known this many days after the transaction "
+    "(never after the import time). Features and training use a label only from then on.",
+)
+TIMEZONE_OPTION = typer.Option(
+    None,
+    "--timezone",
+    help="IANA zone for timestamps written without an offset (default: such timestamps are refused).",
+)
 ID_NAMESPACE_OPTION = typer.Option(
     "ticketguard",
     "--id-namespace",
@@ -56,16 +70,8 @@ def import_command(
         None, "--format", help="csv or parquet (default: from the extension .csv, .parquet, .pq)."
     ),
     delimiter: str = typer.Option(",", help="CSV field separator."),
-    timezone: str | None = typer.Option(
-        None,
-        help="IANA zone for timestamps written without an offset (default: such timestamps are refused).",
-    ),
-    label_delay_days: float = typer.Option(
-        45.0,
-        min=0,
-        help="Without a labelled_at column: a label is taken as known this many days after the "
-        "transaction (never after the import time).",
-    ),
+    timezone: str | None = TIMEZONE_OPTION,
+    label_delay_days: float = LABEL_DELAY_OPTION,
     quarantine: Path | None = typer.Option(
         None,
         help="Import the valid rows and write the rejected ones with their reasons to this CSV "

@@ -39,9 +39,11 @@ from ticketguard.wallets import (
     opaque_wallet,
 )
 
-# Labels of a platform's history arrive after a chargeback window; without a labelled_at column we
-# assume the label became known when that window closed (and never after the import itself).
-DEFAULT_LABEL_DELAY = timedelta(days=45)
+# Without a labelled_at column a label is taken as known this long after its transaction (never after the
+# import itself). 7 days (issue 13): an investigation or a first chargeback notice; the former 45 (a card
+# chargeback window closing) left every fraud of the last 45 days unknown at the training cutoff, so
+# training on an imported history failed for "too little fraud" unless the user knew to change it.
+DEFAULT_LABEL_DELAY = timedelta(days=7)
 # A file written on a machine with a slightly fast clock must not be refused for it.
 CLOCK_SKEW = timedelta(minutes=5)
 # Derived events: ticket sales usually run until shortly before doors open.

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,35 @@ def _parse_time(value: str | None, option: str) -> datetime | None:
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
+@dataclass(frozen=True)
+class FileOptions:
+    """How `--data FILE` is read: the import's options (issue 13), with the import's defaults."""
+
+    timezone: str | None = None
+    label_delay_days: float = 7.0
+    opaque_ids: bool = False
+    id_namespace: str = "ticketguard"
+
+    def given(self) -> list[str]:
+        """The options set away from their defaults (refused without --data)."""
+        names = []
+        if self.timezone is not None:
+            names.append("--timezone")
+        if self.label_delay_days != FileOptions.label_delay_days:
+            names.append("--label-delay-days")
+        if self.opaque_ids:
+            names.append("--opaque-ids")
+        return names
+
+    def as_kwargs(self) -> dict[str, Any]:
+        return {
+            "timezone": self.timezone,
+            "label_delay": timedelta(days=self.label_delay_days),
+            "opaque_ids": self.opaque_ids,
+            "id_namespace": self.id_namespace,
+        }
+
+
 def _load_history(
     settings: Any,
     data: Path | None,
@@ -70,14 +100,22 @@ def _load_history(
     mapping_file: Path | None,
     events: Path | None,
     progress: Callable[[str, float], None],
+    file_options: FileOptions | None = None,
 ) -> tuple[Any, Any, str]:
     from ticketguard.ingest.errors import ImportValidationError
     from ticketguard.ingest.mapping import load_mapping_file, parse_map_options
     from ticketguard.ml.dataset import history_from_database, history_from_file
 
+    file_options = file_options or FileOptions()
     if data is None:
-        if map_items or mapping_file or events:
-            raise typer.BadParameter("--map, --mapping and --events need --data FILE")
+        if map_items or mapping_file or events or file_options.given():
+            given = ["--map"] if map_items else []
+            given += ["--mapping"] if mapping_file else []
+            given += ["--events"] if events else []
+            raise typer.BadParameter(
+                f"{', '.join(given + file_options.given())} only apply to a file: add --data FILE "
+                "(the database's history was checked when it was imported)"
+            )
         progress("reading the database", 0.0)
         history, blacklist = history_from_database(settings)
         return history, blacklist, "database"
@@ -86,7 +124,12 @@ def _load_history(
         mapping.update(parse_map_options(map_items))
         notes: list[str] = []
         history = history_from_file(
-            data, mapping or None, events=events, progress=lambda s, f: progress(s, 0.0), notes=notes
+            data,
+            mapping or None,
+            events=events,
+            progress=lambda s, f: progress(s, 0.0),
+            notes=notes,
+            options=file_options.as_kwargs(),
         )
         for note in notes:
             console.print(f"[yellow]note:[/yellow] {note}")
@@ -97,6 +140,32 @@ def _load_history(
 
 
 MAP_OPTION = typer.Option([], "--map", metavar="THEIRS=OURS", help="Rename a column of --data, repeatable.")
+# The import's reading options, for --data (issue 13): same names, same meaning as `ticketguard import`.
+TIMEZONE_OPTION = typer.Option(
+    None,
+    "--timezone",
+    help="With --data: IANA zone for timestamps written without an offset (as `ticketguard import`).",
+)
+LABEL_DELAY_OPTION = typer.Option(
+    7.0,
+    "--label-delay-days",
+    "--label-delay",
+    min=0,
+    show_default=True,
+    help="With --data: rows without labelled_at get their label this many days after the transaction.",
+)
+OPAQUE_IDS_OPTION = typer.Option(
+    False,
+    "--opaque-ids",
+    help="With --data: map ids that are not wallet addresses (customer ids) as `import --opaque-ids`.",
+)
+ID_NAMESPACE_OPTION = typer.Option(
+    "ticketguard",
+    "--id-namespace",
+    envvar="TICKETGUARD_ID_NAMESPACE",
+    show_default=True,
+    help="With --opaque-ids: the namespace (HMAC key) the import used.",
+)
 
 
 def train_command(
@@ -114,6 +183,10 @@ def train_command(
     map_items: list[str] = MAP_OPTION,
     mapping_file: Path | None = typer.Option(None, "--mapping", help="YAML `their_column: our_column` file."),
     events: Path | None = typer.Option(None, "--events", help="Events file for --data (see docs/import.md)."),
+    timezone: str | None = TIMEZONE_OPTION,
+    label_delay_days: float = LABEL_DELAY_OPTION,
+    opaque_ids: bool = OPAQUE_IDS_OPTION,
+    id_namespace: str = ID_NAMESPACE_OPTION,
     version: str | None = typer.Option(None, help="Model version (default fraud-YYYYMMDD-HHMMSS)."),
     promote: bool = typer.Option(False, "--promote", help="Make the new model live right away."),
     auto_deploy: bool = typer.Option(
@@ -146,7 +219,13 @@ def train_command(
             return
         with _progress() as progress:
             history, blacklist, source = _load_history(
-                settings, data, map_items, mapping_file, events, progress
+                settings,
+                data,
+                map_items,
+                mapping_file,
+                events,
+                progress,
+                FileOptions(timezone, label_delay_days, opaque_ids, id_namespace),
             )
             run = train_model(
                 settings,
@@ -194,6 +273,10 @@ def evaluate_command(
     map_items: list[str] = MAP_OPTION,
     mapping_file: Path | None = typer.Option(None, "--mapping", help="YAML `their_column: our_column` file."),
     events: Path | None = typer.Option(None, "--events", help="Events file for --data."),
+    timezone: str | None = TIMEZONE_OPTION,
+    label_delay_days: float = LABEL_DELAY_OPTION,
+    opaque_ids: bool = OPAQUE_IDS_OPTION,
+    id_namespace: str = ID_NAMESPACE_OPTION,
     since: str | None = typer.Option(
         None, help="Evaluate from this UTC time (default: the model's test days)."
     ),
@@ -222,7 +305,13 @@ def evaluate_command(
                 )
         with _progress() as progress:
             history, blacklist, source = _load_history(
-                settings, data, map_items, mapping_file, events, progress
+                settings,
+                data,
+                map_items,
+                mapping_file,
+                events,
+                progress,
+                FileOptions(timezone, label_delay_days, opaque_ids, id_namespace),
             )
             progress("features", 0.05)
             labelled = labelled_features(history, feature_params(settings), blacklist=blacklist)

@@ -56,6 +56,7 @@ class LabelledFeatures:
     transaction_id: np.ndarray
     timestamp_us: np.ndarray
     wallet: np.ndarray
+    event: np.ndarray  # the event id of each transaction (per-row scores of the evaluation, issue 13)
     features: pd.DataFrame
     has_label: np.ndarray
     is_fraud: np.ndarray
@@ -96,6 +97,7 @@ def labelled_features(
         transaction_id=tx["transaction_id"].to_numpy(dtype=object),
         timestamp_us=to_us(tx["timestamp"]),
         wallet=tx["wallet_address"].to_numpy(dtype=object),
+        event=tx["event_id"].to_numpy(dtype=object),
         features=features.reset_index(drop=True),
         has_label=has_label,
         is_fraud=joined["is_fraud"].fillna(False).astype(bool).to_numpy(),
@@ -162,14 +164,17 @@ class SplitPlan:
     def from_dict(cls, data: Mapping[str, Any]) -> SplitPlan:
         return cls(**{name: datetime.fromisoformat(str(data[name])) for name in cls.__dataclass_fields__})
 
-    def mask(self, ts_us: np.ndarray, part: str) -> np.ndarray:
+    def mask_bounds(self, part: str) -> tuple[datetime, datetime]:
         bounds = {
             "train": (self.train_start, self.validation_start),
             "validation": (self.validation_start, self.gap_start),
             "fit": (self.train_start, self.gap_start),
             "test": (self.test_start, self.end),
         }
-        lo, hi = bounds[part]
+        return bounds[part]
+
+    def mask(self, ts_us: np.ndarray, part: str) -> np.ndarray:
+        lo, hi = self.mask_bounds(part)
         return (ts_us >= _us(lo)) & (ts_us < _us(hi))
 
 
@@ -209,10 +214,7 @@ def split(data: LabelledFeatures, plan: SplitPlan) -> Splits:
         ("test", test, data.is_fraud[test]),
     ):
         if mask.sum() == 0 or y.sum() == 0:
-            raise DatasetError(
-                f"the {name} part ({mask.sum()} labelled transactions, {int(y.sum())} fraud) has no fraud "
-                "to learn or measure from: give more history or change TRAIN_*_DAYS"
-            )
+            raise DatasetError(_empty_part_message(name, mask, data, plan))
     return Splits(
         plan=plan,
         train=train,
@@ -221,6 +223,28 @@ def split(data: LabelledFeatures, plan: SplitPlan) -> Splits:
         y_train=known[train],
         y_validation=known[validation],
         y_test=data.is_fraud[test].astype(np.int8),
+    )
+
+
+def _empty_part_message(name: str, mask: np.ndarray, data: LabelledFeatures, plan: SplitPlan) -> str:
+    """Why a part has nothing to learn from, naming the real cause (issue 13): frauds whose labels were
+    not known yet at the training cutoff are a label-delay problem, not "too little fraud"."""
+    rows, fraud = int(mask.sum()), int(data.is_fraud[mask].sum())
+    window = f"{plan.mask_bounds(name)[0].isoformat()} – {plan.mask_bounds(name)[1].isoformat()}"
+    if name != "test" and fraud > 0:
+        late = data.labelled_us[mask & data.is_fraud]
+        known_from = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=int(late.min()))
+        return (
+            f"the {name} part ({window}) has {fraud} fraud transaction(s) among {rows} labelled ones, but "
+            f"none of their labels was known at the training cutoff {plan.test_start.isoformat()} (the "
+            f"test start; the earliest became known {known_from.isoformat()}). Labels count for training "
+            "only from labelled_at on; imported rows without a labelled_at get timestamp + the label "
+            "delay (--label-delay-days, default 7). Give labelled_at, a label delay matching when your "
+            "labels really arrive, a longer TRAIN_GAP_DAYS, or an earlier test window (--test-from)"
+        )
+    return (
+        f"the {name} part ({window}: {rows} labelled transactions, {fraud} fraud) has no fraud to "
+        "learn or measure from: give more history, change TRAIN_*_DAYS or choose the test days (--test-from)"
     )
 
 
@@ -246,11 +270,19 @@ def history_from_file(
     events: Path | None = None,
     progress: Progress | None = None,
     notes: list[str] | None = None,
+    options: Mapping[str, Any] | None = None,
 ) -> History:
     """A labelled CSV/Parquet file (any column names, through ``mapping``), checked like an import;
-    ``notes`` receives what the user should be told (amounts rounded)."""
+    ``notes`` receives what the user should be told (amounts rounded); ``options`` are further keyword
+    arguments of `read_labelled_file` (timezone, label_delay, opaque_ids, id_namespace)."""
     from ticketguard.ingest.service import read_labelled_file
 
     return read_labelled_file(
-        path, mapping, source="import", events_path=events, progress=progress, notes=notes
+        path,
+        mapping,
+        source="import",
+        events_path=events,
+        progress=progress,
+        notes=notes,
+        **dict(options or {}),
     )
