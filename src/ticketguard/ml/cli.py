@@ -6,7 +6,7 @@ import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +50,30 @@ def _settings_and_engine(require_db: bool = True) -> tuple[Any, Any]:
         console.print("[red]the database is not migrated:[/red] run `ticketguard db upgrade` first")
         raise typer.Exit(EXIT_USAGE)
     return settings, database_engine(settings, batch=True)
+
+
+def _parse_day(value: str | None, option: str) -> date | None:
+    """A UTC calendar day given as YYYY-MM-DD (the split's days run 00:00–24:00 UTC)."""
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"{option} must be a UTC date like 2026-04-01, got {value!r}") from None
+
+
+TEST_FROM_OPTION = typer.Option(
+    None,
+    "--test-from",
+    metavar="YYYY-MM-DD",
+    help="First test day (UTC, inclusive). Default: the last TRAIN_TEST_DAYS whole days of the data.",
+)
+TEST_TO_OPTION = typer.Option(
+    None,
+    "--test-to",
+    metavar="YYYY-MM-DD",
+    help="Last test day (UTC, inclusive). Default: the last transaction's day.",
+)
 
 
 def _parse_time(value: str | None, option: str) -> datetime | None:
@@ -187,6 +211,8 @@ def train_command(
     label_delay_days: float = LABEL_DELAY_OPTION,
     opaque_ids: bool = OPAQUE_IDS_OPTION,
     id_namespace: str = ID_NAMESPACE_OPTION,
+    test_from: str | None = TEST_FROM_OPTION,
+    test_to: str | None = TEST_TO_OPTION,
     version: str | None = typer.Option(None, help="Model version (default fraud-YYYYMMDD-HHMMSS)."),
     promote: bool = typer.Option(False, "--promote", help="Make the new model live right away."),
     auto_deploy: bool = typer.Option(
@@ -208,9 +234,12 @@ def train_command(
         raise typer.Exit(EXIT_REFUSED)
     settings, engine = _settings_and_engine()
     try:
+        first_test_day, last_test_day = _parse_day(test_from, "--test-from"), _parse_day(test_to, "--test-to")
         if auto_deploy:
             if data is not None:
                 raise typer.BadParameter("--auto-deploy retrains on the database; drop --data")
+            if test_from or test_to:
+                raise typer.BadParameter("--auto-deploy uses the default split; drop --test-from/--test-to")
             from ticketguard.ml.jobs import retrain
 
             with _progress() as progress:
@@ -236,6 +265,8 @@ def train_command(
                 output=output,
                 register_with=engine,
                 progress=progress,
+                test_from=first_test_day,
+                test_to=last_test_day,
             )
         if promote:
             with engine.begin() as conn:
@@ -281,6 +312,12 @@ def evaluate_command(
         None, help="Evaluate from this UTC time (default: the model's test days)."
     ),
     until: str | None = typer.Option(None, help="... until this UTC time, exclusive."),
+    test_from: str | None = typer.Option(
+        None, "--test-from", metavar="YYYY-MM-DD", help="Evaluate from this UTC day (inclusive)."
+    ),
+    test_to: str | None = typer.Option(
+        None, "--test-to", metavar="YYYY-MM-DD", help="... to this UTC day (inclusive)."
+    ),
     report_dir: Path | None = typer.Option(None, "--report-dir", help="Default REPORT_DIR/<version>."),
 ) -> None:
     """Evaluate a model: metrics with 95 % intervals, thresholds, top-k review precision, patterns, plots."""
@@ -289,6 +326,19 @@ def evaluate_command(
     from ticketguard.ml.registry import RegistryError, read_model_file
     from ticketguard.ml.service import evaluate_model, registry_for
 
+    first_day, last_day = _parse_day(test_from, "--test-from"), _parse_day(test_to, "--test-to")
+    if (first_day or last_day) and (since or until):
+        raise typer.BadParameter("give the window as --since/--until (times) or --test-from/--test-to (days)")
+    if first_day and last_day and first_day > last_day:
+        raise typer.BadParameter(f"--test-from {first_day} is after --test-to {last_day}")
+    start = _parse_time(since, "--since") or (
+        datetime(first_day.year, first_day.month, first_day.day, tzinfo=UTC) if first_day else None
+    )
+    end = _parse_time(until, "--until") or (
+        datetime(last_day.year, last_day.month, last_day.day, tzinfo=UTC) + timedelta(days=1)
+        if last_day
+        else None
+    )
     settings, engine = _settings_and_engine()
     try:
         path = Path(model)
@@ -321,8 +371,8 @@ def evaluate_command(
                 booster,
                 card,
                 labelled,
-                since=_parse_time(since, "--since"),
-                until=_parse_time(until, "--until"),
+                since=start,
+                until=end,
                 out_dir=target,
                 context={"data": source},
                 progress=progress,

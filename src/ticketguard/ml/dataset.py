@@ -16,9 +16,10 @@ later counts as legitimate there, as it would have in production.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -118,7 +119,7 @@ class SplitPlan:
     validation_start: datetime
     gap_start: datetime
     test_start: datetime
-    end: datetime  # exclusive: just after the last transaction
+    end: datetime  # exclusive: 00:00 UTC after the last test day
 
     @classmethod
     def plan(
@@ -130,24 +131,72 @@ class SplitPlan:
         gap: timedelta,
         validation: timedelta,
         warmup: timedelta,
+        test_from: date | None = None,
+        test_to: date | None = None,
     ) -> SplitPlan:
-        end = last + timedelta(microseconds=1)
-        test_start = end - test
-        gap_start = test_start - gap
-        validation_start = gap_start - validation
-        train_start = first + warmup
-        if validation_start - train_start < validation:
-            span = (end - first).total_seconds() / 86400
-            need = (warmup + validation * 2 + gap + test).total_seconds() / 86400
+        """Day-aligned boundaries (00:00 UTC; spans rounded up to whole days, issue 13).
+
+        By default the test part is the last ``test`` days up to the end of the last transaction's day;
+        ``test_from`` / ``test_to`` (UTC dates, both inclusive) choose the test days instead, the other
+        parts lying before them as usual.
+        """
+        first_day, last_day = _day_of(first), _day_of(last)
+        if test_from is not None and test_to is not None and test_from > test_to:
             raise DatasetError(
-                f"the data spans {span:.1f} days; the split needs at least {need:.1f} (warm-up "
-                f"{warmup.days} + train ≥ validation + validation {validation.days} + gap {gap.days} + "
-                f"test {test.days} days): give more history or shorter TRAIN_*_DAYS"
+                f"--test-from {test_from} is after --test-to {test_to}: give the first test day first"
+            )
+        for option, day in (("--test-from", test_from), ("--test-to", test_to)):
+            if day is not None and not first_day <= day <= last_day:
+                raise DatasetError(
+                    f"{option} {day} is outside the data, whose transactions run from {first_day} to "
+                    f"{last_day} (UTC days)"
+                )
+        test_days = _whole_days(test, minimum=1)
+        end = _midnight(test_to + ONE_DAY) if test_to is not None else _midnight(last_day + ONE_DAY)
+        test_start = _midnight(test_from) if test_from is not None else end - test_days
+        if test_from is None and test_to is not None:
+            test_start = max(test_start, _midnight(first_day))
+        gap_start = test_start - _whole_days(gap)
+        validation_start = gap_start - _whole_days(validation, minimum=1)
+        train_start = _midnight(first_day if first == _midnight(first_day) else first_day + ONE_DAY)
+        train_start += _whole_days(warmup)
+        if validation_start - train_start < _whole_days(validation, minimum=1):
+            days = {
+                "warm-up": _whole_days(warmup).days,
+                "validation": _whole_days(validation, minimum=1).days,
+                "gap": _whole_days(gap).days,
+                "test": (end - test_start).days,
+            }
+            parts = (
+                f"warm-up {days['warm-up']} + train ≥ validation + validation {days['validation']} + "
+                f"gap {days['gap']}"
+            )
+            before = days["warm-up"] + 2 * days["validation"] + days["gap"]
+            if test_from is not None:
+                room = (test_start - _midnight(first_day)) / ONE_DAY
+                raise DatasetError(
+                    f"--test-from {test_from} leaves {room:.1f} days of data before the test days; the "
+                    f"parts before them need at least {before} ({parts} days, whole UTC days): choose a "
+                    "later --test-from, give more history or shorter TRAIN_*_DAYS"
+                )
+            span = (end - _midnight(first_day)) / ONE_DAY
+            raise DatasetError(
+                f"the data spans {span:.1f} days; the split needs at least {before + days['test']:.1f} "
+                f"({parts} + test {days['test']} days, whole UTC days): give more history, shorter "
+                "TRAIN_*_DAYS, or choose the test days (--test-from/--test-to)"
             )
         return cls(first, train_start, validation_start, gap_start, test_start, end)
 
     @classmethod
-    def from_settings(cls, first: datetime, last: datetime, settings: Settings) -> SplitPlan:
+    def from_settings(
+        cls,
+        first: datetime,
+        last: datetime,
+        settings: Settings,
+        *,
+        test_from: date | None = None,
+        test_to: date | None = None,
+    ) -> SplitPlan:
         return cls.plan(
             first,
             last,
@@ -155,6 +204,8 @@ class SplitPlan:
             gap=timedelta(days=settings.train_gap_days),
             validation=timedelta(days=settings.train_validation_days),
             warmup=timedelta(days=settings.train_warmup_days),
+            test_from=test_from,
+            test_to=test_to,
         )
 
     def to_dict(self) -> dict[str, str]:
@@ -176,6 +227,22 @@ class SplitPlan:
     def mask(self, ts_us: np.ndarray, part: str) -> np.ndarray:
         lo, hi = self.mask_bounds(part)
         return (ts_us >= _us(lo)) & (ts_us < _us(hi))
+
+
+ONE_DAY = timedelta(days=1)
+
+
+def _day_of(moment: datetime) -> date:
+    return moment.astimezone(UTC).date()
+
+
+def _midnight(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
+def _whole_days(span: timedelta, minimum: int = 0) -> timedelta:
+    """A span rounded up to whole days (TRAIN_*_DAYS may be fractional; boundaries stay at 00:00 UTC)."""
+    return timedelta(days=max(minimum, math.ceil(span / ONE_DAY - 1e-9)))
 
 
 def _us(moment: datetime) -> int:

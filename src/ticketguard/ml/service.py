@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -101,16 +101,19 @@ def train_model(
     register_with: Engine | None = None,
     progress: Progress | None = None,
     now: datetime | None = None,
+    test_from: date | None = None,
+    test_to: date | None = None,
 ) -> TrainingRun:
     """Train on ``history`` with the settings' split and hyper-parameters; register it when an engine is
-    given (the model row and its artifact), export it to ``output`` when given."""
+    given (the model row and its artifact), export it to ``output`` when given. ``test_from``/``test_to``
+    (UTC dates, inclusive) choose the test days instead of the last TRAIN_TEST_DAYS."""
     report = progress or _noop
     created = now or datetime.now(UTC)
     if version:
         check_version(version)
     params = feature_params(settings)
     data = labelled_features(history, params, blacklist=blacklist, progress=_stage(report, 0.0, 0.3))
-    plan = SplitPlan.from_settings(*time_range(data), settings)
+    plan = SplitPlan.from_settings(*time_range(data), settings, test_from=test_from, test_to=test_to)
     parts = split(data, plan)
     config = TrainingConfig.from_settings(settings)
     model = fit(
