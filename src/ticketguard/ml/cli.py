@@ -319,6 +319,13 @@ def evaluate_command(
         None, "--test-to", metavar="YYYY-MM-DD", help="... to this UTC day (inclusive)."
     ),
     report_dir: Path | None = typer.Option(None, "--report-dir", help="Default REPORT_DIR/<version>."),
+    top_k: int = typer.Option(
+        100,
+        "--top-k",
+        min=1,
+        show_default=True,
+        help="k of the wallet precision@k per day (the handbook's card precision top-k, wallets as cards).",
+    ),
 ) -> None:
     """Evaluate a model: metrics with 95 % intervals, thresholds, top-k review precision, patterns, plots."""
     from ticketguard.features.specs import FEATURE_NAMES
@@ -376,6 +383,7 @@ def evaluate_command(
                 out_dir=target,
                 context={"data": source},
                 progress=progress,
+                precision_k=top_k,
             )
     except (DatasetError, RegistryError) as exc:
         console.print(f"[red]{exc}[/red]")
@@ -396,6 +404,8 @@ def evaluate_command(
         table.add_row(name, f"{entry['value']:.4f} [{entry['ci95'][0]:.4f}, {entry['ci95'][1]:.4f}]", mark)
     k = numbers["top_k_per_day"]
     table.add_row(f"top-{k['k']} wallets/day precision", f"{k['precision_mean']:.4f}", "")
+    w = numbers["wallet_precision_at_k"]
+    table.add_row(f"wallet precision@{w['k']} per day", f"{w['mean']:.4f}", "")
     for name, entry in numbers["decision_thresholds"].items():
         table.add_row(
             f"{name} (> {entry['threshold']:.2f})",
@@ -403,7 +413,7 @@ def evaluate_command(
             "",
         )
     out.print(table)
-    out.print(f"report: {paths['markdown']}  (json: {paths['json']})")
+    out.print(f"report: {paths['markdown']}  (json: {paths['json']}, per-row scores: {paths['row_scores']})")
 
 
 # ------------------------------------------------------------------------------------------ models
