@@ -664,6 +664,11 @@ def derive_events(values: pd.DataFrame, event_file: pd.DataFrame | None = None) 
     starts = starts.where(starts >= on_sale, on_sale)
     name = given("event_name")
     organizer = given("event_organizer_id")
+    # Issue 13: facts derived from the file's sales describe all of it, later rows included; the event is
+    # marked so that features treat its capacity, face value and start as unknown (point-in-time).
+    derived = (
+        given("event_capacity").isna() | given("event_face_value").isna() | given("event_starts_at").isna()
+    )
     frame = pd.DataFrame(
         {
             "event_id": first_sale.index.to_numpy(dtype=object),
@@ -679,6 +684,7 @@ def derive_events(values: pd.DataFrame, event_file: pd.DataFrame | None = None) 
             .to_numpy(),
             "on_sale_at": on_sale.to_numpy(),
             "starts_at": starts.to_numpy(),
+            "facts_derived": derived.to_numpy(dtype=bool),
         }
     )
     return conform(frame, EVENT_COLUMNS)
