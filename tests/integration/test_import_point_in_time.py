@@ -68,3 +68,36 @@ def test_derived_event_facts_are_unknown_to_every_feature_path(db_url: str, tmp_
     on_c = history.transactions["event_id"].eq("ev-c").to_numpy()
     assert (offline.loc[~on_c, "event_popularity_score"] == 0).all()
     assert (offline.loc[on_c, "event_popularity_score"] > 0).any()
+
+
+def test_the_chain_replacing_derived_facts_makes_them_real(db_url: str, tmp_path: Path) -> None:
+    from ticketguard.chain.repository import upsert_events
+
+    helpers = _leakage_helpers()
+    path = tmp_path / "h.csv"
+    helpers.sales(6).to_csv(path, index=False)
+    engine = make_engine(db_url)
+    try:
+        with engine.begin() as conn:
+            import_file(conn, path, now=NOW)
+            upsert_events(
+                conn,
+                [
+                    {
+                        "event_id": "ev-a",
+                        "name": "ev-a",
+                        "organizer_id": "0x" + "1" * 40,
+                        "capacity": 900,
+                        "face_value": "55.00000000",
+                        "on_sale_at": datetime(2026, 1, 1, tzinfo=UTC),
+                        "starts_at": datetime(2026, 5, 1, tzinfo=UTC),
+                    }
+                ],
+            )
+        with engine.connect() as conn:
+            flags = dict(conn.execute(select(tables.events.c.event_id, tables.events.c.facts_derived)).all())
+            known = read_events(conn)
+    finally:
+        engine.dispose()
+    assert flags == {"ev-a": False, "ev-b": True}
+    assert known["ev-a"].capacity == 900
