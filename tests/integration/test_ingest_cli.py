@@ -218,6 +218,7 @@ def test_opaque_ids_import_customer_ids_and_write_the_id_map(db_url: str, tmp_pa
     )
     assert code == 0, output
     assert "4 id(s) and their wallets written to" in output
+    assert re.search(r"ids mapped to wallets \(--opaque-ids\)\s+│\s+4 │", output), output
     ids = pd.read_csv(tmp_path / "ids.csv", dtype=str)
     assert ids.to_dict("records") == [
         {"id": i, "wallet_address": opaque_wallet(i, "acme")} for i in ("10", "7", "8", "9")

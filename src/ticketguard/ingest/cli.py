@@ -175,6 +175,8 @@ def import_command(
     table.add_row("  of which fraud", f"{report.fraud_count:,}")
     table.add_row("rows rejected", f"{report.rows_rejected:,}")
     table.add_row("amounts rounded to 8 decimals", f"{sum(report.amounts_rounded.values()):,}")
+    if report.opaque_ids is not None:
+        table.add_row("ids mapped to wallets (--opaque-ids)", f"{len(report.opaque_ids):,}")
     table.add_row(f"events {'to create' if dry_run else 'created'}", f"{report.events_new:,}")
     table.add_row("events already known", f"{report.events_existing:,}")
     table.add_row("time", f"{report.seconds:.1f} s")
