@@ -446,6 +446,9 @@ def test_opaque_ids_map_customer_ids_deterministically_into_wallets(tmp_path: Pa
     # The documented formula, frozen: a later import, the API caller and this run must agree forever.
     assert tx.loc[0, "wallet_address"] == "0x6bd3ba931f089028bd9d826bfa23bafb0cfe8698"
     assert tx.loc[0, "wallet_address"] == opaque_wallet("42")
+    from ticketguard.client import opaque_wallet as client_opaque_wallet  # what a backend sends live
+
+    assert client_opaque_wallet("42") == tx.loc[0, "wallet_address"]
     assert tx.loc[2, "wallet_address"] == tx.loc[0, "wallet_address"] == tx.loc[3, "seller_address"]
     assert tx.loc[2, "seller_address"] == tx.loc[1, "wallet_address"] == opaque_wallet("1002")
     assert tx.loc[3, "wallet_address"] == opaque_wallet("0xABC")  # every value is an id under the option
