@@ -197,6 +197,16 @@ events = Table(
     Column("on_sale_at", UTCDateTime, nullable=False),
     Column("starts_at", UTCDateTime, nullable=False),
     Column("created_at", UTCDateTime, nullable=False, server_default=func.now()),
+    # issue 13 (import): capacity, face value and start derived from the imported sales, not given; the
+    # features treat them as unknown so that no row sees facts computed from later rows (migration 0012).
+    Column(
+        "facts_derived",
+        Boolean,
+        nullable=False,
+        server_default=false(),
+        comment="capacity, face value and start were derived by an import from its sales: features "
+        "treat them as unknown (point-in-time)",
+    ),
     CheckConstraint("capacity > 0", name="capacity_positive"),
     CheckConstraint("face_value >= 0", name="face_value_not_negative"),
     Index("idx_events_starts_at", "starts_at"),
