@@ -10,7 +10,7 @@ columns stay filled (NOT NULL) for the dashboards. Existing rows are marked fals
 this revision keep being used as they are (re-import the history to get point-in-time facts).
 
 Revision ID: 0012
-Revises: 0008
+Revises: 0010
 Create Date: 2026-12-06 07:00:00
 """
 
