@@ -104,6 +104,10 @@ def _register_subcommands() -> None:
     register_api(app)
     register_security(app)
     register_delivery(app)
+    # alerting (issue 15)
+    from ticketguard.alerts.cli import register as register_alerts
+
+    register_alerts(app)
 
 
 _register_subcommands()
