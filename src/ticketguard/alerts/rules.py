@@ -220,7 +220,7 @@ def parse_condition(text: Any, metric_units: Mapping[str, str]) -> Condition:
     number = float(tokens[2][1])
     unit = ""
     rest = tokens[3:]
-    if rest and rest[0][0] in ("name", "pct"):
+    if rest and rest[0][0] in ("name", "pct") and any(rest[0][1] in f for f in UNIT_FACTORS.values()):
         unit = rest[0][1]
         rest = rest[1:]
     if rest:
@@ -351,7 +351,15 @@ def _rule(
         problems.add(node, None, f"alerts[{index}]: expected a mapping with name, condition, duration, ...")
         return None
     before = len(problems.items)
-    pairs = dict(_pairs(node, problems, None))
+    early = next(
+        (
+            str(v.value)
+            for k, v in node.value
+            if getattr(k, "value", None) == "name" and isinstance(v, yaml.ScalarNode)
+        ),
+        None,
+    )
+    pairs = dict(_pairs(node, problems, early))
     name_node = pairs.get("name")
     name = str(_scalar(loader, name_node)) if isinstance(name_node, yaml.ScalarNode) else None
     label = name or f"alerts[{index}]"
