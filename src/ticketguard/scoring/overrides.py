@@ -30,12 +30,12 @@ class ThresholdRuntime:
         engine: Engine,
         configured: Thresholds,
         *,
-        refresh_s: float = REFRESH_SECONDS,
+        refresh_s: float | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.engine = engine
         self.configured = configured
-        self.refresh_s = refresh_s
+        self.refresh_s = refresh_s if refresh_s is not None else REFRESH_SECONDS
         self.clock = clock
         self.override: ThresholdOverride | None = None
         self.loaded = False
