@@ -346,6 +346,8 @@ def test_a_worker_killed_between_fired_and_sent_sends_it_after_restart_once(
 def test_two_evaluators_at_once_fire_once(postgres_url: str, pg: Engine, tmp_path: Path) -> None:
     settings = make_settings(postgres_url, tmp_path, alert_rules_path=write_rules(tmp_path, KILL))
     rules = load_rules(settings)
+    with pg.begin() as conn:  # the rule's row exists (an earlier quiet cycle): only its row lock serializes
+        conn.execute(insert(tables.alert_state).values(rule="fraud_rate_spike", state="inactive"))
     _fraud_now(pg)
     now = datetime.now(UTC)
     engines = [make_engine(postgres_url) for _ in range(4)]
