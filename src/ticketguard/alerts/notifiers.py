@@ -9,6 +9,7 @@ and SMTP 4xx are retried; other answers are final.
 
 from __future__ import annotations
 
+import email.policy
 import hashlib
 import smtplib
 import ssl
@@ -212,7 +213,9 @@ class EmailSender:
             raise DeliveryError(
                 "email has no recipient (rule option 'to' or ALERT_EMAIL_TO)", retryable=False
             )
-        mail = EmailMessage()
+        # headers unfolded up to RFC 5322's 998 characters: a subject folded right after "Subject:" shows
+        # with a leading space in some clients
+        mail = EmailMessage(policy=email.policy.SMTP.clone(max_line_length=998))
         mail["Subject"] = headline(payload)[:200]
         mail["From"] = self.sender
         mail["To"] = to
