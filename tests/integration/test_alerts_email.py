@@ -244,3 +244,21 @@ def test_a_server_down_is_retried(sqlite_url: str, tmp_path: Path) -> None:
     assert state == "pending"
     assert error == "SMTP server unreachable (ConnectionRefusedError)"
     engine.dispose()
+
+
+def test_a_server_without_starttls_gets_nothing(sqlite_url: str, tmp_path: Path) -> None:
+    from ticketguard.kit.db import make_engine
+
+    mailbox = Mailbox(port=free_port(), ca=tmp_path / "none.crt")
+    controller = Controller(mailbox, hostname="127.0.0.1", port=mailbox.port)  # plain SMTP, no STARTTLS
+    controller.start()
+    try:
+        engine = make_engine(sqlite_url)
+        settings = settings_for(engine, tmp_path, mailbox, smtp_ca_file=None)
+        fire(engine, settings)
+        deliver_due(engine, senders_from_settings(settings), clock=lambda: T0)
+        assert status(engine) == ("dead", "SMTP server does not offer STARTTLS")
+        assert mailbox.messages == []
+        engine.dispose()
+    finally:
+        controller.stop()
