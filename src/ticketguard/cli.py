@@ -89,6 +89,7 @@ def _register_subcommands() -> None:
     from ticketguard.ml.cli import register as register_ml
     from ticketguard.quality.cli import register as register_quality
     from ticketguard.retention.cli import register as register_retention
+    from ticketguard.reviews.cli import register as register_reviews  # review queue (issue 14)
     from ticketguard.security.cli import register as register_security
     from ticketguard.simulate.cli import register as register_simulate
     from ticketguard.views.cli import register as register_views
@@ -104,6 +105,13 @@ def _register_subcommands() -> None:
     register_api(app)
     register_security(app)
     register_delivery(app)
+    register_reviews(app)  # review queue (issue 14)
+    # operator console (issue 14)
+    from ticketguard.admin.cli import register as register_admin
+    from ticketguard.dashboard.cli import register as register_dashboard
+
+    register_admin(app)
+    register_dashboard(app)
     # alerting (issue 15)
     from ticketguard.alerts.cli import register as register_alerts
 

@@ -42,6 +42,7 @@ MIN_JWT_SECRET_LENGTH = 32
 DEFAULT_ROUTE_LIMITS: dict[str, int] = {
     "/api/v1/ml/batch/predict": 30,  # up to API_BATCH_MAX_ITEMS scorings each
     "/api/v1/metrics": 30,  # KPI queries read a day of predictions
+    "/api/v1/reviews": 600,  # GET /api/v1/reviews/{id}, all ids together (reviews: issue 14)
     "/health": 120,  # and /health/*: a probe every few seconds fits, a flood does not
     "/metrics": 60,
     "/openapi.json": 30,
@@ -223,6 +224,42 @@ class Settings(BaseSettings):
         "sends nothing without it.",
     )
 
+    # --- reviews: the MANUAL_REVIEW queue (docs/reviews.md; issue 14, review backend) ------------------
+    review_claim_seconds: int = Field(
+        default=900, ge=30, le=86_400, description="How long an analyst's claim on a case lasts."
+    )
+    review_queue_horizon_days: float = Field(
+        default=14,
+        gt=0,
+        le=365,
+        description="MANUAL_REVIEW decisions older than this leave the queue (still decidable by id).",
+    )
+    review_callback_url: str | None = Field(
+        default=None,
+        description="Where decided reviews are POSTed (signed webhook through the outbox); unset: none.",
+    )
+
+    @field_validator("review_callback_url")
+    @classmethod
+    def _check_review_callback_url(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        if not value.startswith(("https://", "http://")) or len(value) > 2000:
+            raise ValueError(f"REVIEW_CALLBACK_URL must be an http(s) URL, got {value[:60]!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _check_review_callback_signed(self) -> Settings:
+        if self.review_callback_url and self.webhook_signing_secret is None:
+            raise ValueError(
+                "REVIEW_CALLBACK_URL needs WEBHOOK_SIGNING_SECRET: review callbacks are only sent signed"
+            )
+        return self
+
+    @property
+    def review_queue_horizon(self) -> timedelta:
+        return timedelta(days=self.review_queue_horizon_days)
+
     # --- alerting (issue 15, docs/alerts.md): rules evaluated by the worker, notifications via the outbox --
     alert_rules_path: Path | None = Field(
         default=None, description="Alert rules YAML (the guide's alert_rules.yaml); default the packaged one."
@@ -375,6 +412,38 @@ class Settings(BaseSettings):
         default=5.0, gt=0, le=3600, description="How often each worker checks the registry's live version."
     )
     dashboard_port: int = Field(default=8050, ge=1, le=65535)
+    # --- operator console (issue 14; docs/console.md): admin login with MFA, sessions, dashboard ----------
+    # ADMIN_MFA_SECRET (above, required in production) is the key that seals admin TOTP secrets at rest.
+    admin_password_min_length: int = Field(default=12, ge=8, le=128)
+    admin_lockout_threshold: int = Field(
+        default=5, ge=1, le=100, description="Failed logins within ADMIN_LOCKOUT_WINDOW_SECONDS that lock."
+    )
+    admin_lockout_window_seconds: int = Field(default=300, ge=10, le=86_400)
+    admin_lockout_minutes: int = Field(default=15, ge=1, le=10_080, description="How long a lock lasts.")
+    admin_mfa_failure_threshold: int = Field(
+        default=3, ge=1, le=100, description="Bad TOTP codes in the window: a critical mfa_failures event."
+    )
+    admin_session_idle_minutes: int = Field(default=15, ge=1, le=1440)
+    admin_session_max_hours: float = Field(default=8, gt=0, le=168, description="Absolute session lifetime.")
+    admin_ip_allowlist: list[str] = Field(
+        default=[], description="CIDRs allowed to reach the console (JSON list); empty: any address."
+    )
+    admin_cookie_secure: bool | None = Field(
+        default=None, description="Secure (TLS-only) cookies; unset: on in staging and production."
+    )
+    dashboard_host: str = "127.0.0.1"
+    dashboard_workers: int = Field(default=2, ge=1, le=64)
+    dashboard_refresh_seconds: float = Field(default=10, ge=1, le=3600, description="Section refresh period.")
+    dashboard_api_url: str = Field(
+        default="http://127.0.0.1:5001", description="The scoring API the console probes for its health."
+    )
+
+    @property
+    def resolved_admin_cookie_secure(self) -> bool:
+        if self.admin_cookie_secure is not None:
+            return self.admin_cookie_secure
+        return self.environment in ("staging", "production")
+
     # --- deployment lifecycle (docs/deploy.md): SIGTERM drains within these; the orchestrator's stop timeout
     # (ECS stopTimeout, Kubernetes terminationGracePeriodSeconds) must be longer.
     api_shutdown_grace_seconds: int = Field(
@@ -525,6 +594,9 @@ class Settings(BaseSettings):
         pepper = self.security_pepper.get_secret_value() if self.security_pepper else ""
         if pepper in PLACEHOLDER_SECRETS or len(pepper) < MIN_JWT_SECRET_LENGTH:
             problems.append("SECURITY_PEPPER must be a random value of 32+ characters")
+        # operator console (issue 14)
+        if self.admin_cookie_secure is False:
+            problems.append("ADMIN_COOKIE_SECURE=false: the console's cookies must be TLS-only in production")
         return problems
 
     def check_ready(self) -> None:

@@ -40,7 +40,8 @@ metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 DECISIONS = ("APPROVED", "REQUIRE_2FA", "MANUAL_REVIEW", "BLOCKED")
 TRANSACTION_SOURCES = ("api", "chain", "import", "simulator")
-LABEL_SOURCES = ("simulator", "import", "chargeback", "review", "chain")
+# analyst: a decision of the review queue (ticketguard.reviews)
+LABEL_SOURCES = ("simulator", "import", "chargeback", "review", "chain", "analyst")
 
 
 def _transaction_columns() -> list[Column]:
@@ -478,6 +479,53 @@ outbox = Table(
     CheckConstraint("status IN ('pending', 'sent', 'dead')", name="status"),
     Index("idx_outbox_due", "status", "next_attempt_at"),
     Index("idx_outbox_ordering", "ordering_key", "id"),
+)
+
+
+# --- operator console (migration 0009, issue 14): login state of admin accounts, CSRF of sessions ---------
+# A TOTP code is accepted once: totp_last_step is the RFC 6238 time step of the last accepted code, and a
+# code of that step or earlier is refused. Failure counters run in windows that start at the first failure.
+admin_users.append_column(
+    Column("totp_last_step", BigInteger, comment="time step of the last accepted TOTP code (no replay)")
+)
+admin_users.append_column(Column("failed_since", UTCDateTime, comment="start of the failed-login window"))
+admin_users.append_column(Column("totp_failures", Integer, nullable=False, server_default="0"))
+admin_users.append_column(Column("totp_failed_since", UTCDateTime, comment="start of the bad-TOTP window"))
+admin_users.append_column(Column("password_changed_at", UTCDateTime))
+admin_users.append_column(Column("mfa_enrolled_at", UTCDateTime))
+admin_users.append_column(Column("disabled_at", UTCDateTime))
+admin_sessions.append_column(
+    Column("csrf_hash", String(64), comment="sha256 of the session's CSRF token (sent on every change)")
+)
+
+
+# --- reviews (migration 0010): claims and decisions of MANUAL_REVIEW cases (see docs/reviews.md) ---------
+# A case is a MANUAL_REVIEW row of fraud_predictions; its row here appears at the first claim. Claims and
+# decisions are conditional writes on this one row, so two analysts can never decide the same case.
+REVIEW_STATUSES = ("open", "claimed", "decided")
+REVIEW_OUTCOMES = ("fraud", "legitimate")
+
+review_cases = Table(
+    "review_cases",
+    metadata,
+    Column("transaction_id", String(64), primary_key=True),
+    Column("status", String(16), nullable=False, comment="open | claimed | decided"),
+    Column("claimed_by", String(64)),
+    Column("claimed_at", UTCDateTime),
+    Column("claim_expires_at", UTCDateTime, comment="a claim past this is open again"),
+    Column("outcome", String(16), comment="fraud | legitimate, once decided"),
+    Column("decided_by", String(64)),
+    Column("decided_at", UTCDateTime),
+    Column("note", Text),
+    Column("created_at", UTCDateTime, nullable=False, server_default=func.now()),
+    Column("updated_at", UTCDateTime, nullable=False, server_default=func.now()),
+    CheckConstraint("status IN ('open', 'claimed', 'decided')", name="status"),
+    CheckConstraint("outcome IS NULL OR outcome IN ('fraud', 'legitimate')", name="outcome"),
+    CheckConstraint(
+        "(status = 'decided') = (outcome IS NOT NULL AND decided_at IS NOT NULL)", name="decided_has_outcome"
+    ),
+    Index("idx_review_cases_status_expires", "status", "claim_expires_at"),
+    Index("idx_review_cases_decided_at", "decided_at"),
 )
 
 # --- alerting (issue 15, docs/alerts.md): rule state, its history, silences ------------------------------

@@ -385,33 +385,106 @@ def test_a_surge_tightens_the_thresholds_once_for_its_ttl(engine: Engine, tmp_pa
     assert expired is None
 
 
-def test_lock_admin_without_the_console_is_recorded_not_lost(engine: Engine, tmp_path: Path) -> None:
-    rules_text = """\
-    alerts:
-      - name: admin_mfa_failures
-        condition: mfa_failures > 0
-        duration: 0s
-        severity: critical
-        actions: [lock_admin, slack]
-    """
-    settings = settings_for(engine, tmp_path, rules_text)
+MFA = """\
+alerts:
+  - name: admin_mfa_failures
+    condition: mfa_failures > 0
+    duration: 0s
+    severity: critical
+    actions:
+      - type: lock_admin
+        ttl: 1h
+      - slack
+"""
+
+
+def test_repeated_mfa_failures_lock_the_account_through_the_console_revertibly(
+    engine: Engine, tmp_path: Path
+) -> None:
+    from ticketguard.security.events import user_token
+
+    settings = settings_for(engine, tmp_path, MFA)
     with engine.begin() as conn:
+        # the account row as the console keeps it (its password and TOTP do not matter here)
+        user_id = conn.execute(
+            insert(tables.admin_users)
+            .values(username="alice", password_hash="x", role="admin", created_at=T0)
+            .returning(tables.admin_users.c.id)
+        ).scalar_one()
         conn.execute(
+            insert(tables.admin_sessions).values(
+                id="s" * 64,
+                admin_user_id=user_id,
+                created_at=T0,
+                expires_at=T0 + timedelta(hours=8),
+                last_seen_at=T0,
+            )
+        )
+        conn.execute(  # what the console writes after three bad TOTP codes (user_id is a keyed hash)
             insert(tables.security_events).values(
                 event_type="mfa_failures",
                 severity="critical",
-                user_id="user:x",
-                metadata={"username": "alice"},
+                user_id=user_token("alice", pepper(settings)),
+                metadata={"failures": 3},
                 timestamp=T0,
             )
         )
-    report = evaluate_rules(engine, settings, ruleset(settings), now=T0)
-    try:
-        import ticketguard.admin.accounts  # noqa: F401
-    except ImportError:
-        assert report.action_failures == 1
-        assert history(engine)[0]["details"]["actions"][0]["failed"].startswith("the console's accounts")
-    assert [r["channel"] for r in outbox_rows(engine)] == ["slack"]  # the notification still goes out
+    at = T0 + timedelta(seconds=10)
+    report = evaluate_rules(engine, settings, ruleset(settings), now=at)
+    assert report.transitions == [("admin_mfa_failures", "firing")]
+    assert report.actions == 1
+    with engine.connect() as conn:
+        user = conn.execute(select(tables.admin_users).where(tables.admin_users.c.username == "alice")).one()
+        sessions = conn.execute(select(tables.admin_sessions)).all()
+        response = conn.execute(select(tables.security_responses)).one()
+        audit_actions = set(conn.execute(select(tables.admin_audit_log.c.action)).scalars())
+    assert user.locked_until == at + timedelta(hours=1)
+    assert [s.revoked_at is not None for s in sessions] == [True]  # the console ended its session
+    assert (response.rule, response.action, response.target) == (
+        "alert:admin_mfa_failures",
+        "lock_admin",
+        "alice",
+    )
+    assert {"admin.account_lock", "response.lock_admin", "alert.fired"} <= audit_actions
+    assert [r["channel"] for r in outbox_rows(engine)] == ["slack"]
+    with engine.begin() as conn:
+        revert_response(conn, response.id, actor="ops", now=at + timedelta(minutes=1))
+    with engine.connect() as conn:
+        unlocked = conn.execute(
+            select(tables.admin_users.c.locked_until).where(tables.admin_users.c.username == "alice")
+        ).scalar_one()
+        audit_actions = set(conn.execute(select(tables.admin_audit_log.c.action)).scalars())
+    assert unlocked is None
+    assert "admin.account_unlock" in audit_actions
+
+
+def test_review_queue_age_comes_from_the_review_queue(engine: Engine, tmp_path: Path) -> None:
+    from ticketguard.alerts.catalogue import read_metric
+    from ticketguard.alerts.service import metric_context
+
+    settings = settings_for(engine, tmp_path, SPIKE)
+    ctx = metric_context(settings, T0)
+    with engine.connect() as conn:
+        empty = read_metric(conn, "review_queue_age_minutes", ctx)
+    assert empty.value == 0.0
+    with engine.begin() as conn:
+        conn.execute(
+            insert(tables.fraud_predictions),
+            [
+                {
+                    "transaction_id": f"r-{i}",
+                    "fraud_score": 0.7,
+                    "decision": "MANUAL_REVIEW",
+                    "timestamp": T0 - timedelta(minutes=m),
+                    "degraded": False,
+                }
+                for i, m in enumerate((5, 95, 30))
+            ],
+        )
+    with engine.connect() as conn:
+        value = read_metric(conn, "review_queue_age_minutes", metric_context(settings, T0))
+    assert value.value == pytest.approx(95.0)
+    assert value.detail == "oldest of 3 undecided cases"
 
 
 # ----------------------------------------------------------------------------------------- CLI
@@ -443,7 +516,9 @@ def test_alerts_cli_status_silence_history_test(
     rules_file.write_text(SLACK)
     monkeypatch.setenv("DATABASE_URL", sqlite_url)
     monkeypatch.setenv("ALERT_RULES_PATH", str(rules_file))
-    monkeypatch.setenv("COLUMNS", "250")  # rich tables at full width
+    from ticketguard.alerts import cli as alerts_cli
+
+    monkeypatch.setattr(alerts_cli.out, "width", 250)  # rich tables at full width, whatever the terminal
     result = runner.invoke(app, ["alerts", "list"])
     assert result.exit_code == 0, result.output
     assert "degraded_answers" in result.output

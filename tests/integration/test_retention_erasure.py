@@ -104,6 +104,16 @@ def _seed(engine: Engine) -> None:
                 }
             ],
         )
+        conn.execute(
+            tables.review_cases.insert().values(
+                transaction_id="t1",
+                status="decided",
+                outcome="legitimate",
+                decided_by="ana",
+                decided_at=NOW,
+                note=f"owner of {CHECKSUMMED} confirmed by phone",
+            )
+        )
         conn.execute(tables.allowlisted_wallets.insert().values(wallet_address=WALLET, reason="vip"))
         conn.execute(tables.blacklisted_wallets.insert().values(wallet_address=OTHER, reason="fraud"))
     refresh_views(engine, now=NOW)

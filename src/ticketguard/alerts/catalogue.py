@@ -53,6 +53,7 @@ class MetricContext:
     block_threshold: float
     api_metrics_url: str | None = None
     scrape_timeout_s: float = 2.0
+    review_horizon: timedelta | None = None  # REVIEW_QUEUE_HORIZON_DAYS: older cases are not in the queue
     cache: dict[str, Any] = field(default_factory=dict)
 
 
@@ -173,10 +174,14 @@ def _no_drift(conn: Connection, ctx: MetricContext) -> MetricValue:
 
 def _review_queue_age(conn: Connection, ctx: MetricContext) -> MetricValue:
     try:
-        from ticketguard.reviews.service import queue_stats  # type: ignore[import-not-found,unused-ignore]
+        from ticketguard.reviews.service import queue_stats
     except ImportError:
         return MetricValue(None, "no data: the review queue (ticketguard.reviews) is not installed")
-    stats = queue_stats(conn, now=ctx.now)
+    stats = (
+        queue_stats(conn, now=ctx.now, horizon=ctx.review_horizon)
+        if ctx.review_horizon is not None
+        else queue_stats(conn, now=ctx.now)
+    )
     if stats.oldest_age_seconds is None:
         return MetricValue(0.0, f"queue empty ({stats.size} cases)")
     return MetricValue(float(stats.oldest_age_seconds) / 60.0, f"oldest of {stats.size:,} undecided cases")

@@ -38,7 +38,14 @@ from ticketguard.kit.db import dialect_insert
 from ticketguard.scoring.domain import Thresholds
 from ticketguard.security.audit import audit
 from ticketguard.security.responses import ResponseRecord, apply_response
-from ticketguard.tables import alert_history, alert_silences, alert_state, security_events, security_responses
+from ticketguard.tables import (
+    admin_users,
+    alert_history,
+    alert_silences,
+    alert_state,
+    security_events,
+    security_responses,
+)
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +101,7 @@ def metric_context(settings: Settings, now: datetime) -> MetricContext:
         block_threshold=settings.fraud_threshold_block,
         api_metrics_url=settings.alert_api_metrics_url,
         scrape_timeout_s=min(5.0, settings.outbox_send_timeout_seconds),
+        review_horizon=settings.review_queue_horizon,
     )
 
 
@@ -342,7 +350,7 @@ def apply_actions(
             )
             done.append(_done(record))
         elif action.type == "lock_admin":
-            done.extend(_lock_admins(conn, rule, action, ctx, ttl=ttl, base=base, now=now))
+            done.extend(_lock_admins(conn, rule, action, settings, ctx, ttl=ttl, base=base, now=now))
     return done
 
 
@@ -350,34 +358,43 @@ def _lock_admins(
     conn: Connection,
     rule: R.Rule,
     action: R.Action,
+    settings: Settings,
     ctx: MetricContext,
     *,
     ttl: timedelta,
     base: dict[str, Any],
     now: datetime,
 ) -> list[dict[str, Any]]:
+    """Lock the accounts behind the metric's events through the console's own lockout."""
     try:
-        from ticketguard.admin.accounts import lock_account  # type: ignore[import-not-found,unused-ignore]
+        from ticketguard.admin.accounts import lock_account
     except ImportError:
         # recorded in the firing's history and logged; the rule's notifications still go out
         why = "the console's accounts (ticketguard.admin.accounts) are not installed"
         log.error("alert %s: lock_admin not applied: %s", rule.name, why)
         return [{"action": "lock_admin", "failed": why}]
+    from ticketguard.security.events import user_token
+    from ticketguard.security.keys import pepper
+
+    # The console's events name the account by a keyed hash (user_id = user:…): map it back over the
+    # (few) admin accounts.
+    key = pepper(settings)
+    accounts = {
+        user_token(name, key): name for name in conn.execute(select(admin_users.c.username)).scalars()
+    }
     done: list[dict[str, Any]] = []
     actor_rule = response_rule(rule)
     min_events = int(action.options.get("min_events", 1))
-    e = security_events
-    # the console names the account in the event's metadata (`username`); user_id is a keyed hash
-    username = e.c.metadata["username"].as_string()
-    for name, count in _offenders(conn, rule, ctx, username, min_events):
+    for token, count in _offenders(conn, rule, ctx, security_events.c.user_id, min_events):
+        name = accounts.get(token)
+        if name is None:
+            done.append({"action": "lock_admin", "target": token, "skipped": "no such account"})
+            continue
         if _active_response(conn, actor_rule, "lock_admin", name, now):
             continue
-        locked = lock_account(
+        lock_account(
             conn, name, until=now + ttl, reason=f"alert {rule.name}: {count} events", actor=actor_rule
         )
-        if not locked:
-            done.append({"action": "lock_admin", "target": name, "skipped": "no such account"})
-            continue
         record = apply_response(
             conn,
             rule=actor_rule,

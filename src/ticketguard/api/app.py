@@ -134,6 +134,7 @@ def create_app(
 ) -> FastAPI:
     from ticketguard.api.kpis import router as kpis_router
     from ticketguard.api.lifecycle import router as lifecycle_router
+    from ticketguard.api.reviews import router as reviews_router
     from ticketguard.api.routes import router
 
     engine = engine or api_engine(settings)
@@ -182,6 +183,7 @@ def create_app(
     app.include_router(router)
     app.include_router(kpis_router)  # GET /api/v1/metrics (business KPIs, metrics-scope API key)
     app.include_router(lifecycle_router)  # GET /health/live, /health/ready (load balancers, orchestrators)
+    app.include_router(reviews_router)  # GET /api/v1/reviews/{transaction_id} (review outcome, scope score)
     app.add_exception_handler(RequestValidationError, _validation_error)
     # Outermost last: metrics → security (IP blocks, limits, auth) → body guard (413/415) → routes, so the
     # body guard's refusals are rate-limited and timed like every other answer.

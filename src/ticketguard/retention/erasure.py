@@ -7,7 +7,8 @@ What changes (live and archive tables, one database transaction):
 - the IP addresses its transactions came from become keyed pseudonyms too, in transactions and in
   security_events; the precise coordinates of its transactions are removed (the country stays);
 - mentions of the address inside JSON metadata (security_events, admin_audit_log) and label notes are
-  replaced by the pseudonym; its allow-list entry is deleted; the reporting views are recomputed.
+  replaced by the pseudonym, and so are they in review notes (review_cases.note); its allow-list entry is
+  deleted; the reporting views are recomputed.
 What stays: amounts, decisions, scores, timestamps, transaction ids and chain hashes (the chain is public
 and the ETL's idempotency key), and a blacklist entry (fraud prevention is a legal ground to keep it).
 The request itself is recorded in admin_audit_log under the pseudonym, never the address.
@@ -172,6 +173,15 @@ def erase_wallet(
             new_notes = func.replace(new_notes, spelling, pseudonym, type_=Text)
         counts["fraud_labels.notes"] = int(
             conn.execute(update(labels).where(notes_match).values(notes=new_notes)).rowcount
+        )
+        # review queue (issue 14): an analyst's note may name the wallet too
+        cases = tables.review_cases
+        case_note: ColumnElement[str] = cases.c.note
+        for spelling in spellings:
+            case_note = func.replace(case_note, spelling, pseudonym, type_=Text)
+        note_match = or_(*(cases.c.note.contains(s) for s in spellings))
+        counts["review_cases.note"] = int(
+            conn.execute(update(cases).where(note_match).values(note=case_note)).rowcount
         )
         allow = tables.allowlisted_wallets
         counts["allowlisted_wallets"] = int(

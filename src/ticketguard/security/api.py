@@ -6,9 +6,10 @@ Per request, in this order:
 3. rate limits → 429 with Retry-After and X-RateLimit-* headers: per client IP, per route
    (RATE_LIMIT_ROUTES, RATE_LIMIT_BUY) and global — the operations paths only per route (each its own
    per-IP budget), so probes neither spend nor depend on the scoring budget;
-4. client auth on /api/v1/ml/* (JWT or API key with scope `score`) and /api/v1/metrics (API key with
-   scope `metrics`) when JWT_SECRET or JWT_PUBLIC_KEY is set → one uniform 401 for every failure; on
-   /health credentials are optional (with them, and valid, the answer carries the detailed checks);
+4. client auth on /api/v1/ml/* and /api/v1/reviews/* (JWT or API key with scope `score`) and
+   /api/v1/metrics (API key with scope `metrics`) when JWT_SECRET or JWT_PUBLIC_KEY is set → one uniform
+   401 for every failure; on /health credentials are optional (with them, and valid, the answer carries the
+   detailed checks);
 5. per-user limit (JWT subject) → 429;
 6. the app; a batch charges its further items (`charge_scorings` in the request state): limits count
    scorings, not requests;
@@ -69,6 +70,10 @@ OPS_PATHS = frozenset({"/health", "/docs", "/openapi.json", "/redoc", "/docs/oau
 HEALTH_PATH = "/health"
 SCORING_PREFIX = "/api/v1/ml/"
 METRICS_API_PATH = "/api/v1/metrics"
+# Review outcomes (docs/reviews.md): the scoring credential (scope score) reads them; one per-IP route budget
+# for every id under the prefix.
+REVIEWS_PREFIX = "/api/v1/reviews/"
+REVIEWS_ROUTE = "/api/v1/reviews"
 PROMETHEUS_PATH = "/metrics"
 RATE_EVENT_EVERY_S = 10.0
 BLOCK_EVENT_EVERY_S = 60.0
@@ -221,7 +226,10 @@ class SecurityMiddleware:
             return
 
         principal: Principal | None = None
-        needs_auth = path.startswith(SCORING_PREFIX) or path in (METRICS_API_PATH, PROMETHEUS_PATH)
+        needs_auth = path.startswith((SCORING_PREFIX, REVIEWS_PREFIX)) or path in (
+            METRICS_API_PATH,
+            PROMETHEUS_PATH,
+        )
         presented = [v for v in headers.get("authorization", []) + headers.get("x-api-key", []) if v.strip()]
         optional = path == HEALTH_PATH and bool(presented)
         if rt.auth_enabled and ((needs_auth and not ops) or optional):
@@ -293,8 +301,12 @@ class SecurityMiddleware:
             return True
         return path == PROMETHEUS_PATH and not self.rt.settings.metrics_require_key
 
+    def _route_key(self, path: str) -> str:
+        """The route a path counts against: every review id shares /api/v1/reviews's budget."""
+        return REVIEWS_ROUTE if path.startswith(REVIEWS_PREFIX) else path
+
     def _route_limit(self, path: str) -> int | None:
-        limit = self.rt.route_limits.get(path)
+        limit = self.rt.route_limits.get(self._route_key(path))
         if limit is None and path.startswith(HEALTH_PATH + "/"):
             limit = self.rt.route_limits.get(HEALTH_PATH)
         return limit
@@ -308,7 +320,7 @@ class SecurityMiddleware:
             return [("ip", ip_token, rt.settings.rate_limit_ip)]
         limits = [("ip", ip_token, rt.settings.rate_limit_ip)]
         if route_limit is not None:
-            limits.append((f"route:{path}", ip_token, route_limit))
+            limits.append((f"route:{self._route_key(path)}", ip_token, route_limit))
         limits.append(("global", "all", rt.global_limit.current))
         return limits
 
@@ -354,7 +366,7 @@ class SecurityMiddleware:
             principal = await asyncio.to_thread(self.rt.api_keys.authenticate, credential)
         else:
             principal = self.rt.verifier.verify(credential)
-        needed = "score" if path.startswith(SCORING_PREFIX) else "metrics"
+        needed = "score" if path.startswith((SCORING_PREFIX, REVIEWS_PREFIX)) else "metrics"
         if path != HEALTH_PATH and needed not in principal.scopes:  # any valid credential reads /health
             raise AuthError(f"credential lacks scope {needed}")
         return principal

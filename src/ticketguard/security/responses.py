@@ -162,6 +162,10 @@ def revert_response(conn: Connection, response_id: int, *, actor: str, now: date
                     blacklisted_wallets.c.added_by == f"rule:{record.rule}",
                 )
             )
+        elif record.action == "lock_admin":  # alerting (issue 15): the console's own unlock
+            from ticketguard.admin.accounts import unlock_account
+
+            unlock_account(conn, record.target, actor=actor, reason=f"revert of response {response_id}")
     conn.execute(update(t).where(t.c.id == response_id).values(reverted_at=now, reverted_by=actor[:64]))
     audit(
         conn,
