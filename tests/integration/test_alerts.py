@@ -209,14 +209,14 @@ def test_slack_down_for_a_while_gets_the_message_once_after_it_recovers(
     add_predictions(engine, T0, total=100, fraud=0, degraded=20)
     report = evaluate_rules(engine, settings, ruleset(settings), now=T0)
     assert report.transitions == [("degraded_answers", "firing")]
-    receiver.statuses = [500] * 6  # down for six tries (~10 simulated minutes of backoff)
+    receiver.statuses = [500] * 7  # down for seven tries: more than 10 simulated minutes of backoff
     slack = SlackSender(receiver.url)
     clock = Clock(T0)
     policy = RetryPolicy(max_attempts=12, base_seconds=5, max_seconds=300, jitter=0.0)
     rng = random.Random(1)
     from ticketguard.alerts.service import notification_failures
 
-    for _ in range(30):
+    for _ in range(60):
         deliver_due(engine, {"slack": slack}, policy=policy, clock=clock, rng=rng)
         if outbox_rows(engine)[0]["status"] == "sent":
             break
@@ -226,9 +226,9 @@ def test_slack_down_for_a_while_gets_the_message_once_after_it_recovers(
             assert failures[0]["last_error"] == "Slack answered HTTP 500"
         clock.now += timedelta(seconds=30)
     slack.close()
-    assert len(receiver.requests) == 7
+    assert len(receiver.requests) == 8
     assert outbox_rows(engine)[0]["status"] == "sent"
-    assert clock.now - T0 >= timedelta(minutes=5)
+    assert clock.now - T0 >= timedelta(minutes=10)
     bodies = {r.body for r in receiver.requests}
     assert len(bodies) == 1  # the same message each time
     text = json.loads(receiver.requests[-1].body)["text"]
@@ -237,7 +237,7 @@ def test_slack_down_for_a_while_gets_the_message_once_after_it_recovers(
     assert f"since {T0.isoformat()}" in text
     assert "console: https://console.example/alerts" in text
     deliver_due(engine, {"slack": SlackSender(receiver.url)}, policy=policy, clock=clock, rng=rng)
-    assert len(receiver.requests) == 7  # once
+    assert len(receiver.requests) == 8  # once
 
 
 def test_a_silence_holds_the_notification_until_it_ends(engine: Engine, tmp_path: Path) -> None:
