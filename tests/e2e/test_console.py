@@ -177,9 +177,11 @@ def console(console_db: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
                         "source": "chargeback",
                         "labelled_at": now,
                     }
-                    for i, tid in enumerate(ids[20:])
+                    for i, tid in enumerate(ids[:6] + ids[40:])  # approved and blocked ones; not the reviews
                 ],
             )
+        refreshed = CliRunner().invoke(app, ["views", "refresh"], env={"DATABASE_URL": console_db})
+        assert refreshed.exit_code == 0, refreshed.output
         port = free_port()
         env = {
             **{k: v for k, v in os.environ.items() if not k.startswith(("DB_", "REDIS_", "ADMIN_"))},
@@ -400,6 +402,38 @@ def test_revert_button_reverts_an_automated_response(page: Any, console: Console
         (response,) = conn.execute(select(tables.security_responses)).all()
     assert response.reverted_by == "alice5"
     page.wait_for_selector("#section-security :text('No automated response is in force.')")
+
+
+def test_analyst_reviews_a_case_and_the_label_is_stored(page: Any, console: Console) -> None:
+    _logged_in(page, console, "bob")
+    page.wait_for_selector("#review-queue button")
+    assert "8 case(s) waiting" in page.inner_text("#queue-stats")
+    page.click("#review-queue button >> nth=0")
+    page.wait_for_selector("#case-view")
+    transaction_id = page.inner_text("#case-view h3 >> nth=0").removeprefix("Case ").strip()
+    assert "new_ip_for_wallet" in page.inner_text("#case-features")
+    page.wait_for_selector("#case-history, #case-view .empty")
+    page.click("#case-claim")
+    assert "Claimed" in page.wait_for_selector("#review-message[data-n='1']").inner_text()
+    page.wait_for_selector("#case-status:has-text('claimed by bob')")
+    page.check("#case-outcome input[value='fraud']")
+    page.fill("#case-note", "same IP as a known ring")
+    page.click("#case-decide")
+    message = page.wait_for_selector("#review-message[data-n='2']").inner_text()
+    assert "the label is stored" in message, message
+    with console.engine.connect() as conn:
+        label = conn.execute(
+            select(tables.fraud_labels).where(tables.fraud_labels.c.transaction_id == transaction_id)
+        ).one()
+    assert label.is_fraud is True
+    assert label.source == "analyst"
+    assert label.labelled_by == "bob"
+    assert label.labelled_at is not None
+    assert any(r.metadata.get("transaction_id") == transaction_id for r in console.audit("review.decide"))
+    page.wait_for_selector("#queue-stats:has-text('7 case(s) waiting')")
+    shots = os.environ.get("TG_CONSOLE_SCREENSHOTS")
+    if shots:
+        page.locator("#section-reviews").screenshot(path=str(Path(shots) / "reviews.png"))
 
 
 def test_analyst_is_refused_an_admin_action(page: Any, console: Console) -> None:

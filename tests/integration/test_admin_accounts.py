@@ -18,6 +18,7 @@ from ticketguard.admin.accounts import AccountError, create_user, get_user, lock
 from ticketguard.admin.login import GENERIC_FAILURE, LoginFailed, authenticate, step_up
 from ticketguard.admin.passwords import PasswordPolicyError
 from ticketguard.cli import app
+from ticketguard.kit.db import make_engine
 
 NOW = datetime(2026, 12, 6, 7, 0, 0, tzinfo=UTC)
 
@@ -293,3 +294,56 @@ def test_admin_cli_create_list_disable_reset_unlock(db_url: str, monkeypatch: py
     assert runner.invoke(app, ["admin", "disable", "carol"]).exit_code == 0
     listed = runner.invoke(app, ["admin", "list"])
     assert "no" in listed.output
+
+
+def test_demo_admin_gets_a_generated_password_and_a_reset_prints_new_credentials(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from console_fixtures import ADMIN_MFA_SECRET
+
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    monkeypatch.setenv("ADMIN_MFA_SECRET", ADMIN_MFA_SECRET)
+    runner = CliRunner()
+    args = ["admin", "create", "demo", "--role", "admin", "--generate-password", "--reset"]
+
+    def credentials(output: str) -> tuple[str, str]:
+        lines = dict(
+            line.split(": ", 1) for line in output.splitlines() if line.startswith(("password:", "totp"))
+        )
+        return lines["password"], lines["totp secret"]
+
+    first = runner.invoke(app, args)
+    assert first.exit_code == 0, first.output
+    password, secret = credentials(first.output)
+    settings = console_settings(db_url)
+    engine = make_engine(db_url)
+    try:
+        with engine.begin() as conn:
+            user = authenticate(
+                conn,
+                settings,
+                username="demo",
+                password=password,
+                code=totp.code_at(secret, totp.time_step(NOW)),
+                ip=None,
+                now=NOW,
+            )
+        assert user.role == "admin"
+        again = runner.invoke(app, args)  # make demo run twice: new credentials, the old ones stop working
+        assert again.exit_code == 0, again.output
+        password2, secret2 = credentials(again.output)
+        assert password2 != password
+        assert secret2 != secret
+        later = NOW + timedelta(minutes=1)
+        with engine.begin() as conn, pytest.raises(LoginFailed):
+            authenticate(
+                conn,
+                settings,
+                username="demo",
+                password=password,
+                code=totp.code_at(secret2, totp.time_step(later)),
+                ip=None,
+                now=later,
+            )
+    finally:
+        engine.dispose()

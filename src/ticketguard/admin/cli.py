@@ -69,29 +69,50 @@ def create(
     username: Annotated[str, typer.Argument(help="Login name (a-z, 0-9, . _ -).")],
     role: Annotated[str, typer.Option(help="analyst (review queue) or admin (everything).")] = "analyst",
     password_stdin: Annotated[bool, typer.Option(help="Read the password from stdin's first line.")] = False,
+    generate_password: Annotated[
+        bool, typer.Option(help="Generate a random password and print it once (demo, first admin).")
+    ] = False,
+    reset: Annotated[
+        bool, typer.Option(help="If the account exists: new password and TOTP secret, lock lifted.")
+    ] = False,
     qr_png: Annotated[Path | None, typer.Option(help="Also write the enrolment QR code to this PNG.")] = None,
     actor: Annotated[str | None, typer.Option(help=ACTOR_HELP)] = None,
 ) -> None:
     """Create a console account and print its TOTP enrolment (secret, URI, QR code) once."""
-    from ticketguard.admin.accounts import AccountError, create_user
+    import secrets
+
+    from ticketguard.admin.accounts import (
+        AccountError,
+        create_user,
+        get_user,
+        reset_mfa,
+        set_password,
+        unlock_account,
+    )
     from ticketguard.admin.passwords import PasswordPolicyError
 
     settings, engine = _ready()
-    password = _read_password(password_stdin)
+    password = secrets.token_urlsafe(18) if generate_password else _read_password(password_stdin)
+    who = actor or getpass.getuser()
+    now = datetime.now(UTC)
     try:
         with engine.begin() as conn:
-            user, secret = create_user(
-                conn,
-                settings,
-                username=username,
-                password=password,
-                role=role,
-                actor=actor or getpass.getuser(),
-                now=datetime.now(UTC),
-            )
+            existing = get_user(conn, username) if reset else None
+            if existing is not None:
+                set_password(conn, settings, existing.username, password, actor=who, now=now)
+                secret = reset_mfa(conn, settings, existing.username, actor=who, now=now)
+                unlock_account(conn, existing.username, actor=who, reason="admin create --reset")
+                user = existing
+            else:
+                user, secret = create_user(
+                    conn, settings, username=username, password=password, role=role, actor=who, now=now
+                )
     except (AccountError, PasswordPolicyError) as exc:
         raise _fail(str(exc)) from None
-    console.print(f"created {escape(user.role)} [bold]{escape(user.username)}[/bold]")
+    verb = "reset" if reset and existing is not None else "created"
+    console.print(f"{verb} {escape(user.role)} [bold]{escape(user.username)}[/bold]")
+    if generate_password:
+        out.print(f"password: {password}", markup=False, highlight=False)
     _enrolment(user.username, secret, qr_png)
 
 

@@ -21,6 +21,7 @@ from sqlalchemy import Engine
 from ticketguard.admin.login import LoginFailed, step_up
 from ticketguard.config import Settings
 from ticketguard.dashboard import actions, health, queries, web
+from ticketguard.security.redact import mask_wallet
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +148,7 @@ def serve_layout() -> Any:
                             inline=True,
                         ),
                     ),
-                    _section("reviews", "Review queue"),
+                    _review_section(),
                     html.Section(
                         [
                             html.H2("Admin actions"),
@@ -359,6 +360,15 @@ def _model(now: datetime) -> Any:
                 )
             )
     parts.append(html.H3("Realised on labels that have arrived"))
+    as_of = data["realised_as_of"]
+    parts.append(
+        html.P(
+            "Decisions whose labels arrived in the window (flagged = BLOCKED or MANUAL_REVIEW); from the "
+            + (f"views refreshed at {as_of:%Y-%m-%d %H:%M} UTC" if as_of else "realised_hourly view")
+            + " (every 5 minutes).",
+            className="note",
+        )
+    )
     rows = []
     for window, r in data["realised"].items():
         rows.append(
@@ -467,8 +477,155 @@ def _security(now: datetime, severities: list[str]) -> Any:
     return parts
 
 
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    minutes = int(seconds // 60)
+    return f"{minutes // 60} h {minutes % 60} min" if minutes >= 60 else f"{minutes} min"
+
+
 def _reviews(now: datetime) -> Any:
-    return _empty("The review queue arrives with the reviews backend.")
+    from ticketguard.reviews import service as reviews
+
+    with _engine().connect() as conn:
+        stats = reviews.queue_stats(conn, now=now)
+        cases = reviews.queue(conn, now=now, limit=25)
+    summary = html.P(
+        f"{stats.size} case(s) waiting, {stats.claimed} claimed; "
+        f"oldest waits {_age(stats.oldest_age_seconds)}",
+        id="queue-stats",
+    )
+    if not cases:
+        return [summary, _empty("No case waits for review.")]
+    rows = [
+        {
+            "time": c.scored_at.strftime("%Y-%m-%d %H:%M:%S"),
+            "transaction_id": c.transaction_id,
+            "score": None if c.score is None else round(c.score, 3),
+            "age": _age(c.age_seconds(now)),
+            "top_reason": c.reasons[0] if c.reasons else "",
+            "status": c.status + (f" by {c.claimed_by}" if c.status == "claimed" and c.claimed_by else ""),
+        }
+        for c in cases
+    ]
+
+    def cell(key: str, row: dict[str, Any]) -> Any:
+        if key == "transaction_id":
+            return html.Button(row[key], id={"type": "case", "index": row[key]}, className="link")
+        return _fmt(row.get(key))
+
+    columns = [
+        ("time", "Scored"),
+        ("transaction_id", "Transaction"),
+        ("score", "Score"),
+        ("age", "Waiting"),
+        ("top_reason", "Top reason"),
+        ("status", "Status"),
+    ]
+    return [summary, _table(rows, columns, "review-queue", cell)]
+
+
+def _review_section() -> html.Section:
+    outcomes = [{"label": "fraud", "value": "fraud"}, {"label": "legitimate", "value": "legitimate"}]
+    return html.Section(
+        [
+            html.Div(
+                [html.H2("Review queue"), html.Span("", id="reviews-asof", className="asof")],
+                className="head",
+            ),
+            html.Div(_empty("Loading…"), id="reviews-body"),
+            dcc.Store(id="case-id"),
+            html.Div(id="case-body"),
+            html.Div(
+                [
+                    html.Button("Claim", id="case-claim", n_clicks=0),
+                    html.Button("Release", id="case-release", n_clicks=0),
+                    dcc.RadioItems(id="case-outcome", options=outcomes, inline=True),
+                    dcc.Input(id="case-note", placeholder="Note (why)", type="text"),
+                    html.Button("Decide", id="case-decide", n_clicks=0),
+                ],
+                className="case-actions",
+                id="case-actions",
+            ),
+            html.Div(id="review-result", role="status"),
+        ],
+        id="section-reviews",
+        className="card-section",
+    )
+
+
+def _case_body(transaction_id: str | None) -> Any:
+    from ticketguard.reviews import service as reviews
+
+    if not transaction_id:
+        return _empty(
+            "Open a case from the queue to see its features, contributions and the wallet's history."
+        )
+    now = datetime.now(UTC)
+    try:
+        with _engine().connect() as conn:
+            detail = reviews.case_detail(conn, transaction_id, now=now)
+    except reviews.ReviewError as exc:
+        return html.P(str(exc), className="error")
+    case_ = detail["case"]
+    status = case_.status
+    if status == "claimed":
+        status += f" by {case_.claimed_by} until {case_.claim_expires_at:%H:%M:%S} UTC"
+    if status == "decided":
+        status += f": {case_.outcome} by {case_.decided_by} ({case_.note or ''})"
+    history = [
+        {
+            "time": h["timestamp"].strftime("%Y-%m-%d %H:%M") if h.get("timestamp") else "",
+            "transaction": h["transaction_id"],
+            "event": h.get("event_id"),
+            "price": float(h["price_paid"]) if h.get("price_paid") is not None else None,
+            "decision": h.get("decision") or "",
+            "label": ""
+            if h.get("labelled_fraud") is None
+            else ("fraud" if h["labelled_fraud"] else "legitimate"),
+        }
+        for h in detail["wallet_history"]
+    ]
+    summary = detail["wallet_summary"]
+    price = float(case_.price) if case_.price is not None else None
+    history_columns = [
+        ("time", "Time"),
+        ("transaction", "Transaction"),
+        ("event", "Event"),
+        ("price", "Price"),
+        ("decision", "Decision"),
+        ("label", "Label"),
+    ]
+    return html.Div(
+        [
+            html.H3(f"Case {transaction_id}"),
+            html.P(
+                f"score {_fmt(case_.score)} · wallet {mask_wallet(case_.wallet_address or '')} · "
+                f"event {case_.event_id} · price {_fmt(price)}"
+            ),
+            html.P(f"Status: {status}", id="case-status"),
+            html.H3("Reasons"),
+            html.Ul([html.Li(str(r)) for r in detail["reasons"]] or [html.Li("—")]),
+            html.H3("Contributions"),
+            _table(
+                detail["contributions"],
+                [("feature", "Feature"), ("value", "Value"), ("contribution", "Contribution")],
+                "case-contributions",
+            ),
+            html.H3("All features"),
+            _table(
+                [{"feature": k, "value": v} for k, v in sorted(detail["features"].items())],
+                [("feature", "Feature"), ("value", "Value")],
+                "case-features",
+            ),
+            html.H3("The wallet's recent history"),
+            html.P(", ".join(f"{k}: {v}" for k, v in summary.items()), className="note"),
+            _table(history, history_columns, "case-history")
+            if history
+            else _empty("No other transaction of this wallet."),
+        ],
+        id="case-view",
+    )
 
 
 # ------------------------------------------------------------------------------------------ callbacks
@@ -546,6 +703,48 @@ def _register(app: dash.Dash) -> None:
         )
 
     @app.callback(
+        Output("case-id", "data"),
+        Input({"type": "case", "index": ALL}, "n_clicks"),
+        prevent_initial_call=True,
+    )
+    def open_case(clicks: list[int | None]) -> str:
+        _session()
+        if not ctx.triggered_id or not any(clicks):
+            raise PreventUpdate
+        return str(ctx.triggered_id["index"])
+
+    @app.callback(
+        Output("case-body", "children"), Input("case-id", "data"), Input("review-result", "children")
+    )
+    def case_view(transaction_id: str | None, _shown: Any) -> Any:
+        _session()
+        return _case_body(transaction_id)
+
+    @app.callback(
+        Output("review-result", "children"),
+        Input("case-claim", "n_clicks"),
+        Input("case-release", "n_clicks"),
+        Input("case-decide", "n_clicks"),
+        State("case-id", "data"),
+        State("case-outcome", "value"),
+        State("case-note", "value"),
+        prevent_initial_call=True,
+    )
+    def review_action(
+        claims: int,
+        releases: int,
+        decisions: int,
+        transaction_id: str | None,
+        outcome: str | None,
+        note: str | None,
+    ) -> Any:
+        session = _session()
+        n = (claims or 0) + (releases or 0) + (decisions or 0)
+        if not n:
+            raise PreventUpdate
+        return _review(session, str(ctx.triggered_id), transaction_id, outcome, note, n)
+
+    @app.callback(
         Output("action-kind", "value"),
         Output("action-target", "value"),
         Input({"type": "revert", "index": ALL}, "n_clicks"),
@@ -578,7 +777,8 @@ def _register(app: dash.Dash) -> None:
 
 def _result(text: str, ok: bool, n: int = 0) -> html.P:
     # data-n: which click this answers (a browser test waits for its own answer, not the previous one)
-    return html.P(text, className="ok" if ok else "error", id="action-message", **{"data-n": str(n)})
+    answered: dict[str, Any] = {"data-n": str(n)}
+    return html.P(text, className="ok" if ok else "error", id="action-message", **answered)
 
 
 def _apply(
@@ -621,6 +821,43 @@ def _apply(
     return _result(f"Done: {result.message}.", True, n)
 
 
+def _review(
+    session: Any, button: str, transaction_id: str | None, outcome: str | None, note: str | None, n: int
+) -> Any:
+    """Claim, release or decide the open case. Both roles may (it is the analyst's job); the service refuses
+    a case someone else holds or that is decided, and writes label, audit and callback in one transaction."""
+    from ticketguard.reviews import service as reviews
+
+    answered: dict[str, Any] = {"data-n": str(n)}
+    if not transaction_id:
+        return html.P("Open a case first.", className="error", id="review-message", **answered)
+    cfg, analyst = web.config(), session.user.username
+    now = datetime.now(UTC)
+    try:
+        with cfg.engine.begin() as conn:
+            if button == "case-claim":
+                claimed = reviews.claim(conn, transaction_id, analyst=analyst, now=now)
+                text = f"Claimed {transaction_id} until {claimed.claim_expires_at:%H:%M:%S} UTC."
+            elif button == "case-release":
+                reviews.release(conn, transaction_id, analyst=analyst, now=now)
+                text = f"Released {transaction_id}."
+            else:
+                decided = reviews.decide(
+                    conn,
+                    transaction_id,
+                    analyst=analyst,
+                    outcome=outcome or "",
+                    note=note or "",
+                    now=now,
+                    ip=flask.g.get("client_ip"),
+                    settings=cfg.settings,
+                )
+                text = f"Decided {transaction_id}: {decided.outcome}; the label is stored."
+    except reviews.ReviewError as exc:
+        return html.P(f"Not done: {exc}", className="error", id="review-message", **answered)
+    return html.P(text, className="ok", id="review-message", **answered)
+
+
 CSS = """
 body{font-family:system-ui,sans-serif;margin:0;background:#f4f6f8;color:#1d2733}
 header{display:flex;gap:1em;align-items:center;background:#1d2733;color:#fff;padding:.6em 1.2em}
@@ -635,9 +872,11 @@ h2{font-size:1.1em;margin:.2em 0}h3{font-size:.95em;margin:.8em 0 .3em}
 .kpi .value{font-size:1.5em;font-weight:600}.kpi .change,.kpi .target{font-size:.8em;color:#556}
 table.grid{border-collapse:collapse;width:100%;font-size:.85em}
 table.grid th,table.grid td{border-bottom:1px solid #e3e6ea;padding:.25em .4em;text-align:left}
+table.grid td{overflow-wrap:anywhere}
 .empty{color:#667;font-style:italic}.error{color:#b00020}.ok{color:#2e7d32}.note{color:#667;font-size:.85em}
 button.link{background:none;border:none;color:#1565c0;cursor:pointer;padding:0;text-decoration:underline}
 .detail:empty{display:none}.detail,#section-actions,#section-reviews{grid-column:1/-1}
+.case-actions{display:flex;gap:.8em;align-items:center;margin-top:.6em}.case-actions input{flex:1}
 .action-form{display:grid;grid-template-columns:2fr 2fr 2fr 1.5fr 1fr;gap:.5em;align-items:center}
 """
 
