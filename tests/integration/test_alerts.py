@@ -190,6 +190,18 @@ def test_state_is_stored_a_new_engine_carries_on(engine: Engine, tmp_path: Path)
     assert len(outbox_rows(engine)) == 1
 
 
+def test_a_rule_removed_while_firing_is_closed(engine: Engine, tmp_path: Path) -> None:
+    settings = settings_for(engine, tmp_path, SPIKE.replace("10m", "0s"))
+    add_predictions(engine, T0, total=100, fraud=10)
+    evaluate_rules(engine, settings, ruleset(settings), now=T0)
+    assert states(engine)["fraud_rate_spike"]["state"] == "firing"
+    other = settings_for(engine, tmp_path, SLACK)  # the file now holds another rule only
+    report = evaluate_rules(engine, other, ruleset(other), now=T0 + timedelta(minutes=1))
+    assert ("fraud_rate_spike", "resolved") in report.transitions
+    assert states(engine)["fraud_rate_spike"]["state"] == "resolved"
+    assert history(engine, "fraud_rate_spike")[0]["details"] == {"detail": "rule removed from the rules file"}
+
+
 SLACK = """\
 alerts:
   - name: degraded_answers

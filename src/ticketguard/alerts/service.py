@@ -438,7 +438,40 @@ def evaluate_rules(
     for rule in ruleset.rules:
         measured = values.get(rule.condition.metric, MetricValue(None, "no data"))
         _evaluate_rule(engine, settings, rule, measured, ctx, now, report)
+    _retire_removed(engine, {r.name for r in ruleset.rules}, now, report)
     return report
+
+
+def _retire_removed(engine: Engine, names: set[str], now: datetime, report: EvaluationReport) -> None:
+    """A rule taken out of the file while pending or firing is closed (history ``resolved``/``inactive``,
+    detail "rule removed"), so `alerts status` and the history do not show it open forever. Its channels
+    are not told: the rule that knew them is gone (a PagerDuty incident is resolved by hand there)."""
+    with engine.begin() as conn:
+        rows = conn.execute(
+            select(alert_state.c.rule, alert_state.c.state, alert_state.c.firing_id)
+            .where(alert_state.c.state.in_((R.PENDING, R.FIRING)))
+            .with_for_update()
+        ).all()
+        for rule, state, firing_id in rows:
+            if rule in names:
+                continue
+            to = R.RESOLVED if state == R.FIRING else R.INACTIVE
+            conn.execute(
+                insert(alert_history).values(
+                    rule=rule,
+                    transition=to,
+                    firing_id=firing_id if to == R.RESOLVED else None,
+                    details={"detail": "rule removed from the rules file"},
+                    at=now,
+                )
+            )
+            conn.execute(
+                update(alert_state)
+                .where(alert_state.c.rule == rule)
+                .values(state=to, since=now, detail="rule removed from the rules file", last_evaluated_at=now)
+            )
+            report.transitions.append((rule, to))
+            log.warning("alert %s: no longer in the rules file; closed as %s", rule, to)
 
 
 def _evaluate_rule(
