@@ -551,3 +551,16 @@ def test_alerts_cli_status_silence_history_test(
     assert "1 test notification(s) queued" in result.output
     result = runner.invoke(app, ["alerts", "history"])
     assert "test" in result.output
+
+
+def test_a_rules_file_broken_at_runtime_fails_the_job_with_its_mistakes(
+    engine: Engine, tmp_path: Path
+) -> None:
+    from ticketguard.jobs.runner import run_job
+
+    settings = settings_for(engine, tmp_path, SPIKE.replace("10m", "soon"))
+    run = run_job("evaluate-alerts", settings, engine, trigger="schedule")
+    assert run.status == "failed"
+    assert run.error is not None
+    assert "alert_rules.yaml:4: rule 'fraud_rate_spike': duration: expected a duration" in run.error
+    assert states(engine) == {}
