@@ -367,3 +367,33 @@ def test_two_evaluators_at_once_fire_once(postgres_url: str, pg: Engine, tmp_pat
     with pg.connect() as conn:
         assert conn.execute(select(tables.alert_history.c.transition)).scalars().all() == ["firing"]
         assert len(conn.execute(select(tables.outbox.c.id)).all()) == 1
+
+
+def test_error_rate_is_read_from_the_apis_prometheus_metrics(
+    postgres_url: str, pg: Engine, tmp_path: Path
+) -> None:
+    from ticketguard.alerts.catalogue import read_metric
+    from ticketguard.alerts.service import metric_context
+
+    settings = make_settings(postgres_url, tmp_path)  # no model registered: scoring answers 503
+    with running_api(settings) as base, httpx.Client(base_url=base, timeout=10) as client:
+        scraping = make_settings(postgres_url, tmp_path, alert_api_metrics_url=f"{base}/metrics")
+
+        def error_rate() -> Any:
+            with pg.connect() as conn:
+                return read_metric(conn, "error_rate", metric_context(scraping, datetime.now(UTC)))
+
+        first = error_rate()
+        assert first.value is None
+        assert first.detail == "no data: first scrape of the API's /metrics (a rate needs two)"
+        codes = [client.post(PREDICT, json=request_body()).status_code for _ in range(4)]
+        assert codes == [503] * 4
+        second = error_rate()
+        assert second.value == 1.0
+        assert second.detail == "4 of 4 requests 5xx"
+        quiet = error_rate()
+        assert quiet.value is None
+        assert quiet.detail == "no data: no scoring requests since the last scrape"
+    down = error_rate()
+    assert down.value is None
+    assert down.detail.startswith("no data: the API's /metrics did not answer")
