@@ -5,6 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO_TRANSACTIONS ?= 200000
 DEMO_PORT ?= 5001
+DEMO_CONSOLE_PORT ?= 8050
 
 .PHONY: demo test lint typecheck unit install clean contracts-deps breaks mutation deploy-image deploy-up deploy-seed deploy-smoke deploy-down
 
@@ -17,12 +18,17 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# Migrate, simulate, train and promote a model, then serve the scoring API in the foreground (Ctrl-C stops).
+# Migrate, simulate, train and promote a model, create the console's demo admin (password and TOTP secret
+# printed once), then serve the operator console on DEMO_CONSOLE_PORT in the background and the scoring API
+# in the foreground (Ctrl-C stops both).
 demo: $(STAMP)
 	$(BIN)/ticketguard db upgrade
 	$(BIN)/ticketguard simulate --transactions $(DEMO_TRANSACTIONS) --seed 7 --replace
 	$(BIN)/ticketguard train --promote
-	$(BIN)/ticketguard serve api --host 127.0.0.1 --port $(DEMO_PORT) --example
+	$(BIN)/ticketguard admin create demo --role admin --generate-password --reset --actor make-demo
+	$(BIN)/ticketguard serve dashboard --port $(DEMO_CONSOLE_PORT) & console=$$!; \
+	  trap 'kill $$console 2>/dev/null' EXIT INT TERM; \
+	  $(BIN)/ticketguard serve api --host 127.0.0.1 --port $(DEMO_PORT) --example
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks examples deploy

@@ -130,7 +130,7 @@ echo "http://  -> $(curl -sS -o /dev/null -w '%{http_code} %{redirect_url}' "htt
 echo "security headers:"
 "${CURL[@]}" -D - -o /dev/null "$BASE/health" | grep -iE '^(strict-transport-security|x-content-type-options|x-frame-options|referrer-policy|permissions-policy|server):' | sed 's/^/  /'
 if [ -n "$HAS_DASHBOARD" ]; then
-  page=$("${CURL[@]}" "$BASE/")
+  page=$("${CURL[@]}" -L "$BASE/")  # / redirects to the console's login page until one logs in
   echo "GET / (dashboard)  -> $(printf '%s' "$page" | grep -o '<title>[^<]*</title>' | head -n1) ($(printf '%s' "$page" | wc -c) bytes of HTML)"
   printf '%s' "$page" | grep -qi '<html' || { echo "dashboard did not answer HTML"; exit 1; }
 fi

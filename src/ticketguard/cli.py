@@ -106,6 +106,16 @@ def _register_subcommands() -> None:
     register_security(app)
     register_delivery(app)
     register_reviews(app)  # review queue (issue 14)
+    # operator console (issue 14)
+    from ticketguard.admin.cli import register as register_admin
+    from ticketguard.dashboard.cli import register as register_dashboard
+
+    register_admin(app)
+    register_dashboard(app)
+    # alerting (issue 15)
+    from ticketguard.alerts.cli import register as register_alerts
+
+    register_alerts(app)
 
 
 _register_subcommands()

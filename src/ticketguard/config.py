@@ -260,6 +260,49 @@ class Settings(BaseSettings):
     def review_queue_horizon(self) -> timedelta:
         return timedelta(days=self.review_queue_horizon_days)
 
+    # --- alerting (issue 15, docs/alerts.md): rules evaluated by the worker, notifications via the outbox --
+    alert_rules_path: Path | None = Field(
+        default=None, description="Alert rules YAML (the guide's alert_rules.yaml); default the packaged one."
+    )
+    alert_eval_seconds: float = Field(
+        default=30, ge=1, le=3600, description="How often the worker evaluates the alert rules."
+    )
+    alert_metric_window_seconds: float = Field(
+        default=300, ge=1, le=86_400, description="Window of the rate and latency metrics (fraud_rate, ...)."
+    )
+    alert_console_url: str | None = Field(
+        default=None, description="The console's address, linked from notifications (e.g. https://ops/...)."
+    )
+    alert_api_metrics_url: str | None = Field(
+        default=None,
+        description="The API's Prometheus /metrics, for error_rate (e.g. http://api:5001/metrics).",
+    )
+    alert_webhook_url: str | None = Field(default=None, description="Default URL of the webhook action.")
+    alert_email_to: str = Field(
+        default="", description="Default recipients of the email action, comma-separated."
+    )
+    alert_action_ttl_seconds: float = Field(
+        default=3600,
+        gt=0,
+        le=30 * 86_400,
+        description="Default TTL of block_ip/tighten_thresholds/lock_admin.",
+    )
+    alert_tighten_step: float = Field(
+        default=0.05, gt=0, lt=0.5, description="How far tighten_thresholds lowers each decision threshold."
+    )
+    pagerduty_events_url: str = Field(
+        default="https://events.pagerduty.com/v2/enqueue", description="PagerDuty Events API v2 endpoint."
+    )
+    smtp_host: str | None = Field(default=None, description="SMTP server of the email action.")
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_user: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_from: str = Field(default="ticketguard@localhost", description="From address of alert e-mails.")
+    smtp_starttls: bool = Field(default=True, description="Require STARTTLS before authenticating.")
+    smtp_ca_file: Path | None = Field(
+        default=None, description="CA bundle that signs the SMTP server's certificate (default: system CAs)."
+    )
+
     # --- model and decisions ---------------------------------------------------------------------
     model_version: str | None = Field(
         default=None, description="Pin the served model; unset means the registry's live version."
@@ -369,6 +412,38 @@ class Settings(BaseSettings):
         default=5.0, gt=0, le=3600, description="How often each worker checks the registry's live version."
     )
     dashboard_port: int = Field(default=8050, ge=1, le=65535)
+    # --- operator console (issue 14; docs/console.md): admin login with MFA, sessions, dashboard ----------
+    # ADMIN_MFA_SECRET (above, required in production) is the key that seals admin TOTP secrets at rest.
+    admin_password_min_length: int = Field(default=12, ge=8, le=128)
+    admin_lockout_threshold: int = Field(
+        default=5, ge=1, le=100, description="Failed logins within ADMIN_LOCKOUT_WINDOW_SECONDS that lock."
+    )
+    admin_lockout_window_seconds: int = Field(default=300, ge=10, le=86_400)
+    admin_lockout_minutes: int = Field(default=15, ge=1, le=10_080, description="How long a lock lasts.")
+    admin_mfa_failure_threshold: int = Field(
+        default=3, ge=1, le=100, description="Bad TOTP codes in the window: a critical mfa_failures event."
+    )
+    admin_session_idle_minutes: int = Field(default=15, ge=1, le=1440)
+    admin_session_max_hours: float = Field(default=8, gt=0, le=168, description="Absolute session lifetime.")
+    admin_ip_allowlist: list[str] = Field(
+        default=[], description="CIDRs allowed to reach the console (JSON list); empty: any address."
+    )
+    admin_cookie_secure: bool | None = Field(
+        default=None, description="Secure (TLS-only) cookies; unset: on in staging and production."
+    )
+    dashboard_host: str = "127.0.0.1"
+    dashboard_workers: int = Field(default=2, ge=1, le=64)
+    dashboard_refresh_seconds: float = Field(default=10, ge=1, le=3600, description="Section refresh period.")
+    dashboard_api_url: str = Field(
+        default="http://127.0.0.1:5001", description="The scoring API the console probes for its health."
+    )
+
+    @property
+    def resolved_admin_cookie_secure(self) -> bool:
+        if self.admin_cookie_secure is not None:
+            return self.admin_cookie_secure
+        return self.environment in ("staging", "production")
+
     # --- deployment lifecycle (docs/deploy.md): SIGTERM drains within these; the orchestrator's stop timeout
     # (ECS stopTimeout, Kubernetes terminationGracePeriodSeconds) must be longer.
     api_shutdown_grace_seconds: int = Field(
@@ -519,6 +594,9 @@ class Settings(BaseSettings):
         pepper = self.security_pepper.get_secret_value() if self.security_pepper else ""
         if pepper in PLACEHOLDER_SECRETS or len(pepper) < MIN_JWT_SECRET_LENGTH:
             problems.append("SECURITY_PEPPER must be a random value of 32+ characters")
+        # operator console (issue 14)
+        if self.admin_cookie_secure is False:
+            problems.append("ADMIN_COOKIE_SECURE=false: the console's cookies must be TLS-only in production")
         return problems
 
     def check_ready(self) -> None:

@@ -492,6 +492,23 @@ outbox = Table(
 )
 
 
+# --- operator console (migration 0009, issue 14): login state of admin accounts, CSRF of sessions ---------
+# A TOTP code is accepted once: totp_last_step is the RFC 6238 time step of the last accepted code, and a
+# code of that step or earlier is refused. Failure counters run in windows that start at the first failure.
+admin_users.append_column(
+    Column("totp_last_step", BigInteger, comment="time step of the last accepted TOTP code (no replay)")
+)
+admin_users.append_column(Column("failed_since", UTCDateTime, comment="start of the failed-login window"))
+admin_users.append_column(Column("totp_failures", Integer, nullable=False, server_default="0"))
+admin_users.append_column(Column("totp_failed_since", UTCDateTime, comment="start of the bad-TOTP window"))
+admin_users.append_column(Column("password_changed_at", UTCDateTime))
+admin_users.append_column(Column("mfa_enrolled_at", UTCDateTime))
+admin_users.append_column(Column("disabled_at", UTCDateTime))
+admin_sessions.append_column(
+    Column("csrf_hash", String(64), comment="sha256 of the session's CSRF token (sent on every change)")
+)
+
+
 # --- reviews (migration 0010): claims and decisions of MANUAL_REVIEW cases (see docs/reviews.md) ---------
 # A case is a MANUAL_REVIEW row of fraud_predictions; its row here appears at the first claim. Claims and
 # decisions are conditional writes on this one row, so two analysts can never decide the same case.
@@ -519,4 +536,48 @@ review_cases = Table(
     ),
     Index("idx_review_cases_status_expires", "status", "claim_expires_at"),
     Index("idx_review_cases_decided_at", "decided_at"),
+)
+
+# --- alerting (issue 15, docs/alerts.md): rule state, its history, silences ------------------------------
+alert_state = Table(
+    "alert_state",
+    metadata,
+    Column("rule", String(64), primary_key=True),
+    Column("state", String(16), nullable=False, comment="inactive|pending|firing|resolved"),
+    Column("since", UTCDateTime, comment="when the current state began"),
+    Column("value", Float, comment="the metric at the last evaluation (NULL: no data)"),
+    Column("detail", Text, comment="how the value was measured, or why there is none"),
+    Column("firing_id", BigInteger, comment="alert_history id of the current (or last) firing"),
+    Column("notified", Boolean, nullable=False, server_default=false(), comment="the trigger was queued"),
+    Column("last_notified_at", UTCDateTime),
+    Column("repeats", Integer, nullable=False, server_default="0"),
+    Column("last_evaluated_at", UTCDateTime),
+    CheckConstraint("state IN ('inactive', 'pending', 'firing', 'resolved')", name="state"),
+)
+alert_history = Table(
+    "alert_history",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("rule", String(64), nullable=False),
+    Column("transition", String(16), nullable=False, comment="pending|firing|resolved|inactive|test"),
+    Column("value", Float),
+    Column("threshold", Float),
+    Column("condition", Text),
+    Column("firing_id", BigInteger, comment="the firing this row belongs to"),
+    Column("details", JSONType),
+    Column("at", UTCDateTime, nullable=False, server_default=func.now()),
+    Index("idx_alert_history_rule_at", "rule", "at"),
+    Index("idx_alert_history_at", "at"),
+)
+alert_silences = Table(
+    "alert_silences",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("rule", String(64), nullable=False),
+    Column("starts_at", UTCDateTime, nullable=False),
+    Column("ends_at", UTCDateTime, nullable=False),
+    Column("created_by", String(64), nullable=False),
+    Column("reason", Text),
+    Column("created_at", UTCDateTime, nullable=False, server_default=func.now()),
+    Index("idx_alert_silences_rule_ends", "rule", "ends_at"),
 )

@@ -144,3 +144,17 @@ FROM m
 LEFT JOIN allowlisted_wallets a
     ON a.wallet_address = m.wallet_address AND (a.expires_at IS NULL OR a.expires_at > :now)
 """
+
+# --- operator console (migration 0009, issue 14): labelled decisions per hour of the label's arrival ------
+REALISED_HOURLY = """
+INSERT INTO realised_hourly (hour, flagged, is_fraud, n)
+SELECT
+    substr(lb.labelled_at, 1, 13) || ':00:00.000000' AS hour,
+    COALESCE(fp.decision IN ('BLOCKED', 'MANUAL_REVIEW'), 0) AS flagged,
+    lb.is_fraud,
+    COUNT(*)
+FROM fraud_labels lb
+JOIN fraud_predictions fp ON fp.transaction_id = lb.transaction_id
+WHERE lb.labelled_at > :since_8d
+GROUP BY 1, 2, 3
+"""

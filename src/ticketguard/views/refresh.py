@@ -17,12 +17,18 @@ from sqlalchemy import Connection, Engine, text
 from ticketguard.kit.db import SQLITE_TIMESTAMP_FORMAT
 from ticketguard.views import queries
 
-VIEW_NAMES: tuple[str, ...] = ("kpi_hourly", "event_analytics", "wallet_segments")
+VIEW_NAMES: tuple[str, ...] = (
+    "kpi_hourly",
+    "event_analytics",
+    "wallet_segments",
+    "realised_hourly",  # operator console (issue 14): realised precision/recall
+)
 
 _SQLITE_QUERIES = {
     "kpi_hourly": queries.KPI_HOURLY,
     "event_analytics": queries.EVENT_ANALYTICS,
     "wallet_segments": queries.WALLET_SEGMENTS,
+    "realised_hourly": queries.REALISED_HOURLY,
 }
 
 
@@ -62,6 +68,7 @@ def refresh_view(
         params = {
             "now": _sqlite_time(at),
             "since_7d": _sqlite_time(at - timedelta(days=7)),
+            "since_8d": _sqlite_time(at - timedelta(days=8)),
             "since_30d": _sqlite_time(at - timedelta(days=30)),
             "since_365d": _sqlite_time(at - timedelta(days=365)),
         }

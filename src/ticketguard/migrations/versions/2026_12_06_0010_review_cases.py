@@ -4,7 +4,7 @@ A case is a MANUAL_REVIEW prediction; its row here is created at the first claim
 nothing new). Two analysts cannot decide one case: claims and decisions are conditional writes on this row.
 
 Revision ID: 0010
-Revises: 0008 (relinked to 0009 when the console's migration is merged)
+Revises: 0009 (relinked to 0009 when the console's migration is merged)
 Create Date: 2026-12-06 06:00:00
 """
 
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0010"
-down_revision: str | None = "0008"
+down_revision: str | None = "0009"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,0 +1,476 @@
+"""The operator console in a real browser: Debian's chromium driven by Playwright, against `ticketguard
+serve dashboard` (gunicorn, two workers) on PostgreSQL holding a simulated history scored through the real
+scoring API. Log-in with password + TOTP, every section with data, the decision detail, a step-up admin
+action, reverting an automated response, and the refusals: wrong password, replayed TOTP, expired
+session, missing CSRF token, an analyst doing an admin action, an address outside the allow-list.
+
+One browser and one console for the module (a few seconds to start); each test has its own browser
+context (cookies). Screenshots of each section go to TG_CONSOLE_SCREENSHOTS when set (docs/console/)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import Engine, insert, select, update
+from typer.testing import CliRunner
+
+from ticketguard import tables
+from ticketguard.admin import totp
+from ticketguard.admin.accounts import create_user
+from ticketguard.cli import app
+from ticketguard.kit.db import make_engine
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "integration"))
+from scoring_fixtures import free_port, ladder_booster, make_settings, register_model, running_api
+
+from console_fixtures import ADMIN_MFA_SECRET, PASSWORD, console_settings
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+CHROMIUM = os.environ.get("TG_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+SECTIONS = ("kpis", "fraud", "traffic", "model", "health", "security", "reviews", "actions")
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+
+
+def _unavailable(reason: str) -> None:
+    if IN_CI:
+        pytest.fail(f"browser: {reason} — with CI=true the console's browser tests must run", pytrace=False)
+    pytest.skip(f"browser: {reason}")
+
+
+class Codes:
+    """TOTP codes for one account, never one of a step already used (the server would refuse a replay)."""
+
+    def __init__(self, username: str, secret: str) -> None:
+        self.username = username
+        self.secret = secret
+        self.last = -1
+
+    def fresh(self) -> str:
+        while True:
+            now = totp.time_step(datetime.now(UTC))
+            for step in (now, now + 1):
+                if step > self.last:
+                    self.last = step
+                    return totp.code_at(self.secret, step)
+            time.sleep(0.5)
+
+    def used(self) -> str:
+        return totp.code_at(self.secret, self.last)
+
+
+class Console:
+    def __init__(self, url: str, engine: Engine, accounts: dict[str, Codes], env: dict[str, str]) -> None:
+        self.url = url
+        self.engine = engine
+        self.accounts = accounts
+        self.env = env
+
+    def audit(self, action: str) -> list[Any]:
+        t = tables.admin_audit_log
+        with self.engine.connect() as conn:
+            return list(conn.execute(select(t).where(t.c.action == action).order_by(t.c.id)))
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if not Path(CHROMIUM).exists():
+        _unavailable(f"{CHROMIUM} not found (apt-get install chromium chromium-driver)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _unavailable("playwright is not installed (pip install -e '.[dev]')")
+    with sync_playwright() as p:
+        instance = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield instance
+        instance.close()
+
+
+@pytest.fixture(scope="module")
+def console_db(postgres_admin_url: str, _postgres_pool: Any) -> Iterator[str]:
+    from sqlalchemy import make_url
+
+    name = _postgres_pool.take()
+    yield make_url(postgres_admin_url).set(database=name).render_as_string(hide_password=False)
+    _postgres_pool.give_back(name)
+
+
+def _score_traffic(base: str) -> list[str]:
+    """Fresh purchases through the scoring API: every rung of the decision ladder (scoring_fixtures)."""
+    ids = []
+    with httpx.Client(base_url=base, timeout=20) as client:
+        plan = [(False, None)] * 24 + [(True, None)] * 8 + [(False, "ip")] * 8 + [(True, "ip")] * 6
+        for i, (resale, ip) in enumerate(plan):
+            body: dict[str, Any] = {
+                "transaction_id": f"e2e-{i:03d}",
+                "wallet_address": "0x" + f"{i + 1:040x}",
+                "ticket_id": f"evt_001-{i:06d}",
+                "price_paid": 40.0 + i,
+                "event_id": "evt_001",
+                "is_resale": resale,
+            }
+            if ip:
+                body["ip_address"] = f"203.0.113.{10 + i % 5}"
+            r = client.post("/api/v1/ml/predict/fraud", json=body)
+            assert r.status_code == 200, r.text
+            ids.append(body["transaction_id"])
+    return ids
+
+
+@pytest.fixture(scope="module")
+def console(console_db: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
+    data_dir = tmp_path_factory.mktemp("console-data")
+    result = CliRunner().invoke(
+        app, ["simulate", "-n", "2000", "--seed", "3", "--days", "14"], env={"DATABASE_URL": console_db}
+    )
+    assert result.exit_code == 0, result.output
+    engine = make_engine(console_db)
+    api_settings = make_settings(console_db, data_dir)
+    booster = ladder_booster()
+    register_model(engine, api_settings.resolved_model_dir, "m-e2e-1", booster, promote=False)
+    register_model(engine, api_settings.resolved_model_dir, "m-e2e-2", booster, promote=True)
+    settings = console_settings(console_db)
+    accounts = {}
+    with engine.begin() as conn:
+        # one admin per test: two codes per 30 s step can be had at once (±1 step), more would wait
+        people = [(f"alice{i}", "admin") for i in (1, 2, 4, 5, 7)] + [("bob", "analyst")]
+        for name, role in people:
+            _, secret = create_user(
+                conn,
+                settings,
+                username=name,
+                password=PASSWORD,
+                role=role,
+                actor="e2e",
+                now=datetime.now(UTC),
+            )
+            accounts[name] = Codes(name, secret)
+    with running_api(api_settings) as api_base:
+        ids = _score_traffic(api_base)
+        now = datetime.now(UTC)
+        with engine.begin() as conn:  # chargebacks that arrived for a few of them
+            conn.execute(
+                insert(tables.fraud_labels),
+                [
+                    {
+                        "transaction_id": tid,
+                        "is_fraud": i % 3 == 0,
+                        "source": "chargeback",
+                        "labelled_at": now,
+                    }
+                    for i, tid in enumerate(ids[:6] + ids[40:])  # approved and blocked ones; not the reviews
+                ],
+            )
+        refreshed = CliRunner().invoke(app, ["views", "refresh"], env={"DATABASE_URL": console_db})
+        assert refreshed.exit_code == 0, refreshed.output
+        port = free_port()
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith(("DB_", "REDIS_", "ADMIN_"))},
+            "DATABASE_URL": console_db,
+            "DATA_DIR": str(data_dir),
+            "ADMIN_MFA_SECRET": ADMIN_MFA_SECRET,
+            "DASHBOARD_API_URL": api_base,
+            "DASHBOARD_REFRESH_SECONDS": "2",
+        }
+        server = subprocess.Popen(
+            [
+                str(Path(sys.executable).parent / "ticketguard"),
+                "serve",
+                "dashboard",
+                "--port",
+                str(port),
+                "--workers",
+                "2",
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if server.poll() is not None or time.monotonic() > deadline:
+                output = server.stdout.read().decode() if server.stdout else ""
+                server.kill()
+                pytest.fail(f"the console did not start:\n{output}")
+            time.sleep(0.2)
+        try:
+            yield Console(url, engine, accounts, env)
+        finally:
+            server.send_signal(signal.SIGQUIT)  # quick shutdown: nothing to drain in a test
+            try:
+                server.wait(20)
+            except subprocess.TimeoutExpired:
+                server.kill()
+            engine.dispose()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    pg = context.new_page()
+    pg.set_default_timeout(20_000)
+    yield pg
+    context.close()
+
+
+def _login(
+    page: Any, console: Console, username: str, *, code: str | None = None, password: str = PASSWORD
+) -> None:
+    page.goto(console.url + "/")
+    page.wait_for_selector("#login-form")
+    page.fill("#username", username)
+    page.fill("#password", password)
+    page.fill("#code", code or console.accounts[username].fresh())
+    page.click("#login-submit")
+
+
+def _logged_in(page: Any, console: Console, username: str) -> None:
+    _login(page, console, username)
+    page.wait_for_selector("#kpis-asof:has-text('as of')")
+
+
+def _apply(page: Any, kind_label: str, target: str, code: str) -> str:
+    page.click("#action-kind")
+    page.click(f"text={kind_label}")
+    page.fill("#action-target", target)
+    page.fill("#action-reason", "e2e")
+    page.fill("#action-code", code)
+    return _click_apply(page)
+
+
+def _click_apply(page: Any) -> str:
+    clicks = _clicks(page)
+    page.click("#action-apply")
+    return str(page.wait_for_selector(f"#action-message[data-n='{clicks + 1}']").inner_text())
+
+
+def _clicks(page: Any) -> int:
+    answered = page.query_selector("#action-message")
+    return int(answered.get_attribute("data-n")) if answered else 0
+
+
+def test_wrong_password_and_replayed_code_are_refused(page: Any, console: Console) -> None:
+    _login(page, console, "alice1", password="not-the-password-9")
+    assert "Invalid username, password or code." in page.inner_text("#login-error")
+    code = console.accounts["alice1"].fresh()
+    _login(page, console, "alice1", code=code)
+    page.wait_for_selector("#whoami")
+    page.context.clear_cookies()
+    _login(page, console, "alice1", code=code)  # the same code again, within its 30 s
+    assert "Invalid username, password or code." in page.inner_text("#login-error")
+    stages = [r.metadata["stage"] for r in console.audit("admin.login_failed")]
+    assert stages[-2:] == ["password", "totp"]
+    assert console.audit("admin.login_failed")[-1].metadata.get("replay") is True
+
+
+def test_brute_force_from_one_address_becomes_an_automated_response(console: Console) -> None:
+    with httpx.Client(base_url=console.url) as client:
+        for _ in range(5):
+            form = client.get("/login").text
+            token = form.split('name="csrf_token" value="')[1].split('"')[0]
+            r = client.post(
+                "/login",
+                data={"csrf_token": token, "username": "mallory", "password": "x" * 12, "code": "000000"},
+            )
+            assert r.status_code == 401
+    result = CliRunner().invoke(app, ["jobs", "run", "security-correlation"], env=console.env)
+    assert result.exit_code == 0, result.output
+    with console.engine.connect() as conn:
+        responses = conn.execute(select(tables.security_responses)).all()
+    assert [(r.rule, r.action) for r in responses] == [("brute_force", "block_ip")]
+
+
+def test_every_section_renders_live_data(page: Any, console: Console) -> None:
+    _logged_in(page, console, "alice2")
+    page.wait_for_selector("#kpi-transactions")
+    assert page.inner_text("#kpi-transactions .value") == "46"
+    page.wait_for_selector("#score-histogram")
+    page.wait_for_selector("#fraud-latest")
+    assert "BLOCKED" in page.inner_text("#fraud-latest")
+    assert "203.0.113." in page.inner_text("#section-traffic")
+    assert "m-e2e-2" in page.inner_text("#model-live")
+    page.wait_for_selector("#model-realised")
+    health = page.inner_text("#health-table")
+    assert "Scoring API\tok" in health
+    assert "PostgreSQL\tok" in health
+    page.wait_for_selector("#security-events")
+    assert "login_failed" in page.inner_text("#security-events")
+    assert "brute_force" in page.inner_text("#responses")
+    # the sections refresh on their own: the "as of" time moves without a reload
+    first = page.inner_text("#kpis-asof")
+    page.wait_for_function(
+        "first => document.querySelector('#kpis-asof').innerText !== first", arg=first, timeout=10_000
+    )
+    # the severity filter: only critical events (none yet) → the empty state
+    for severity in ("low", "medium", "high"):
+        page.uncheck(f"#severity-filter input[value='{severity}']")
+    page.wait_for_selector("#section-security .empty")
+    for severity in ("low", "medium", "high"):
+        page.check(f"#severity-filter input[value='{severity}']")
+    shots = os.environ.get("TG_CONSOLE_SCREENSHOTS")
+    if shots:
+        Path(shots).mkdir(parents=True, exist_ok=True)
+        page.wait_for_selector("#security-events")
+        for section in SECTIONS:
+            page.locator(f"#section-{section}").screenshot(path=str(Path(shots) / f"{section}.png"))
+        page.screenshot(path=str(Path(shots) / "console.png"), full_page=True)
+    # a high-risk decision opens its detail view: every feature, the contributions, the reasons
+    page.click("#fraud-latest button >> nth=0")
+    detail = page.wait_for_selector("#detail-view")
+    assert "Reasons" in detail.inner_text()
+    assert "is_resale" in page.inner_text("#detail-features")
+    assert "new_ip_for_wallet" in page.inner_text("#detail-contributions")
+    if shots:
+        page.locator("#detail-view").screenshot(path=str(Path(shots) / "detail.png"))
+
+
+def test_step_up_action_and_its_refusals_reused_code_and_missing_csrf(page: Any, console: Console) -> None:
+    _logged_in(page, console, "alice4")
+    codes = console.accounts["alice4"]
+    wallet = "0x" + "cd" * 20
+    assert _apply(page, "Block a wallet (blacklist)", wallet, codes.used()).startswith("Refused")
+    message = _apply(page, "Block a wallet (blacklist)", wallet, codes.fresh())
+    assert message.startswith("Done"), message
+    with console.engine.connect() as conn:
+        listed = conn.execute(select(tables.blacklisted_wallets.c.wallet_address)).scalars().all()
+    assert wallet in listed
+    (row,) = console.audit("admin.block_wallet")
+    assert row.admin_user == "alice4"
+    assert row.ip_address == "127.0.0.1"
+    # the same callback without the CSRF token (a forged request riding the session cookie): refused
+    body = {
+        "output": "..action-result.children...action-code.value..",
+        "outputs": [
+            {"id": "action-result", "property": "children"},
+            {"id": "action-code", "property": "value"},
+        ],
+        "inputs": [{"id": "action-apply", "property": "n_clicks", "value": 1}],
+        "changedPropIds": ["action-apply.n_clicks"],
+        "state": [
+            {"id": "action-kind", "property": "value", "value": "rollback_model"},
+            {"id": "action-target", "property": "value", "value": ""},
+            {"id": "action-reason", "property": "value", "value": "csrf"},
+            {"id": "action-code", "property": "value", "value": "000000"},
+        ],
+    }
+    status = page.evaluate(
+        """body => fetch('/_dash-update-component', {method: 'POST',
+                    headers: {'Content-Type': 'application/json'}, body: JSON.stringify(body)}
+                ).then(r => r.status)""",
+        body,
+    )
+    assert status == 403
+    with console.engine.connect() as conn:
+        deployments = conn.execute(select(tables.model_deployments.c.action)).scalars().all()
+    assert deployments == ["promote"]
+
+
+def test_revert_button_reverts_an_automated_response(page: Any, console: Console) -> None:
+    _logged_in(page, console, "alice5")
+    page.wait_for_selector("#responses button")
+    page.click("#responses button >> nth=0")
+    page.wait_for_function("document.querySelector('#action-target').value !== ''")
+    page.fill("#action-code", console.accounts["alice5"].fresh())
+    message = _click_apply(page)
+    assert "reverted" in message, message
+    with console.engine.connect() as conn:
+        (response,) = conn.execute(select(tables.security_responses)).all()
+    assert response.reverted_by == "alice5"
+    page.wait_for_selector("#section-security :text('No automated response is in force.')")
+
+
+def test_analyst_reviews_a_case_and_the_label_is_stored(page: Any, console: Console) -> None:
+    _logged_in(page, console, "bob")
+    page.wait_for_selector("#review-queue button")
+    assert "8 case(s) waiting" in page.inner_text("#queue-stats")
+    page.click("#review-queue button >> nth=0")
+    page.wait_for_selector("#case-view")
+    transaction_id = page.inner_text("#case-view h3 >> nth=0").removeprefix("Case ").strip()
+    assert "new_ip_for_wallet" in page.inner_text("#case-features")
+    page.wait_for_selector("#case-history, #case-view .empty")
+    page.click("#case-claim")
+    assert "Claimed" in page.wait_for_selector("#review-message[data-n='1']").inner_text()
+    page.wait_for_selector("#case-status:has-text('claimed by bob')")
+    page.check("#case-outcome input[value='fraud']")
+    page.fill("#case-note", "same IP as a known ring")
+    page.click("#case-decide")
+    message = page.wait_for_selector("#review-message[data-n='2']").inner_text()
+    assert "the label is stored" in message, message
+    with console.engine.connect() as conn:
+        label = conn.execute(
+            select(tables.fraud_labels).where(tables.fraud_labels.c.transaction_id == transaction_id)
+        ).one()
+    assert label.is_fraud is True
+    assert label.source == "analyst"
+    assert label.labelled_by == "bob"
+    assert label.labelled_at is not None
+    assert any(r.metadata.get("transaction_id") == transaction_id for r in console.audit("review.decide"))
+    page.wait_for_selector("#queue-stats:has-text('7 case(s) waiting')")
+    shots = os.environ.get("TG_CONSOLE_SCREENSHOTS")
+    if shots:
+        page.locator("#section-reviews").screenshot(path=str(Path(shots) / "reviews.png"))
+
+
+def test_analyst_is_refused_an_admin_action(page: Any, console: Console) -> None:
+    _logged_in(page, console, "bob")
+    assert "analyst" in page.inner_text("#whoami")
+    message = _apply(page, "Block an IP address", "192.0.2.44", console.accounts["bob"].fresh())
+    assert "needs the admin role" in message
+    assert console.audit("admin.denied")[-1].admin_user == "bob"
+    with console.engine.connect() as conn:
+        assert conn.execute(select(tables.ip_blocks)).all() == []
+
+
+def test_expired_session_goes_back_to_the_login_page(page: Any, console: Console) -> None:
+    _logged_in(page, console, "alice7")
+    with console.engine.begin() as conn:
+        conn.execute(
+            update(tables.admin_sessions)
+            .where(tables.admin_sessions.c.revoked_at.is_(None))
+            .values(last_seen_at=datetime.now(UTC) - timedelta(minutes=16))
+        )
+    page.reload()
+    page.wait_for_selector("#login-form")
+
+
+def test_address_outside_the_allow_list_is_refused(page: Any, console: Console) -> None:
+    from werkzeug.serving import make_server
+
+    from ticketguard.dashboard.app import create_app
+
+    settings = console_settings(console.env["DATABASE_URL"], admin_ip_allowlist=["10.0.0.0/8"])
+    server = make_server("127.0.0.1", free_port(), create_app(settings, console.engine).server, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        answer = page.goto(f"http://127.0.0.1:{server.server_port}/login")
+        assert answer.status == 403
+        assert "may not use the console" in page.inner_text("body")
+    finally:
+        server.shutdown()
+        thread.join(5)

@@ -1,0 +1,242 @@
+"""The console's web layer through Flask's test client: login (CSRF, uniform failures, session rotation),
+the session guard, CSRF on Dash's callbacks, the IP allow-list behind trusted proxies, the production cookie
+rule, and role checks inside the callbacks. The browser runs the same paths in tests/e2e/test_console.py."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, select, update
+
+from console_fixtures import Account, console_settings, make_account
+from ticketguard import tables
+from ticketguard.config import SettingsError
+from ticketguard.dashboard.app import create_app
+
+WALLET = "0x" + "ab" * 20
+APPLY = {
+    "output": "..action-result.children...action-code.value..",
+    "outputs": [{"id": "action-result", "property": "children"}, {"id": "action-code", "property": "value"}],
+    "inputs": [{"id": "action-apply", "property": "n_clicks", "value": 1}],
+    "changedPropIds": ["action-apply.n_clicks"],
+}
+
+
+def _apply_body(kind: str, target: str, code: str) -> dict[str, Any]:
+    return {
+        **APPLY,
+        "state": [
+            {"id": "action-kind", "property": "value", "value": kind},
+            {"id": "action-target", "property": "value", "value": target},
+            {"id": "action-reason", "property": "value", "value": "test"},
+            {"id": "action-code", "property": "value", "value": code},
+        ],
+    }
+
+
+@pytest.fixture
+def settings(db_url: str):  # type: ignore[no-untyped-def]
+    return console_settings(db_url, dashboard_api_url="http://127.0.0.1:9")
+
+
+def _client(settings, engine: Engine):  # type: ignore[no-untyped-def]
+    return create_app(settings, engine).server.test_client()
+
+
+def _login_form(client) -> str:  # type: ignore[no-untyped-def]
+    page = client.get("/login")
+    assert page.status_code == 200
+    match = re.search(r'name="csrf_token" value="([^"]+)"', page.get_data(as_text=True))
+    assert match
+    return match.group(1)
+
+
+def _login(client, account: Account, code: str | None = None, password: str | None = None):  # type: ignore[no-untyped-def]
+    csrf = _login_form(client)
+    return client.post(
+        "/login",
+        data={
+            "csrf_token": csrf,
+            "username": account.username,
+            "password": password or account.password,
+            "code": code or account.code(),
+        },
+    )
+
+
+def _cookie(client, name: str) -> str | None:  # type: ignore[no-untyped-def]
+    cookie = client.get_cookie(name)
+    return None if cookie is None else cookie.value
+
+
+def test_login_sets_strict_httponly_cookie_and_rotates_the_session(engine: Engine, settings) -> None:  # type: ignore[no-untyped-def]
+    alice = make_account(engine, settings, "alice")
+    client = _client(settings, engine)
+    assert client.get("/").status_code == 302  # no session: to the login page
+    answer = _login(client, alice, alice.code(offset=0))
+    assert answer.status_code == 302
+    assert answer.headers["Location"] == "/"
+    set_cookie = " ".join(answer.headers.getlist("Set-Cookie"))
+    assert "tg_console=" in set_cookie
+    assert "HttpOnly" in set_cookie
+    assert "SameSite=Strict" in set_cookie
+    first = _cookie(client, "tg_console")
+    assert client.get("/").status_code == 200
+    again = _login(client, alice, alice.code(offset=1))  # a new id at every log-in; the old one ends
+    assert again.status_code == 302
+    second = _cookie(client, "tg_console")
+    assert first != second
+    with engine.connect() as conn:
+        rows = conn.execute(select(tables.admin_sessions).order_by(tables.admin_sessions.c.created_at)).all()
+    assert len(rows) == 2
+    assert rows[0].revoked_at is not None
+    assert rows[1].revoked_at is None
+
+
+def test_failures_answer_the_same_whether_or_not_the_user_exists(engine: Engine, settings) -> None:  # type: ignore[no-untyped-def]
+    alice = make_account(engine, settings, "alice")
+    client = _client(settings, engine)
+    wrong = _login(client, alice, password="not-the-password-1")
+    ghost = _login(client, Account("ghost", alice.password, alice.secret, "admin"))
+    assert wrong.status_code == ghost.status_code == 401
+
+    def body(r: Any) -> str:
+        return re.sub(r'value="[^"]+"', "", r.get_data(as_text=True))
+
+    assert body(wrong) == body(ghost)
+    assert "Invalid username, password or code." in body(wrong)
+    with engine.connect() as conn:
+        actions = conn.execute(select(tables.admin_audit_log.c.action)).scalars().all()
+    assert actions.count("admin.login_failed") == 2
+
+
+def test_login_without_its_csrf_token_is_refused(engine: Engine, settings) -> None:  # type: ignore[no-untyped-def]
+    alice = make_account(engine, settings, "alice")
+    client = _client(settings, engine)
+    _login_form(client)
+    answer = client.post(
+        "/login", data={"username": "alice", "password": alice.password, "code": alice.code()}
+    )
+    assert answer.status_code == 403
+    with engine.connect() as conn:
+        assert conn.execute(select(tables.admin_sessions)).first() is None
+
+
+def test_dash_callbacks_need_a_session_and_its_csrf_token(engine: Engine, settings) -> None:  # type: ignore[no-untyped-def]
+    alice = make_account(engine, settings, "alice")
+    client = _client(settings, engine)
+    body = _apply_body("block_wallet", WALLET, alice.code(offset=1))
+    assert client.post("/_dash-update-component", json=body).status_code == 401
+    assert _login(client, alice).status_code == 302
+    csrf = _cookie(client, "_csrf_token")
+    assert csrf
+    refused = client.post("/_dash-update-component", json=body)  # no X-CSRFToken header
+    assert refused.status_code == 403
+    assert (
+        client.post("/_dash-update-component", json=body, headers={"X-CSRFToken": "x" + csrf}).status_code
+        == 403
+    )
+    done = client.post("/_dash-update-component", json=body, headers={"X-CSRFToken": csrf})
+    assert done.status_code == 200, done.get_data(as_text=True)
+    assert "Done" in done.get_data(as_text=True)
+    with engine.connect() as conn:
+        assert conn.execute(select(tables.blacklisted_wallets.c.wallet_address)).scalars().all() == [WALLET]
+        actions = conn.execute(select(tables.admin_audit_log.c.action)).scalars().all()
+    assert "admin.block_wallet" in actions
+    assert "blacklist.add" in actions
+
+
+def test_step_up_refuses_a_used_code_and_records_it(engine: Engine, settings) -> None:  # type: ignore[no-untyped-def]
+    alice = make_account(engine, settings, "alice")
+    client = _client(settings, engine)
+    login_code = alice.code()
+    assert _login(client, alice, login_code).status_code == 302
+    csrf = _cookie(client, "_csrf_token")
+    answer = client.post(
+        "/_dash-update-component",
+        json=_apply_body("block_wallet", WALLET, login_code),
+        headers={"X-CSRFToken": csrf},
+    )
+    assert "Refused" in answer.get_data(as_text=True)
+    with engine.connect() as conn:
+        assert conn.execute(select(tables.blacklisted_wallets)).first() is None
+        failed = conn.execute(
+            select(tables.admin_audit_log.c.metadata).where(
+                tables.admin_audit_log.c.action == "admin.login_failed"
+            )
+        ).scalar_one()
+    assert failed["purpose"] == "step-up block_wallet"
+    assert failed["replay"] is True
+
+
+def test_analyst_is_refused_admin_actions_inside_the_callback(engine: Engine, settings) -> None:  # type: ignore[no-untyped-def]
+    bob = make_account(engine, settings, "bob", role="analyst")
+    client = _client(settings, engine)
+    assert _login(client, bob).status_code == 302
+    csrf = _cookie(client, "_csrf_token")
+    answer = client.post(
+        "/_dash-update-component",
+        json=_apply_body("block_wallet", WALLET, bob.code(offset=1)),
+        headers={"X-CSRFToken": csrf},
+    )
+    assert answer.status_code == 200
+    assert "needs the admin role" in answer.get_data(as_text=True)
+    with engine.connect() as conn:
+        assert conn.execute(select(tables.blacklisted_wallets)).first() is None
+        denied = conn.execute(
+            select(tables.admin_audit_log).where(tables.admin_audit_log.c.action == "admin.denied")
+        ).one()
+    assert denied.admin_user == "bob"
+    assert denied.metadata["action"] == "block_wallet"
+
+
+def test_expired_and_logged_out_sessions_are_refused(engine: Engine, settings) -> None:  # type: ignore[no-untyped-def]
+    alice = make_account(engine, settings, "alice")
+    client = _client(settings, engine)
+    assert _login(client, alice).status_code == 302
+    assert client.get("/").status_code == 200
+    with engine.begin() as conn:  # 16 minutes without activity
+        conn.execute(
+            update(tables.admin_sessions).values(last_seen_at=datetime.now(UTC) - timedelta(minutes=16))
+        )
+    assert client.get("/").status_code == 302
+    assert _login(client, alice, alice.code(offset=1)).status_code == 302
+    assert client.get("/").status_code == 200
+    token = _cookie(client, "tg_console")
+    csrf = _cookie(client, "_csrf_token")
+    assert client.post("/logout", data={}).status_code == 403  # logout is a state change: CSRF too
+    assert client.post("/logout", data={"csrf_token": csrf}).status_code == 302
+    client.set_cookie("tg_console", token or "")
+    assert client.get("/").status_code == 302  # killed server-side, not only in the browser
+    with engine.connect() as conn:
+        assert "admin.logout" in conn.execute(select(tables.admin_audit_log.c.action)).scalars().all()
+
+
+def test_ip_allowlist_behind_trusted_proxies(engine: Engine, db_url: str) -> None:
+    allow = {"admin_ip_allowlist": ["10.0.0.0/8"]}
+    direct = _client(console_settings(db_url, **allow), engine)  # the test client's peer is 127.0.0.1
+    assert direct.get("/login").status_code == 403
+    assert (
+        direct.get("/login", headers={"X-Forwarded-For": "10.1.2.3"}).status_code == 403
+    )  # not a proxy of ours
+    proxied = _client(console_settings(db_url, trusted_proxies=["127.0.0.1"], **allow), engine)
+    assert proxied.get("/login", headers={"X-Forwarded-For": "10.1.2.3"}).status_code == 200
+    assert proxied.get("/login", headers={"X-Forwarded-For": "10.1.2.3, 192.0.2.9"}).status_code == 403
+    with pytest.raises(SettingsError, match="ADMIN_IP_ALLOWLIST"):
+        create_app(console_settings(db_url, admin_ip_allowlist=["not-a-network"]), engine)
+
+
+def test_production_refuses_cookies_that_are_not_tls_only(engine: Engine, db_url: str) -> None:
+    with pytest.raises(SettingsError, match="TLS-only"):
+        create_app(console_settings(db_url, environment="production", admin_cookie_secure=False), engine)
+    settings = console_settings(db_url, environment="production")
+    alice = make_account(engine, settings, "alice")
+    client = create_app(settings, engine).server.test_client(use_cookies=True)
+    answer = _login(client, alice)
+    cookies = " ".join(answer.headers.getlist("Set-Cookie"))
+    assert "__Host-tg_console=" in cookies
+    assert "Secure" in cookies
+    assert answer.headers["Strict-Transport-Security"].startswith("max-age=")
