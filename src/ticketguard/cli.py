@@ -112,6 +112,10 @@ def _register_subcommands() -> None:
 
     register_admin(app)
     register_dashboard(app)
+    # alerting (issue 15)
+    from ticketguard.alerts.cli import register as register_alerts
+
+    register_alerts(app)
 
 
 _register_subcommands()

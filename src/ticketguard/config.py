@@ -260,6 +260,49 @@ class Settings(BaseSettings):
     def review_queue_horizon(self) -> timedelta:
         return timedelta(days=self.review_queue_horizon_days)
 
+    # --- alerting (issue 15, docs/alerts.md): rules evaluated by the worker, notifications via the outbox --
+    alert_rules_path: Path | None = Field(
+        default=None, description="Alert rules YAML (the guide's alert_rules.yaml); default the packaged one."
+    )
+    alert_eval_seconds: float = Field(
+        default=30, ge=1, le=3600, description="How often the worker evaluates the alert rules."
+    )
+    alert_metric_window_seconds: float = Field(
+        default=300, ge=1, le=86_400, description="Window of the rate and latency metrics (fraud_rate, ...)."
+    )
+    alert_console_url: str | None = Field(
+        default=None, description="The console's address, linked from notifications (e.g. https://ops/...)."
+    )
+    alert_api_metrics_url: str | None = Field(
+        default=None,
+        description="The API's Prometheus /metrics, for error_rate (e.g. http://api:5001/metrics).",
+    )
+    alert_webhook_url: str | None = Field(default=None, description="Default URL of the webhook action.")
+    alert_email_to: str = Field(
+        default="", description="Default recipients of the email action, comma-separated."
+    )
+    alert_action_ttl_seconds: float = Field(
+        default=3600,
+        gt=0,
+        le=30 * 86_400,
+        description="Default TTL of block_ip/tighten_thresholds/lock_admin.",
+    )
+    alert_tighten_step: float = Field(
+        default=0.05, gt=0, lt=0.5, description="How far tighten_thresholds lowers each decision threshold."
+    )
+    pagerduty_events_url: str = Field(
+        default="https://events.pagerduty.com/v2/enqueue", description="PagerDuty Events API v2 endpoint."
+    )
+    smtp_host: str | None = Field(default=None, description="SMTP server of the email action.")
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_user: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_from: str = Field(default="ticketguard@localhost", description="From address of alert e-mails.")
+    smtp_starttls: bool = Field(default=True, description="Require STARTTLS before authenticating.")
+    smtp_ca_file: Path | None = Field(
+        default=None, description="CA bundle that signs the SMTP server's certificate (default: system CAs)."
+    )
+
     # --- model and decisions ---------------------------------------------------------------------
     model_version: str | None = Field(
         default=None, description="Pin the served model; unset means the registry's live version."

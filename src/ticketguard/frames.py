@@ -28,6 +28,8 @@ EVENT_COLUMNS: dict[str, str] = {
     "face_value": "float64",
     "on_sale_at": "datetime",
     "starts_at": "datetime",
+    # True when an import derived capacity/face value/start from the sales: features treat them as unknown.
+    "facts_derived": "bool",
 }
 
 TRANSACTION_COLUMNS: dict[str, str] = {

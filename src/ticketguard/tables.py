@@ -197,6 +197,16 @@ events = Table(
     Column("on_sale_at", UTCDateTime, nullable=False),
     Column("starts_at", UTCDateTime, nullable=False),
     Column("created_at", UTCDateTime, nullable=False, server_default=func.now()),
+    # issue 13 (import): capacity, face value and start derived from the imported sales, not given; the
+    # features treat them as unknown so that no row sees facts computed from later rows (migration 0012).
+    Column(
+        "facts_derived",
+        Boolean,
+        nullable=False,
+        server_default=false(),
+        comment="capacity, face value and start were derived by an import from its sales: features "
+        "treat them as unknown (point-in-time)",
+    ),
     CheckConstraint("capacity > 0", name="capacity_positive"),
     CheckConstraint("face_value >= 0", name="face_value_not_negative"),
     Index("idx_events_starts_at", "starts_at"),
@@ -526,4 +536,48 @@ review_cases = Table(
     ),
     Index("idx_review_cases_status_expires", "status", "claim_expires_at"),
     Index("idx_review_cases_decided_at", "decided_at"),
+)
+
+# --- alerting (issue 15, docs/alerts.md): rule state, its history, silences ------------------------------
+alert_state = Table(
+    "alert_state",
+    metadata,
+    Column("rule", String(64), primary_key=True),
+    Column("state", String(16), nullable=False, comment="inactive|pending|firing|resolved"),
+    Column("since", UTCDateTime, comment="when the current state began"),
+    Column("value", Float, comment="the metric at the last evaluation (NULL: no data)"),
+    Column("detail", Text, comment="how the value was measured, or why there is none"),
+    Column("firing_id", BigInteger, comment="alert_history id of the current (or last) firing"),
+    Column("notified", Boolean, nullable=False, server_default=false(), comment="the trigger was queued"),
+    Column("last_notified_at", UTCDateTime),
+    Column("repeats", Integer, nullable=False, server_default="0"),
+    Column("last_evaluated_at", UTCDateTime),
+    CheckConstraint("state IN ('inactive', 'pending', 'firing', 'resolved')", name="state"),
+)
+alert_history = Table(
+    "alert_history",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("rule", String(64), nullable=False),
+    Column("transition", String(16), nullable=False, comment="pending|firing|resolved|inactive|test"),
+    Column("value", Float),
+    Column("threshold", Float),
+    Column("condition", Text),
+    Column("firing_id", BigInteger, comment="the firing this row belongs to"),
+    Column("details", JSONType),
+    Column("at", UTCDateTime, nullable=False, server_default=func.now()),
+    Index("idx_alert_history_rule_at", "rule", "at"),
+    Index("idx_alert_history_at", "at"),
+)
+alert_silences = Table(
+    "alert_silences",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("rule", String(64), nullable=False),
+    Column("starts_at", UTCDateTime, nullable=False),
+    Column("ends_at", UTCDateTime, nullable=False),
+    Column("created_by", String(64), nullable=False),
+    Column("reason", Text),
+    Column("created_at", UTCDateTime, nullable=False, server_default=func.now()),
+    Index("idx_alert_silences_rule_ends", "rule", "ends_at"),
 )

@@ -30,14 +30,19 @@ Pure: no infrastructure imports (import-linter holds this module to that).
 from __future__ import annotations
 
 import functools
+import hashlib
+import hmac
 import re
 
 __all__ = [
+    "OPAQUE_ID_DEFAULT_NAMESPACE",
+    "OPAQUE_ID_SCHEME",
     "WALLET_HELP",
     "WalletError",
     "canonical_wallet",
     "canonical_wallet_or_none",
     "is_canonical",
+    "opaque_wallet",
     "wallet_key",
 ]
 
@@ -94,6 +99,32 @@ def wallet_key(value: str) -> str:
         return canonical_wallet(value)
     except WalletError:
         return value
+
+
+# ------------------------------------------------------------------ ids that are not wallet addresses
+# A platform that sells with customer accounts rather than wallets (or an external history: card ids,
+# customer numbers) maps each id to a wallet-shaped key with `opaque_wallet` (`ticketguard import
+# --opaque-ids`, issue 13). It is deterministic, so the same customer is the same "wallet" in every import,
+# in training and in the live requests a backend sends (`ticketguard.client.opaque_wallet`).
+OPAQUE_ID_SCHEME = "ticketguard-opaque-id/v1"
+OPAQUE_ID_DEFAULT_NAMESPACE = "ticketguard"
+
+
+def opaque_wallet(identifier: str, namespace: str = OPAQUE_ID_DEFAULT_NAMESPACE) -> str:
+    """The canonical wallet standing for ``identifier`` (any text: a customer id, a card number's token):
+
+        "0x" + HMAC-SHA256(key=namespace, msg="ticketguard-opaque-id/v1:" + identifier)[:40 hex digits]
+
+    both UTF-8. The namespace is the HMAC key: one per platform keeps two platforms' customer 42 apart, and
+    a secret namespace keeps small integer ids from being recomputed by whoever sees the addresses. 160
+    bits: the chance of any two of a billion ids colliding is about 3e-31 (the import still checks).
+    """
+    if not isinstance(identifier, str) or not identifier:
+        raise WalletError("an opaque id must be a non-empty string")
+    digest = hmac.new(
+        namespace.encode("utf-8"), f"{OPAQUE_ID_SCHEME}:{identifier}".encode(), hashlib.sha256
+    ).hexdigest()
+    return "0x" + digest[:40]
 
 
 @functools.lru_cache(maxsize=16384)

@@ -91,6 +91,29 @@ def test_smoke_request_from_the_guide_is_answered_and_stored(api: tuple[httpx.Cl
     assert pred.request_hash
 
 
+def test_a_free_ticket_price_0_is_scored_and_stored(api: tuple[httpx.Client, Engine]) -> None:
+    # Comps and giveaways are real sales at price 0 (issue 13); features must not divide by it.
+    client, engine = api
+    w = wallet()
+    for price in (0, "0.00", 0):
+        r = client.post(PREDICT, json=request_body(wallet_address=w, price_paid=price))
+        assert r.status_code == 200, r.text
+        assert math.isfinite(r.json()["fraud_score"])
+    with engine.connect() as conn:
+        stored = conn.execute(
+            select(tables.transactions.c.price_paid, tables.fraud_predictions.c.features)
+            .join(
+                tables.fraud_predictions,
+                tables.fraud_predictions.c.transaction_id == tables.transactions.c.transaction_id,
+            )
+            .where(tables.transactions.c.wallet_address == w)
+        ).all()
+    assert len(stored) == 3
+    assert all(row.price_paid == 0 for row in stored)
+    assert all(math.isfinite(float(v)) for row in stored for v in row.features.values())
+    assert client.post(PREDICT, json=request_body(price_paid=-0.01)).status_code == 422
+
+
 @pytest.mark.parametrize(
     ("overrides", "decision"),
     [

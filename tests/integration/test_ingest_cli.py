@@ -85,7 +85,7 @@ def test_a_bad_row_refuses_the_file_with_row_and_column(db_url: str, tmp_path: P
     code, output = run(db_url, str(path), *MAP_ARGS)
     assert code == 1
     assert "1 problem, nothing imported" in output
-    assert "row 5, column 'amount' (mapped to price_paid): must be a decimal > 0" in output
+    assert "row 5, column 'amount' (mapped to price_paid): must be a decimal >= 0" in output
     assert "got '-5'" in output
     assert stored(db_url) == 0
 
@@ -158,3 +158,80 @@ def test_events_file_option_creates_the_described_events(db_url: str, tmp_path: 
         ("concert-1", "Spring Concert", "org-7", 2500, "29.99000000")
     ]
     assert rows[0].starts_at.isoformat() == "2026-02-14T19:00:00+00:00"
+
+
+def test_float_noise_amounts_are_rounded_and_counted_also_under_quarantine(
+    db_url: str, tmp_path: Path
+) -> None:
+    # Issue 13: 85.64999999999999 was refused, so --quarantine silently dropped a fraud pattern.
+    path = export_file(tmp_path / "export.csv")
+    frame = pd.read_csv(path, dtype=str)
+    frame.loc[1, "amount"] = "85.64999999999999"
+    frame.loc[2, "amount"] = "0.30000000000000004"
+    frame.loc[4, "amount"] = "-1"  # a real problem: quarantined
+    frame.to_csv(path, index=False)
+    code, output = run(db_url, str(path), *MAP_ARGS, "--quarantine", str(tmp_path / "rejected.csv"))
+    assert code == 0, output
+    assert re.search(r"amounts rounded to 8 decimals\s+│\s+2 │", output), output
+    assert "2 amount(s) had more than 8 decimal places" in output
+    assert "'amount' (mapped to price_paid) 2" in output
+    assert stored(db_url) == 5
+    rejected = pd.read_csv(tmp_path / "rejected.csv", dtype=str)
+    assert rejected["row"].tolist() == ["6"]  # only the negative amount
+    engine = make_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            prices = dict(
+                conn.execute(
+                    select(tables.transactions.c.transaction_id, tables.transactions.c.price_paid)
+                ).all()
+            )
+    finally:
+        engine.dispose()
+    assert str(prices["r-1"]).rstrip("0") == "85.65"
+    assert str(prices["r-2"]).rstrip("0") == "0.3"
+
+
+def test_opaque_ids_import_customer_ids_and_write_the_id_map(db_url: str, tmp_path: Path) -> None:
+    from ticketguard.wallets import opaque_wallet
+
+    path = export_file(tmp_path / "export.csv")
+    frame = pd.read_csv(path, dtype=str)
+    frame["wallet"] = ["7", "8", "7", "9", "10", "7"]  # customer ids, as an external history has them
+    frame.to_csv(path, index=False)
+    code, output = run(db_url, str(path), *MAP_ARGS)
+    assert code == 1
+    assert "--opaque-ids" in output
+    assert stored(db_url) == 0
+    code, output = run(db_url, str(path), *MAP_ARGS, "--id-map", str(tmp_path / "ids.csv"))
+    assert code == 2
+    assert "--id-map needs --opaque-ids" in output
+    code, output = run(
+        db_url,
+        str(path),
+        *MAP_ARGS,
+        "--opaque-ids",
+        "--id-namespace",
+        "acme",
+        "--id-map",
+        str(tmp_path / "ids.csv"),
+    )
+    assert code == 0, output
+    assert "4 id(s) and their wallets written to" in output
+    assert re.search(r"ids mapped to wallets \(--opaque-ids\)\s+│\s+4 │", output), output
+    ids = pd.read_csv(tmp_path / "ids.csv", dtype=str)
+    assert ids.to_dict("records") == [
+        {"id": i, "wallet_address": opaque_wallet(i, "acme")} for i in ("10", "7", "8", "9")
+    ]
+    engine = make_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            wallets = dict(
+                conn.execute(
+                    select(tables.transactions.c.transaction_id, tables.transactions.c.wallet_address)
+                ).all()
+            )
+    finally:
+        engine.dispose()
+    assert wallets["r-0"] == wallets["r-2"] == wallets["r-5"] == opaque_wallet("7", "acme")
+    assert len(set(wallets.values())) == 4

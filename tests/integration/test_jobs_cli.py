@@ -48,7 +48,7 @@ def test_jobs_run_records_the_run_and_reports_failures_by_exit_code(cli_db: str)
     assert unknown.exit_code == 2
     assert (
         "unknown job 'nope'; accepted: etl, refresh-views, retention, data-quality, retrain, "
-        "security-correlation, deliver-outbox" in unknown.output
+        "security-correlation, deliver-outbox, evaluate-alerts" in unknown.output
     )
     history = runner.invoke(app, ["jobs", "history"])
     assert "refresh-views" in history.output

@@ -124,6 +124,7 @@ def test_security_migration_round_trip(db_url: str) -> None:
         from sqlalchemy import inspect
 
         notifying = {"blacklisted_wallets_notify", "allowlisted_wallets_notify", "ip_blocks_notify"}
+        notifying.add("security_responses_notify")  # alerting (migration 0011): threshold overrides
         at_head = _list_triggers(engine)
         assert at_head == (notifying if engine.dialect.name == "postgresql" else set())
         migrate.downgrade(db_url, "0005")  # 0006: the list-change NOTIFY triggers (PostgreSQL only)

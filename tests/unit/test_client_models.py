@@ -32,8 +32,9 @@ def answered(status: int, body: object) -> Attempt:
 
 
 def test_transaction_refuses_bad_fields_by_name_and_sends_exact_money() -> None:
-    with pytest.raises(ValueError, match="price_paid must be > 0"):
-        Transaction("t", "0xabc", "k", Decimal("0"))
+    with pytest.raises(ValueError, match="price_paid must be >= 0"):
+        Transaction("t", "0xabc", "k", Decimal("-0.01"))
+    assert Transaction("t", "0xabc", "k", Decimal("0")).to_json()["price_paid"] == "0"  # a free ticket
     with pytest.raises(ValueError, match="not float"):
         Transaction("t", "0xabc", "k", 50.0)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="transaction_id must be a non-empty string"):

@@ -372,3 +372,21 @@ def test_in_memory_source_answers_like_the_offline_engine(features: pd.DataFrame
         np.testing.assert_allclose(
             list(got.values()), expected.to_numpy(), rtol=1e-9, err_msg=row["transaction_id"]
         )
+
+
+def test_free_tickets_price_0_never_divide_by_zero() -> None:
+    # Issue 13: price 0 (comps) is accepted everywhere a price enters. Documented fallbacks: a reference
+    # price of 0 (face value 0 and an event mean of 0) gives price_deviation_ratio 0; a wallet whose
+    # earlier purchases average 0 gives price_vs_wallet_mean −1 (as without history).
+    history = small_history()
+    history.transactions["price_paid"] = 0.0
+    history.events["face_value"] = 0.0
+    features = build_features(history, PARAMS).set_axis(history.transactions["transaction_id"])
+    assert np.isfinite(features.to_numpy()).all()
+    assert (features["price_deviation_ratio"] == 0).all()
+    assert features.loc["T2", "price_vs_wallet_mean"] == -1.0  # A's earlier purchase cost 0
+    history.transactions.loc[history.transactions["transaction_id"] == "T2", "price_paid"] = 30.0
+    paid = build_features(history, PARAMS).set_axis(history.transactions["transaction_id"])
+    assert np.isfinite(paid.to_numpy()).all()
+    assert paid.loc["T2", "price_deviation_ratio"] == 0.0  # reference: mean of 0-priced sales, i.e. none
+    assert paid.loc["T6", "price_vs_wallet_mean"] == 0.0  # 0 / mean(0, 30, 0)

@@ -61,7 +61,7 @@ def test_a_bad_value_in_a_mapped_column_names_the_files_column(tmp_path: Path) -
     with pytest.raises(ImportValidationError) as caught:
         read_labelled_file(path, THEIR_NAMES, now=NOW)
     assert messages(caught)[0].startswith(
-        "row 4, column 'Amount' (mapped to price_paid): must be a decimal > 0"
+        "row 4, column 'Amount' (mapped to price_paid): must be a decimal >= 0"
     )
 
 

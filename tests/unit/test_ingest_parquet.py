@@ -78,7 +78,7 @@ def test_parquet_timestamps_without_a_timezone_need_one(tmp_path: Path) -> None:
 
 def test_a_parquet_value_breaking_a_rule_is_named_by_row_and_column(tmp_path: Path) -> None:
     table = typed_table()
-    prices = pa.array([1.0, 2.0, 0.123456789, 3.0])
+    prices = pa.array([1.0, 2.0, -0.5, 3.0])
     path = write(
         table.set_column(table.schema.get_field_index("price_paid"), "price_paid", prices),
         tmp_path / "h.parquet",
@@ -86,8 +86,22 @@ def test_a_parquet_value_breaking_a_rule_is_named_by_row_and_column(tmp_path: Pa
     with pytest.raises(ImportValidationError) as caught:
         read_labelled_file(path, now=NOW)
     (problem,) = caught.value.problems
-    assert str(problem).startswith("row 4, column 'price_paid': must be a decimal > 0")
-    assert str(problem).endswith("got '0.123456789'")
+    assert str(problem).startswith("row 4, column 'price_paid': must be a decimal >= 0")
+    assert str(problem).endswith("got '-0.5'")
+
+
+def test_parquet_float_noise_is_rounded_not_refused(tmp_path: Path) -> None:
+    table = typed_table()
+    prices = pa.array([85.64999999999999, 2.0, 0.1 + 0.2, 0.0])
+    path = write(
+        table.set_column(table.schema.get_field_index("price_paid"), "price_paid", prices),
+        tmp_path / "h.parquet",
+    )
+    notes: list[str] = []
+    read = read_labelled_file(path, now=NOW, notes=notes).transactions["price_paid"]
+    assert read.tolist() == [85.65, 2.0, 0.3, 0.0]
+    assert len(notes) == 1
+    assert notes[0].startswith("2 amount(s) had more than 8 decimal places")
 
 
 def test_parquet_decimals_are_read_exactly(tmp_path: Path) -> None:

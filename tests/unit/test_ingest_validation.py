@@ -11,6 +11,7 @@ import pytest
 
 from ticketguard.history import EVENT_COLUMNS, LABEL_COLUMNS, TRANSACTION_COLUMNS
 from ticketguard.ingest import ImportValidationError, read_labelled_file
+from ticketguard.wallets import is_canonical, opaque_wallet
 
 NOW = datetime(2026, 3, 1, tzinfo=UTC)
 
@@ -69,10 +70,10 @@ def test_valid_file_loads_into_history_frames(tmp_path: Path) -> None:
 
 
 def test_labelled_at_defaults_to_timestamp_plus_delay_but_never_after_the_import(tmp_path: Path) -> None:
-    rows = make_rows(2, timestamp=["2026-01-05T10:00:00Z", "2026-02-20T10:00:00Z"])
+    rows = make_rows(2, timestamp=["2026-01-05T10:00:00Z", "2026-02-25T10:00:00Z"])
     labels = read_labelled_file(write_csv(rows, tmp_path / "h.csv"), now=NOW).labels
-    assert labels.loc[0, "labelled_at"] == pd.Timestamp("2026-02-19T10:00:00Z")  # + 45 days
-    assert labels.loc[1, "labelled_at"] == pd.Timestamp(NOW)  # + 45 days would be after the import
+    assert labels.loc[0, "labelled_at"] == pd.Timestamp("2026-01-12T10:00:00Z")  # + 7 days (issue 13)
+    assert labels.loc[1, "labelled_at"] == pd.Timestamp(NOW)  # + 7 days would be after the import
 
     short = read_labelled_file(tmp_path / "h.csv", now=NOW, label_delay=timedelta(days=2)).labels
     assert short.loc[0, "labelled_at"] == pd.Timestamp("2026-01-07T10:00:00Z")
@@ -83,7 +84,7 @@ def test_given_labelled_at_is_kept(tmp_path: Path) -> None:
     rows["labelled_at"] = ["2026-02-01T00:00:00Z", ""]
     labels = read_labelled_file(write_csv(rows, tmp_path / "h.csv"), now=NOW).labels
     assert labels.loc[0, "labelled_at"] == pd.Timestamp("2026-02-01T00:00:00Z")
-    assert labels.loc[1, "labelled_at"] == pd.Timestamp("2026-01-06T10:01:00Z") + timedelta(days=45)
+    assert labels.loc[1, "labelled_at"] == pd.Timestamp("2026-01-06T10:01:00Z") + timedelta(days=7)
 
 
 def test_price_survives_at_eight_decimals(tmp_path: Path) -> None:
@@ -131,10 +132,47 @@ def test_event_columns_in_the_file_are_used(tmp_path: Path) -> None:
     assert event["on_sale_at"] == pd.Timestamp("2026-01-05T10:00:00Z")  # first sale: not in the file
 
 
+def test_zero_price_is_a_free_ticket_not_an_error(tmp_path: Path) -> None:
+    rows = make_rows(4, price_paid=["0", "0.00", "12.50", "0.0"])
+    history = read_labelled_file(write_csv(rows, tmp_path / "h.csv"), now=NOW)
+    assert history.transactions["price_paid"].tolist() == [0.0, 0.0, 12.5, 0.0]
+    assert len(history.labels) == 4
+
+
+def test_float_noise_is_rounded_to_8_decimals_and_counted(tmp_path: Path) -> None:
+    # Issue 13: exports written from floats carry noise; such amounts are rounded, never refused or dropped.
+    rows = make_rows(5, price_paid=["85.64999999999999", "12.50", "0.30000000000000004", "1.123456789", "7"])
+    rows["event_face_value"] = ["19.999999999999996", "", "19.999999999999996", "", "19.999999999999996"]
+    notes: list[str] = []
+    history = read_labelled_file(write_csv(rows, tmp_path / "h.csv"), now=NOW, notes=notes)
+    prices = history.transactions["price_paid"].tolist()
+    assert [f"{p:.8f}" for p in prices] == [
+        "85.65000000",
+        "12.50000000",
+        "0.30000000",
+        "1.12345679",
+        "7.00000000",
+    ]
+    assert history.events.set_index("event_id").loc["ev-a", "face_value"] == 20.0
+    assert notes == [
+        "6 amount(s) had more than 8 decimal places (float noise such as 85.64999999999999) and were rounded "
+        "to 8: 'price_paid' 3, 'event_face_value' 3"
+    ]
+    clean: list[str] = []
+    read_labelled_file(write_csv(make_rows(3), tmp_path / "clean.csv"), now=NOW, notes=clean)
+    assert clean == []
+
+
+def test_rounding_never_lifts_an_amount_over_the_limit(tmp_path: Path) -> None:
+    rows = make_rows(5)
+    rows.loc[2, "price_paid"] = "9999999.999999999"  # rounds to 10,000,000: not below the limit
+    problems = problems_of(write_csv(rows, tmp_path / "h.csv"))
+    assert len(problems) == 1
+    assert "below 10,000,000" in problems[0]
+
+
 BAD_VALUES = [
-    ("price_paid", "-5", "must be a decimal > 0", "got '-5'"),
-    ("price_paid", "0", "must be a decimal > 0", "got '0'"),
-    ("price_paid", "1.123456789", "at most 8 decimal places", "got '1.123456789'"),
+    ("price_paid", "-5", "must be a decimal >= 0", "got '-5'"),
     ("price_paid", "10000000", "below 10,000,000", "got '10000000'"),
     ("price_paid", "1,50", "no thousands separators", "got '1,50'"),
     ("price_paid", "ten", "must be a decimal", "got 'ten'"),
@@ -389,3 +427,40 @@ def test_an_events_file_needs_an_event_id_column(tmp_path: Path) -> None:
         "an events file needs an 'event_id' column; accepted columns: event_id, name, organizer_id, venue, "
         "city, capacity, face_value, on_sale_at, starts_at"
     ]
+
+
+def test_customer_ids_are_refused_with_a_pointer_to_opaque_ids(tmp_path: Path) -> None:
+    rows = make_rows(3, wallet_address=["1001", "1002", "1001"])
+    problems = problems_of(write_csv(rows, tmp_path / "h.csv"))
+    assert len(problems) == 3
+    assert "(ids that are not wallet addresses, such as customer ids: --opaque-ids)" in problems[0]
+
+
+def test_opaque_ids_map_customer_ids_deterministically_into_wallets(tmp_path: Path) -> None:
+    # Issue 13: an external history keyed by customer ids (integers) imports with --opaque-ids.
+    rows = make_rows(4, wallet_address=["42", "1002", "42", "0xABC"])
+    rows["is_resale"] = ["false", "false", "true", "true"]
+    rows["seller_address"] = ["", "", "1002", "42"]
+    path = write_csv(rows, tmp_path / "h.csv")
+    tx = read_labelled_file(path, now=NOW, opaque_ids=True).transactions
+    # The documented formula, frozen: a later import, the API caller and this run must agree forever.
+    assert tx.loc[0, "wallet_address"] == "0x6bd3ba931f089028bd9d826bfa23bafb0cfe8698"
+    assert tx.loc[0, "wallet_address"] == opaque_wallet("42")
+    from ticketguard.client import opaque_wallet as client_opaque_wallet  # what a backend sends live
+
+    assert client_opaque_wallet("42") == tx.loc[0, "wallet_address"]
+    assert tx.loc[2, "wallet_address"] == tx.loc[0, "wallet_address"] == tx.loc[3, "seller_address"]
+    assert tx.loc[2, "seller_address"] == tx.loc[1, "wallet_address"] == opaque_wallet("1002")
+    assert tx.loc[3, "wallet_address"] == opaque_wallet("0xABC")  # every value is an id under the option
+    assert tx["wallet_address"].map(is_canonical).all()
+    again = read_labelled_file(path, now=NOW, opaque_ids=True).transactions
+    assert again["wallet_address"].tolist() == tx["wallet_address"].tolist()
+    other = read_labelled_file(path, now=NOW, opaque_ids=True, id_namespace="acme").transactions
+    assert other.loc[0, "wallet_address"] == "0xc51260c8da37106054b85b4467e2ae769dff56e8"
+    assert set(other["wallet_address"]).isdisjoint(tx["wallet_address"])
+
+
+def test_opaque_ids_refuse_an_empty_namespace(tmp_path: Path) -> None:
+    rows = make_rows(2, wallet_address=["1", "2"])
+    problems = problems_of(write_csv(rows, tmp_path / "h.csv"), opaque_ids=True, id_namespace="")
+    assert problems == ["the id namespace of --opaque-ids must not be empty"]

@@ -86,7 +86,7 @@ def test_training_is_deterministic_per_seed(history) -> None:  # type: ignore[no
 
 def test_split_refuses_too_little_history_with_the_numbers() -> None:
     start = datetime(2026, 1, 1, tzinfo=UTC)
-    with pytest.raises(DatasetError, match=r"spans 30\.0 days; the split needs at least 70\.0"):
+    with pytest.raises(DatasetError, match=r"spans 31\.0 days; the split needs at least 70\.0"):
         SplitPlan.plan(
             start,
             start + timedelta(days=30),

@@ -93,6 +93,8 @@ class HealthChecks:
             checks["list_changes"] = "periodic refresh"
         else:
             checks["list_changes"] = "notify: listening" if watcher.connected else "notify: reconnecting"
+        # alerting (issue 15): the decision thresholds in force (an alert may have tightened them)
+        checks["thresholds"] = service.threshold_runtime.describe()
         version: str | None = None
         try:
             version = service.model().version

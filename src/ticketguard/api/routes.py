@@ -260,10 +260,11 @@ def model_info(request: Request) -> Response:
         {
             "model_version": model.version,
             "feature_names": list(model.feature_names),
+            # in force now: an alert's tighten_thresholds response may have made them stricter
             "thresholds": {
-                "block": service.thresholds.block,
-                "review": service.thresholds.review,
-                "2fa": service.thresholds.twofa,
+                "block": service.threshold_runtime.current()[0].block,
+                "review": service.threshold_runtime.current()[0].review,
+                "2fa": service.threshold_runtime.current()[0].twofa,
             },
             "trained_at": card.created_at.isoformat() if card.created_at else None,
             "metrics": _jsonable(card.metrics),

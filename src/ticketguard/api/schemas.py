@@ -48,7 +48,11 @@ class ScoreRequestModel(BaseModel):
     wallet_address: Wallet = Field(description="Buyer wallet.")
     ticket_id: Identifier = Field(description="Ticket (token) being bought.")
     price_paid: Decimal = Field(
-        gt=0, le=MAX_PRICE, max_digits=18, decimal_places=8, description="Price in the platform currency."
+        ge=0,
+        le=MAX_PRICE,
+        max_digits=18,
+        decimal_places=8,
+        description="Price in the platform currency; 0 for a free ticket (comp, giveaway).",
     )
     event_id: Identifier | None = Field(
         default=None, description="Event; looked up from the ticket's history when omitted."

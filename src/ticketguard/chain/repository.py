@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, func, select, update
+from sqlalchemy import Connection, and_, delete, false, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ticketguard import tables
@@ -154,9 +154,11 @@ def upsert_events(conn: Connection, rows: Sequence[dict[str, Any]]) -> int:
     unique = list({row["event_id"]: row for row in rows}.values())
     stmt = _insert(conn, table)
     owned = ("organizer_id", "capacity", "face_value", "on_sale_at", "starts_at")
+    # The chain's facts are real: an event an import had to derive facts for (issue 13) is derived no more.
     conn.execute(
         stmt.on_conflict_do_update(
-            index_elements=["event_id"], set_={name: stmt.excluded[name] for name in owned}
+            index_elements=["event_id"],
+            set_={**{name: stmt.excluded[name] for name in owned}, "facts_derived": false()},
         ),
         unique,
     )

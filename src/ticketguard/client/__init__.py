@@ -37,6 +37,10 @@ from ticketguard.client.models import (
 from ticketguard.client.retry import RetryPolicy
 from ticketguard.client.sync import TicketguardClient
 
+# A backend whose buyers are customer ids, imported with `ticketguard import --opaque-ids`, sends
+# opaque_wallet(customer_id, namespace) as wallet_address so live requests meet their history (issue 13).
+from ticketguard.wallets import opaque_wallet
+
 __all__ = [
     "DECISIONS",
     "AsyncTicketguardClient",
@@ -57,4 +61,5 @@ __all__ = [
     "TicketguardUnavailable",
     "TopFeature",
     "Transaction",
+    "opaque_wallet",
 ]

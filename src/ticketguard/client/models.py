@@ -100,8 +100,8 @@ class Transaction:
             price = Decimal(self.price_paid)
         except (InvalidOperation, TypeError, ValueError):
             raise ValueError(f"price_paid must be a decimal number, got {self.price_paid!r}") from None
-        if not price.is_finite() or price <= 0:
-            raise ValueError(f"price_paid must be > 0, got {self.price_paid!r}")
+        if not price.is_finite() or price < 0:
+            raise ValueError(f"price_paid must be >= 0 (0: a free ticket), got {self.price_paid!r}")
         if self.timestamp is not None and self.timestamp.tzinfo is None:
             raise ValueError("timestamp must carry a timezone (e.g. datetime.now(UTC))")
 

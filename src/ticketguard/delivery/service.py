@@ -30,6 +30,30 @@ def senders_from_settings(settings: Settings) -> dict[str, Sender]:
             settings.webhook_signing_secret.get_secret_value(),
             timeout_seconds=settings.outbox_send_timeout_seconds,
         )
+    # --- alerting (issue 15, docs/alerts.md): pagerduty, slack, email ---------------------------------
+    from ticketguard.alerts.notifiers import EmailSender, PagerDutySender, SlackSender
+
+    timeout = settings.outbox_send_timeout_seconds
+    if settings.pagerduty_api_key is not None and settings.pagerduty_api_key.get_secret_value():
+        senders["pagerduty"] = PagerDutySender(
+            settings.pagerduty_api_key.get_secret_value(),
+            url=settings.pagerduty_events_url,
+            timeout_seconds=timeout,
+        )
+    if settings.slack_webhook is not None and settings.slack_webhook.get_secret_value():
+        senders["slack"] = SlackSender(settings.slack_webhook.get_secret_value(), timeout_seconds=timeout)
+    if settings.smtp_host:
+        senders["email"] = EmailSender(
+            settings.smtp_host,
+            settings.smtp_port,
+            sender=settings.smtp_from,
+            user=settings.smtp_user,
+            password=settings.smtp_password.get_secret_value() if settings.smtp_password else None,
+            starttls=settings.smtp_starttls,
+            ca_file=settings.smtp_ca_file,
+            timeout_seconds=timeout,
+            default_to=settings.alert_email_to,
+        )
     return senders
 
 

@@ -432,6 +432,8 @@ class OfflineFeatures:
     @staticmethod
     def _event_facts(events: pd.DataFrame, queries: pd.DataFrame) -> dict[str, np.ndarray]:
         n = len(queries)
+        if "facts_derived" in events.columns:  # derived from a whole import: unknown at t (issue 13)
+            events = events[~events["facts_derived"].fillna(False).astype(bool)]
         if events.empty:
             nan = np.full(n, np.nan)
             return {"ev_capacity": nan, "ev_face_value": nan.copy(), "ev_starts_s": nan.copy()}

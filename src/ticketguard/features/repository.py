@@ -324,7 +324,12 @@ class _Statement:
 
     def event(self, column: str) -> Any:
         ev = tables.events
-        return select(ev.c[column]).where(ev.c.event_id == self.key["event_id"]).scalar_subquery()
+        # An event whose facts an import derived from its sales counts as unknown (issue 13, point-in-time).
+        return (
+            select(ev.c[column])
+            .where(ev.c.event_id == self.key["event_id"], ev.c.facts_derived == false())
+            .scalar_subquery()
+        )
 
 
 @lru_cache(maxsize=8)

@@ -8,7 +8,13 @@
 
 from ticketguard.ingest.errors import ImportValidationError, Problem
 from ticketguard.ingest.mapping import load_mapping_file, parse_map_options
-from ticketguard.ingest.service import ImportReport, import_file, read_labelled_file, write_quarantine
+from ticketguard.ingest.service import (
+    ImportReport,
+    import_file,
+    read_labelled_file,
+    write_id_map,
+    write_quarantine,
+)
 from ticketguard.ingest.validate import DEFAULT_LABEL_DELAY
 
 __all__ = [
@@ -20,5 +26,6 @@ __all__ = [
     "load_mapping_file",
     "parse_map_options",
     "read_labelled_file",
+    "write_id_map",
     "write_quarantine",
 ]

@@ -17,6 +17,37 @@ console = Console(stderr=True, soft_wrap=True)
 EXIT_REFUSED = 1  # the file (or mapping) has problems: nothing was written
 EXIT_USAGE = 2  # configuration or database state, before the file was looked at
 
+# Issue 13: ids that are not wallet addresses. Shared with `train --data` / `evaluate --data`.
+OPAQUE_IDS_OPTION = typer.Option(
+    False,
+    "--opaque-ids",
+    help="wallet_address/seller_address hold ids that are not wallet addresses (customer or card ids): "
+    "map each to the wallet 0x + HMAC-SHA256(namespace, id)[:40 hex] instead of refusing it "
+    "(docs/import.md, 'Ids that are not wallets').",
+)
+LABEL_DELAY_OPTION = typer.Option(
+    7.0,
+    "--label-delay-days",
+    "--label-delay",
+    min=0,
+    show_default=True,
+    help="Rows without labelled_at: the label is taken as known this many days after the transaction "
+    "(never after the import time). Features and training use a label only from then on.",
+)
+TIMEZONE_OPTION = typer.Option(
+    None,
+    "--timezone",
+    help="IANA zone for timestamps written without an offset (default: such timestamps are refused).",
+)
+ID_NAMESPACE_OPTION = typer.Option(
+    "ticketguard",
+    "--id-namespace",
+    envvar="TICKETGUARD_ID_NAMESPACE",
+    show_default=True,
+    help="HMAC key of --opaque-ids: the same namespace gives the same wallets in every run; keep it "
+    "secret when the ids are personal data (env TICKETGUARD_ID_NAMESPACE).",
+)
+
 
 def import_command(
     file: Path = typer.Argument(..., help="CSV or Parquet file, one row per transaction with its label."),
@@ -39,31 +70,34 @@ def import_command(
         None, "--format", help="csv or parquet (default: from the extension .csv, .parquet, .pq)."
     ),
     delimiter: str = typer.Option(",", help="CSV field separator."),
-    timezone: str | None = typer.Option(
-        None,
-        help="IANA zone for timestamps written without an offset (default: such timestamps are refused).",
-    ),
-    label_delay_days: float = typer.Option(
-        45.0,
-        min=0,
-        help="Without a labelled_at column: a label is taken as known this many days after the "
-        "transaction (never after the import time).",
-    ),
+    timezone: str | None = TIMEZONE_OPTION,
+    label_delay_days: float = LABEL_DELAY_OPTION,
     quarantine: Path | None = typer.Option(
         None,
         help="Import the valid rows and write the rejected ones with their reasons to this CSV "
         "(default: any bad row refuses the whole file).",
     ),
     dry_run: bool = typer.Option(False, "--dry-run", help="Check everything, write nothing."),
+    opaque_ids: bool = OPAQUE_IDS_OPTION,
+    id_namespace: str = ID_NAMESPACE_OPTION,
+    id_map: Path | None = typer.Option(
+        None,
+        "--id-map",
+        help="With --opaque-ids: write every distinct id and the wallet it became to this CSV "
+        "(id,wallet_address).",
+    ),
 ) -> None:
     """Import labelled transactions (CSV/Parquet). All or nothing unless --quarantine is given."""
     from ticketguard.bootstrap import database_engine
     from ticketguard.cli import ready_settings
-    from ticketguard.ingest import ImportValidationError, import_file, write_quarantine
+    from ticketguard.ingest import ImportValidationError, import_file, write_id_map, write_quarantine
     from ticketguard.ingest.mapping import load_mapping_file, parse_map_options
     from ticketguard.kit.db import redact_url
 
     settings = ready_settings()
+    if id_map is not None and not opaque_ids:
+        console.print("[red]--id-map needs --opaque-ids (it writes the ids that option maps)[/red]")
+        raise typer.Exit(code=EXIT_USAGE)
 
     engine = database_engine(settings, batch=True)
     try:
@@ -89,6 +123,8 @@ def import_command(
                 "label_delay": timedelta(days=label_delay_days),
                 "quarantine": quarantine is not None,
                 "progress": show,
+                "opaque_ids": opaque_ids,
+                "id_namespace": id_namespace,
             }
             if dry_run:
                 with engine.connect() as conn:
@@ -118,6 +154,9 @@ def import_command(
             )
             for problem in report.problems[:10]:
                 console.print(f"  {escape(str(problem))}")
+    if id_map is not None and report.opaque_ids is not None:
+        write_id_map(report, id_map)
+        console.print(f"{len(report.opaque_ids):,} id(s) and their wallets written to {escape(str(id_map))}")
     for note in report.notes:
         console.print(f"[yellow]note:[/yellow] {escape(note)}")
     if report.ignored_columns:
@@ -135,6 +174,9 @@ def import_command(
     )
     table.add_row("  of which fraud", f"{report.fraud_count:,}")
     table.add_row("rows rejected", f"{report.rows_rejected:,}")
+    table.add_row("amounts rounded to 8 decimals", f"{sum(report.amounts_rounded.values()):,}")
+    if report.opaque_ids is not None:
+        table.add_row("ids mapped to wallets (--opaque-ids)", f"{len(report.opaque_ids):,}")
     table.add_row(f"events {'to create' if dry_run else 'created'}", f"{report.events_new:,}")
     table.add_row("events already known", f"{report.events_existing:,}")
     table.add_row("time", f"{report.seconds:.1f} s")

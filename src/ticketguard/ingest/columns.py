@@ -66,7 +66,7 @@ COLUMNS: tuple[ColumnSpec, ...] = (
     _tx("transaction_id", "text", required=True, description="unique id of the purchase or resale"),
     _tx("wallet_address", "wallet", required=True, description="buyer wallet, 0x + 1-40 hex digits"),
     _tx("event_id", "text", required=True, description="the event the ticket is for"),
-    _tx("price_paid", "price", required=True, description="decimal > 0, at most 8 decimal places"),
+    _tx("price_paid", "price", required=True, description="decimal >= 0 (0: free ticket), 8 decimals"),
     _tx("timestamp", "timestamp", required=True, description="ISO 8601 time of the transaction"),
     _tx("ticket_id", "text", description="the ticket (NFT token) id"),
     _tx("payment_method", "text", description="card, crypto, apple_pay, …"),

@@ -41,6 +41,7 @@ from ticketguard.ingest.validate import (
     check_frame,
     problems_where,
 )
+from ticketguard.wallets import OPAQUE_ID_DEFAULT_NAMESPACE
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,10 @@ class ImportReport:
     problems: list[Problem] = field(default_factory=list)
     problem_count: int = 0
     rejected: pd.DataFrame = field(default_factory=pd.DataFrame)
+    # Amounts with more than 8 decimal places (float noise), rounded to 8, per column of the file.
+    amounts_rounded: dict[str, int] = field(default_factory=dict)
+    # With --opaque-ids: (id, wallet_address) for every distinct id of the wallet columns.
+    opaque_ids: pd.DataFrame | None = None
 
 
 @dataclass
@@ -82,6 +87,26 @@ class _Loaded:
     checked: CheckedFrame
     events: pd.DataFrame | None = None  # checked events file (event_* columns), when one was given
     events_ignored: list[str] = field(default_factory=list)
+    events_rounded: dict[str, int] = field(default_factory=dict)
+
+    def rounded(self, positions: pd.Index) -> dict[str, int]:
+        """Rounded amounts among the rows at ``positions``, by the file's column names (events file too)."""
+        counts = {self.plan.display(name): n for name, n in self.checked.rounded_counts(positions).items()}
+        for name, n in self.events_rounded.items():
+            counts[f"{name!r} (events file)"] = n
+        return counts
+
+
+def rounding_note(counts: Mapping[str, int]) -> str | None:
+    """The summary line for amounts rounded to 8 decimal places, or None when there were none."""
+    if not counts:
+        return None
+    total = sum(counts.values())
+    where = ", ".join(f"{name} {n:,}" for name, n in counts.items())
+    return (
+        f"{total:,} amount(s) had more than 8 decimal places (float noise such as 85.64999999999999) and "
+        f"were rounded to 8: {where}"
+    )
 
 
 def _noop(_stage: str, _fraction: float) -> None:
@@ -90,7 +115,7 @@ def _noop(_stage: str, _fraction: float) -> None:
 
 def _load_events(
     path: Path, *, file_format: str | None, delimiter: str, options: ImportOptions
-) -> tuple[pd.DataFrame, list[str]]:
+) -> tuple[pd.DataFrame, list[str], dict[str, int]]:
     """A checked events file; any problem in it refuses the import (its rows describe many transactions)."""
     fmt = EXTENSIONS.get(path.suffix.lower()) or detect_format(path, file_format)
     header = read_header(path, fmt, delimiter=delimiter)
@@ -105,7 +130,8 @@ def _load_events(
     checked = check_events_frame(raw, lambda name: repr(ours_to_file[name]), options)
     if len(checked.problems):
         raise ImportValidationError.for_rows(str(path), checked.problems)
-    return checked.values, [c for c in header if c not in EVENT_FILE_COLUMNS]
+    rounded = {ours_to_file[name]: n for name, n in checked.rounded_counts().items()}
+    return checked.values, [c for c in header if c not in EVENT_FILE_COLUMNS], rounded
 
 
 def _load(
@@ -121,8 +147,9 @@ def _load(
     options.check()
     events: pd.DataFrame | None = None
     events_ignored: list[str] = []
+    events_rounded: dict[str, int] = {}
     if events_path is not None:
-        events, events_ignored = _load_events(
+        events, events_ignored, events_rounded = _load_events(
             events_path, file_format=file_format, delimiter=delimiter, options=options
         )
     fmt = detect_format(path, file_format)
@@ -138,7 +165,13 @@ def _load(
     checked = check_frame(raw, plan.display, options)
     progress("checked", READ_SHARE + CHECK_SHARE)
     return _Loaded(
-        file_format=fmt, plan=plan, raw=raw, checked=checked, events=events, events_ignored=events_ignored
+        file_format=fmt,
+        plan=plan,
+        raw=raw,
+        checked=checked,
+        events=events,
+        events_ignored=events_ignored,
+        events_rounded=events_rounded,
     )
 
 
@@ -154,8 +187,13 @@ def read_labelled_file(
     label_delay: timedelta = DEFAULT_LABEL_DELAY,
     now: datetime | None = None,
     progress: Progress | None = None,
+    notes: list[str] | None = None,
+    opaque_ids: bool = False,
+    id_namespace: str = OPAQUE_ID_DEFAULT_NAMESPACE,
 ) -> History:
     """A labelled CSV/Parquet file as History frames.
+
+    ``notes``, when given, receives what the caller should tell the user (e.g. amounts rounded).
 
     Events come from `events_path` (one row per event, events-table column names) if given, then from the
     file's event_* columns, else are derived from the sales. Raises ImportValidationError listing every
@@ -163,7 +201,12 @@ def read_labelled_file(
     """
     path = Path(path)
     options = ImportOptions(
-        now=now or datetime.now(UTC), timezone=timezone, label_delay=label_delay, source=source
+        now=now or datetime.now(UTC),
+        timezone=timezone,
+        label_delay=label_delay,
+        source=source,
+        opaque_ids=opaque_ids,
+        id_namespace=id_namespace,
     )
     loaded = _load(
         path,
@@ -176,6 +219,9 @@ def read_labelled_file(
     )
     if len(loaded.checked.problems):
         raise ImportValidationError.for_rows(str(path), loaded.checked.problems)
+    note = rounding_note(loaded.rounded(loaded.checked.values.index))
+    if note is not None and notes is not None:
+        notes.append(note)
     return build_history(loaded.checked.values, options, loaded.events)
 
 
@@ -225,6 +271,8 @@ def import_file(
     dry_run: bool = False,
     now: datetime | None = None,
     progress: Progress | None = None,
+    opaque_ids: bool = False,
+    id_namespace: str = OPAQUE_ID_DEFAULT_NAMESPACE,
 ) -> ImportReport:
     """Check a labelled file against itself and the database, then write it in the caller's transaction.
 
@@ -236,7 +284,13 @@ def import_file(
     began = time.perf_counter()
     path = Path(path)
     report_progress = progress or _noop
-    options = ImportOptions(now=now or datetime.now(UTC), timezone=timezone, label_delay=label_delay)
+    options = ImportOptions(
+        now=now or datetime.now(UTC),
+        timezone=timezone,
+        label_delay=label_delay,
+        opaque_ids=opaque_ids,
+        id_namespace=id_namespace,
+    )
     loaded = _load(
         path,
         mapping,
@@ -256,6 +310,10 @@ def import_file(
     history = build_history(accepted, options, loaded.events)
     known = repository.existing_event_ids(conn, history.events["event_id"].tolist())
     notes = []
+    rounded = loaded.rounded(accepted.index)
+    note = rounding_note(rounded)
+    if note is not None:
+        notes.append(note)
     if known:
         history.events = history.events[~history.events["event_id"].isin(known)].reset_index(drop=True)
         given = [spec.name for spec in EVENT_SPECS if spec.name in accepted.columns]
@@ -297,6 +355,8 @@ def import_file(
         problems=problems_to_list(problems, MAX_SHOWN),
         problem_count=len(problems),
         rejected=_rejected_rows(loaded, problems) if quarantine else pd.DataFrame(),
+        amounts_rounded=rounded,
+        opaque_ids=loaded.checked.opaque_ids,
     )
     log.info(
         "import checked" if dry_run else "import written",
@@ -354,4 +414,14 @@ def write_quarantine(report: ImportReport, path: Path | str) -> Path:
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     report.rejected.to_csv(target, index=False)
+    return target
+
+
+def write_id_map(report: ImportReport, path: Path | str) -> Path:
+    """Write the --opaque-ids mapping (CSV: id, wallet_address; one line per distinct id)."""
+    if report.opaque_ids is None:
+        raise ValueError("the import did not map ids (--opaque-ids)")
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    report.opaque_ids.to_csv(target, index=False)
     return target

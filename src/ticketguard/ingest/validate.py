@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from functools import partial
@@ -31,11 +31,19 @@ from ticketguard.ingest.columns import (
     ColumnSpec,
 )
 from ticketguard.ingest.errors import FIRST_DATA_ROW, ImportValidationError, Problem, empty_problems
-from ticketguard.wallets import WALLET_HELP, WalletError, canonical_wallet
+from ticketguard.wallets import (
+    OPAQUE_ID_DEFAULT_NAMESPACE,
+    WALLET_HELP,
+    WalletError,
+    canonical_wallet,
+    opaque_wallet,
+)
 
-# Labels of a platform's history arrive after a chargeback window; without a labelled_at column we
-# assume the label became known when that window closed (and never after the import itself).
-DEFAULT_LABEL_DELAY = timedelta(days=45)
+# Without a labelled_at column a label is taken as known this long after its transaction (never after the
+# import itself). 7 days (issue 13): an investigation or a first chargeback notice; the former 45 (a card
+# chargeback window closing) left every fraud of the last 45 days unknown at the training cutoff, so
+# training on an imported history failed for "too little fraud" unless the user knew to change it.
+DEFAULT_LABEL_DELAY = timedelta(days=7)
 # A file written on a machine with a slightly fast clock must not be refused for it.
 CLOCK_SKEW = timedelta(minutes=5)
 # Derived events: ticket sales usually run until shortly before doors open.
@@ -63,9 +71,15 @@ class ImportOptions:
     timezone: str | None = None
     label_delay: timedelta = DEFAULT_LABEL_DELAY
     source: str = "import"
+    # Issue 13: ids in the wallet columns that are not addresses (customer ids) are mapped with
+    # `ticketguard.wallets.opaque_wallet` under this namespace instead of being refused.
+    opaque_ids: bool = False
+    id_namespace: str = OPAQUE_ID_DEFAULT_NAMESPACE
 
     def check(self) -> None:
         problems = []
+        if self.opaque_ids and not self.id_namespace:
+            problems.append(Problem("the id namespace of --opaque-ids must not be empty"))
         if self.now.tzinfo is None:
             problems.append(Problem("now must be timezone-aware"))
         if self.timezone is not None:
@@ -93,6 +107,19 @@ class CheckedFrame:
 
     values: pd.DataFrame
     problems: pd.DataFrame
+    # Per money column, the cells that had more than 8 decimal places and were rounded (issue 13).
+    rounded: dict[str, pd.Series] = field(default_factory=dict)
+    # With --opaque-ids: each distinct id of the wallet columns and its wallet (id, wallet_address).
+    opaque_ids: pd.DataFrame | None = None
+
+    def rounded_counts(self, positions: pd.Index | None = None) -> dict[str, int]:
+        """How many cells of each money column were rounded, among ``positions`` (default: all rows)."""
+        out = {}
+        for name, mask in self.rounded.items():
+            kept = mask if positions is None else mask.loc[mask.index.intersection(positions)]
+            if int(kept.sum()):
+                out[name] = int(kept.sum())
+        return out
 
     def bad_positions(self) -> pd.Index:
         return pd.Index(self.problems["position"].unique())
@@ -179,7 +206,11 @@ def _wallet(raw: pd.Series, _spec: ColumnSpec) -> Parsed:
     canonical = {value: _canonical_or_none(value) for value in distinct}
     typed = raw.map(canonical).astype(object)
     typed = typed.where(typed.notna(), None)
-    return typed, (raw != "") & typed.isna(), f"must be {WALLET_HELP}"
+    return (
+        typed,
+        (raw != "") & typed.isna(),
+        f"must be {WALLET_HELP} (ids that are not wallet addresses, such as customer ids: --opaque-ids)",
+    )
 
 
 def _normal_ip(value: str) -> str | None:
@@ -221,25 +252,34 @@ def _decimal_places(raw: pd.Series, shaped: pd.Series) -> pd.Series:
     return places
 
 
-def _amount(raw: pd.Series, *, allow_zero: bool) -> Parsed:
+def _amount(raw: pd.Series, *, allow_zero: bool) -> tuple[pd.Series, pd.Series, str, pd.Series]:
+    """Typed amounts, bad mask, reason, and which cells had more than 8 decimal places.
+
+    Those are rounded to 8 (the NUMERIC(18, 8) column), not refused: exports written from floats carry
+    noise like ``85.64999999999999`` (issue 13: 1,214 such amounts in one history, all frauds, which
+    ``--quarantine`` would have dropped). The caller reports how many were rounded.
+    """
     shaped = raw.str.fullmatch(DECIMAL_RE)
     numbers = pd.to_numeric(raw.where(shaped, None), errors="coerce").astype("float64")
-    lower_ok = numbers >= 0 if allow_zero else numbers > 0
-    ok = shaped & lower_ok & (numbers < MAX_AMOUNT_EXCLUSIVE) & (_decimal_places(raw, shaped) <= MAX_DECIMALS)
+    rounded_numbers = numbers.round(MAX_DECIMALS)
+    lower_ok = rounded_numbers >= 0 if allow_zero else rounded_numbers > 0
+    ok = shaped & lower_ok & (rounded_numbers < MAX_AMOUNT_EXCLUSIVE)
+    rounded = ok & (_decimal_places(raw, shaped) > MAX_DECIMALS)
     bound = ">= 0" if allow_zero else "> 0"
     reason = (
-        f"must be a decimal {bound} and below {MAX_AMOUNT_EXCLUSIVE:,} with at most {MAX_DECIMALS} "
-        "decimal places (a dot as decimal separator, no thousands separators)"
+        f"must be a decimal {bound} and below {MAX_AMOUNT_EXCLUSIVE:,} (a dot as decimal separator, no "
+        f"thousands separators; more than {MAX_DECIMALS} decimal places are rounded to {MAX_DECIMALS})"
     )
-    return numbers.round(MAX_DECIMALS).where(ok), ~ok, reason
+    return rounded_numbers.where(ok), ~ok, reason, rounded.fillna(False).astype(bool)
 
 
 def _price(raw: pd.Series, _spec: ColumnSpec) -> Parsed:
-    return _amount(raw, allow_zero=False)
+    # 0 is a real price: free tickets, comps and giveaways (issue 13).
+    return _amount(raw, allow_zero=True)[:3]
 
 
 def _face_value(raw: pd.Series, _spec: ColumnSpec) -> Parsed:
-    return _amount(raw, allow_zero=True)
+    return _amount(raw, allow_zero=True)[:3]
 
 
 def _bool(raw: pd.Series, _spec: ColumnSpec) -> Parsed:
@@ -352,9 +392,42 @@ def check_frame(raw: pd.DataFrame, display: Callable[[str], str], options: Impor
     """Check every cell, then rows against each other; returns typed values and all problems."""
     options.check()
     problems = _Problems()
-    values = _check_cells(raw, display, options, problems)
+    rounded: dict[str, pd.Series] = {}
+    values = _check_cells(raw, display, options, problems, rounded)
     _check_rows_against_each_other(values, display, options, problems)
-    return CheckedFrame(values=values, problems=problems.frame())
+    opaque = _opaque_id_map(raw, values) if options.opaque_ids else None
+    return CheckedFrame(values=values, problems=problems.frame(), rounded=rounded, opaque_ids=opaque)
+
+
+WALLET_COLUMNS = ("wallet_address", "seller_address")
+
+
+def _opaque_id(raw: pd.Series, namespace: str) -> Parsed:
+    """Every non-empty cell mapped with `opaque_wallet` (once per distinct id): nothing is refused."""
+    distinct = raw[raw != ""].unique()
+    mapped = {value: opaque_wallet(str(value), namespace) for value in distinct}
+    typed = raw.map(mapped).astype(object)
+    typed = typed.where(typed.notna(), None)
+    return typed, pd.Series(False, index=raw.index), ""
+
+
+def _opaque_id_map(raw: pd.DataFrame, values: pd.DataFrame) -> pd.DataFrame:
+    """The distinct (id, wallet_address) pairs of the wallet columns; two ids on one wallet refuse the file
+    (160-bit HMAC: it does not happen in practice, but a silent merge of two customers must not either)."""
+    parts = [
+        pd.DataFrame({"id": raw[c], "wallet_address": values[c]})
+        for c in WALLET_COLUMNS
+        if c in raw.columns and c in values.columns
+    ]
+    pairs = pd.concat(parts, ignore_index=True)
+    pairs = pairs[pairs["id"] != ""].drop_duplicates().sort_values("id", kind="stable")
+    clash = pairs["wallet_address"].duplicated(keep=False)
+    if clash.any():
+        ids = ", ".join(repr(i) for i in pairs.loc[clash, "id"].head(10))
+        raise ImportValidationError(
+            "--opaque-ids", [Problem(f"ids {ids} map to the same wallet; choose another --id-namespace")]
+        )
+    return pairs.reset_index(drop=True)
 
 
 def check_events_frame(
@@ -363,16 +436,21 @@ def check_events_frame(
     """Check an events file (columns already renamed to the event_* names): one row per event."""
     options.check()
     problems = _Problems()
-    values = _check_cells(raw, display, options, problems)
+    rounded: dict[str, pd.Series] = {}
+    values = _check_cells(raw, display, options, problems, rounded)
     ids = values["event_id"]
     repeated = ids.notna() & ids.duplicated(keep=False)
     problems.add(repeated, display("event_id"), "must be unique in the events file", got=ids)
     _check_event_dates(values, display, problems)
-    return CheckedFrame(values=values, problems=problems.frame())
+    return CheckedFrame(values=values, problems=problems.frame(), rounded=rounded)
 
 
 def _check_cells(
-    raw: pd.DataFrame, display: Callable[[str], str], options: ImportOptions, problems: _Problems
+    raw: pd.DataFrame,
+    display: Callable[[str], str],
+    options: ImportOptions,
+    problems: _Problems,
+    rounded: dict[str, pd.Series],
 ) -> pd.DataFrame:
     values = pd.DataFrame(index=raw.index)
     for name in raw.columns:
@@ -385,7 +463,13 @@ def _check_cells(
         if spec.kind == "timestamp":
             values[name] = _timestamps(column, options.timezone, problems, label)
             continue
-        typed, bad, reason = PARSERS[spec.kind](column, spec)
+        if spec.kind in ("price", "face_value"):
+            typed, bad, reason, was_rounded = _amount(column, allow_zero=True)
+            rounded[name] = was_rounded & ~empty
+        elif spec.kind == "wallet" and options.opaque_ids:
+            typed, bad, reason = _opaque_id(column, options.id_namespace)
+        else:
+            typed, bad, reason = PARSERS[spec.kind](column, spec)
         bad = bad.fillna(True).astype(bool) & ~empty
         if spec.kind == "text":
             problems.add(bad, label, partial(_too_long, column.str.len(), reason))
@@ -580,6 +664,11 @@ def derive_events(values: pd.DataFrame, event_file: pd.DataFrame | None = None) 
     starts = starts.where(starts >= on_sale, on_sale)
     name = given("event_name")
     organizer = given("event_organizer_id")
+    # Issue 13: facts derived from the file's sales describe all of it, later rows included; the event is
+    # marked so that features treat its capacity, face value and start as unknown (point-in-time).
+    derived = (
+        given("event_capacity").isna() | given("event_face_value").isna() | given("event_starts_at").isna()
+    )
     frame = pd.DataFrame(
         {
             "event_id": first_sale.index.to_numpy(dtype=object),
@@ -595,6 +684,7 @@ def derive_events(values: pd.DataFrame, event_file: pd.DataFrame | None = None) 
             .to_numpy(),
             "on_sale_at": on_sale.to_numpy(),
             "starts_at": starts.to_numpy(),
+            "facts_derived": derived.to_numpy(dtype=bool),
         }
     )
     return conform(frame, EVENT_COLUMNS)

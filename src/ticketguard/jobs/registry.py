@@ -98,6 +98,12 @@ def _security(ctx: JobContext) -> Counts:
     return correlation_job(ctx.settings, ctx.engine, ctx.now)
 
 
+def _evaluate_alerts(ctx: JobContext) -> Counts:  # alerting (issue 15, docs/alerts.md)
+    from ticketguard.alerts.service import evaluate_job
+
+    return evaluate_job(ctx.settings, ctx.engine, ctx.now)
+
+
 def _deliver_outbox(ctx: JobContext) -> Counts:
     from ticketguard.delivery.service import deliver
 
@@ -127,6 +133,13 @@ JOBS: dict[str, Job] = {
             "deliver-outbox",
             "Send due notifications and callbacks, with retries (docs/delivery.md).",
             _deliver_outbox,
+            record_idle=False,
+        ),
+        # alerting (issue 15): a quiet cycle (no transition, notification or action) is not recorded
+        Job(
+            "evaluate-alerts",
+            "Evaluate the alert rules; notify and act on changes (docs/alerts.md).",
+            _evaluate_alerts,
             record_idle=False,
         ),
     )

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 # retention (Sun 03:00) have finished; cron's "*/14" day-of-month is not every 14 days.
 RETRAIN_ANCHOR = datetime(2026, 1, 4, 4, 0, tzinfo=UTC)
 DEFAULT_OUTBOX_POLL_SECONDS = 5.0
+DEFAULT_ALERT_EVAL_SECONDS = 30.0  # alerting (issue 15)
 
 
 @dataclass(frozen=True)
@@ -70,9 +71,11 @@ _FIXED: tuple[ScheduledJob, ...] = (
 def schedule_for(settings: Settings | None = None) -> tuple[ScheduledJob, ...]:
     """The schedule with the intervals the settings choose (the defaults without settings)."""
     poll = settings.outbox_poll_seconds if settings is not None else DEFAULT_OUTBOX_POLL_SECONDS
+    alerts = settings.alert_eval_seconds if settings is not None else DEFAULT_ALERT_EVAL_SECONDS
     return (
         *_FIXED,
         ScheduledJob("deliver-outbox", every=timedelta(seconds=poll), grace=timedelta(seconds=poll)),
+        ScheduledJob("evaluate-alerts", every=timedelta(seconds=alerts), grace=timedelta(seconds=alerts)),
     )
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,30 @@ def _settings_and_engine(require_db: bool = True) -> tuple[Any, Any]:
     return settings, database_engine(settings, batch=True)
 
 
+def _parse_day(value: str | None, option: str) -> date | None:
+    """A UTC calendar day given as YYYY-MM-DD (the split's days run 00:00–24:00 UTC)."""
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"{option} must be a UTC date like 2026-04-01, got {value!r}") from None
+
+
+TEST_FROM_OPTION = typer.Option(
+    None,
+    "--test-from",
+    metavar="YYYY-MM-DD",
+    help="First test day (UTC, inclusive). Default: the last TRAIN_TEST_DAYS whole days of the data.",
+)
+TEST_TO_OPTION = typer.Option(
+    None,
+    "--test-to",
+    metavar="YYYY-MM-DD",
+    help="Last test day (UTC, inclusive). Default: the last transaction's day.",
+)
+
+
 def _parse_time(value: str | None, option: str) -> datetime | None:
     if value is None:
         return None
@@ -63,6 +88,35 @@ def _parse_time(value: str | None, option: str) -> datetime | None:
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
+@dataclass(frozen=True)
+class FileOptions:
+    """How `--data FILE` is read: the import's options (issue 13), with the import's defaults."""
+
+    timezone: str | None = None
+    label_delay_days: float = 7.0
+    opaque_ids: bool = False
+    id_namespace: str = "ticketguard"
+
+    def given(self) -> list[str]:
+        """The options set away from their defaults (refused without --data)."""
+        names = []
+        if self.timezone is not None:
+            names.append("--timezone")
+        if self.label_delay_days != FileOptions.label_delay_days:
+            names.append("--label-delay-days")
+        if self.opaque_ids:
+            names.append("--opaque-ids")
+        return names
+
+    def as_kwargs(self) -> dict[str, Any]:
+        return {
+            "timezone": self.timezone,
+            "label_delay": timedelta(days=self.label_delay_days),
+            "opaque_ids": self.opaque_ids,
+            "id_namespace": self.id_namespace,
+        }
+
+
 def _load_history(
     settings: Any,
     data: Path | None,
@@ -70,23 +124,39 @@ def _load_history(
     mapping_file: Path | None,
     events: Path | None,
     progress: Callable[[str, float], None],
+    file_options: FileOptions | None = None,
 ) -> tuple[Any, Any, str]:
     from ticketguard.ingest.errors import ImportValidationError
     from ticketguard.ingest.mapping import load_mapping_file, parse_map_options
     from ticketguard.ml.dataset import history_from_database, history_from_file
 
+    file_options = file_options or FileOptions()
     if data is None:
-        if map_items or mapping_file or events:
-            raise typer.BadParameter("--map, --mapping and --events need --data FILE")
+        if map_items or mapping_file or events or file_options.given():
+            given = ["--map"] if map_items else []
+            given += ["--mapping"] if mapping_file else []
+            given += ["--events"] if events else []
+            raise typer.BadParameter(
+                f"{', '.join(given + file_options.given())} only apply to a file: add --data FILE "
+                "(the database's history was checked when it was imported)"
+            )
         progress("reading the database", 0.0)
         history, blacklist = history_from_database(settings)
         return history, blacklist, "database"
     try:
         mapping = load_mapping_file(mapping_file) if mapping_file else {}
         mapping.update(parse_map_options(map_items))
+        notes: list[str] = []
         history = history_from_file(
-            data, mapping or None, events=events, progress=lambda s, f: progress(s, 0.0)
+            data,
+            mapping or None,
+            events=events,
+            progress=lambda s, f: progress(s, 0.0),
+            notes=notes,
+            options=file_options.as_kwargs(),
         )
+        for note in notes:
+            console.print(f"[yellow]note:[/yellow] {note}")
     except ImportValidationError as exc:
         console.print(f"[red]{exc.render()}[/red]")
         raise typer.Exit(EXIT_REFUSED) from None
@@ -94,6 +164,32 @@ def _load_history(
 
 
 MAP_OPTION = typer.Option([], "--map", metavar="THEIRS=OURS", help="Rename a column of --data, repeatable.")
+# The import's reading options, for --data (issue 13): same names, same meaning as `ticketguard import`.
+TIMEZONE_OPTION = typer.Option(
+    None,
+    "--timezone",
+    help="With --data: IANA zone for timestamps written without an offset (as `ticketguard import`).",
+)
+LABEL_DELAY_OPTION = typer.Option(
+    7.0,
+    "--label-delay-days",
+    "--label-delay",
+    min=0,
+    show_default=True,
+    help="With --data: rows without labelled_at get their label this many days after the transaction.",
+)
+OPAQUE_IDS_OPTION = typer.Option(
+    False,
+    "--opaque-ids",
+    help="With --data: map ids that are not wallet addresses (customer ids) as `import --opaque-ids`.",
+)
+ID_NAMESPACE_OPTION = typer.Option(
+    "ticketguard",
+    "--id-namespace",
+    envvar="TICKETGUARD_ID_NAMESPACE",
+    show_default=True,
+    help="With --opaque-ids: the namespace (HMAC key) the import used.",
+)
 
 
 def train_command(
@@ -111,6 +207,12 @@ def train_command(
     map_items: list[str] = MAP_OPTION,
     mapping_file: Path | None = typer.Option(None, "--mapping", help="YAML `their_column: our_column` file."),
     events: Path | None = typer.Option(None, "--events", help="Events file for --data (see docs/import.md)."),
+    timezone: str | None = TIMEZONE_OPTION,
+    label_delay_days: float = LABEL_DELAY_OPTION,
+    opaque_ids: bool = OPAQUE_IDS_OPTION,
+    id_namespace: str = ID_NAMESPACE_OPTION,
+    test_from: str | None = TEST_FROM_OPTION,
+    test_to: str | None = TEST_TO_OPTION,
     version: str | None = typer.Option(None, help="Model version (default fraud-YYYYMMDD-HHMMSS)."),
     promote: bool = typer.Option(False, "--promote", help="Make the new model live right away."),
     auto_deploy: bool = typer.Option(
@@ -132,9 +234,12 @@ def train_command(
         raise typer.Exit(EXIT_REFUSED)
     settings, engine = _settings_and_engine()
     try:
+        first_test_day, last_test_day = _parse_day(test_from, "--test-from"), _parse_day(test_to, "--test-to")
         if auto_deploy:
             if data is not None:
                 raise typer.BadParameter("--auto-deploy retrains on the database; drop --data")
+            if test_from or test_to:
+                raise typer.BadParameter("--auto-deploy uses the default split; drop --test-from/--test-to")
             from ticketguard.ml.jobs import retrain
 
             with _progress() as progress:
@@ -143,7 +248,13 @@ def train_command(
             return
         with _progress() as progress:
             history, blacklist, source = _load_history(
-                settings, data, map_items, mapping_file, events, progress
+                settings,
+                data,
+                map_items,
+                mapping_file,
+                events,
+                progress,
+                FileOptions(timezone, label_delay_days, opaque_ids, id_namespace),
             )
             run = train_model(
                 settings,
@@ -154,6 +265,8 @@ def train_command(
                 output=output,
                 register_with=engine,
                 progress=progress,
+                test_from=first_test_day,
+                test_to=last_test_day,
             )
         if promote:
             with engine.begin() as conn:
@@ -191,11 +304,28 @@ def evaluate_command(
     map_items: list[str] = MAP_OPTION,
     mapping_file: Path | None = typer.Option(None, "--mapping", help="YAML `their_column: our_column` file."),
     events: Path | None = typer.Option(None, "--events", help="Events file for --data."),
+    timezone: str | None = TIMEZONE_OPTION,
+    label_delay_days: float = LABEL_DELAY_OPTION,
+    opaque_ids: bool = OPAQUE_IDS_OPTION,
+    id_namespace: str = ID_NAMESPACE_OPTION,
     since: str | None = typer.Option(
         None, help="Evaluate from this UTC time (default: the model's test days)."
     ),
     until: str | None = typer.Option(None, help="... until this UTC time, exclusive."),
+    test_from: str | None = typer.Option(
+        None, "--test-from", metavar="YYYY-MM-DD", help="Evaluate from this UTC day (inclusive)."
+    ),
+    test_to: str | None = typer.Option(
+        None, "--test-to", metavar="YYYY-MM-DD", help="... to this UTC day (inclusive)."
+    ),
     report_dir: Path | None = typer.Option(None, "--report-dir", help="Default REPORT_DIR/<version>."),
+    top_k: int = typer.Option(
+        100,
+        "--top-k",
+        min=1,
+        show_default=True,
+        help="k of the wallet precision@k per day (the handbook's card precision top-k, wallets as cards).",
+    ),
 ) -> None:
     """Evaluate a model: metrics with 95 % intervals, thresholds, top-k review precision, patterns, plots."""
     from ticketguard.features.specs import FEATURE_NAMES
@@ -203,6 +333,19 @@ def evaluate_command(
     from ticketguard.ml.registry import RegistryError, read_model_file
     from ticketguard.ml.service import evaluate_model, registry_for
 
+    first_day, last_day = _parse_day(test_from, "--test-from"), _parse_day(test_to, "--test-to")
+    if (first_day or last_day) and (since or until):
+        raise typer.BadParameter("give the window as --since/--until (times) or --test-from/--test-to (days)")
+    if first_day and last_day and first_day > last_day:
+        raise typer.BadParameter(f"--test-from {first_day} is after --test-to {last_day}")
+    start = _parse_time(since, "--since") or (
+        datetime(first_day.year, first_day.month, first_day.day, tzinfo=UTC) if first_day else None
+    )
+    end = _parse_time(until, "--until") or (
+        datetime(last_day.year, last_day.month, last_day.day, tzinfo=UTC) + timedelta(days=1)
+        if last_day
+        else None
+    )
     settings, engine = _settings_and_engine()
     try:
         path = Path(model)
@@ -219,7 +362,13 @@ def evaluate_command(
                 )
         with _progress() as progress:
             history, blacklist, source = _load_history(
-                settings, data, map_items, mapping_file, events, progress
+                settings,
+                data,
+                map_items,
+                mapping_file,
+                events,
+                progress,
+                FileOptions(timezone, label_delay_days, opaque_ids, id_namespace),
             )
             progress("features", 0.05)
             labelled = labelled_features(history, feature_params(settings), blacklist=blacklist)
@@ -229,11 +378,12 @@ def evaluate_command(
                 booster,
                 card,
                 labelled,
-                since=_parse_time(since, "--since"),
-                until=_parse_time(until, "--until"),
+                since=start,
+                until=end,
                 out_dir=target,
                 context={"data": source},
                 progress=progress,
+                precision_k=top_k,
             )
     except (DatasetError, RegistryError) as exc:
         console.print(f"[red]{exc}[/red]")
@@ -254,6 +404,8 @@ def evaluate_command(
         table.add_row(name, f"{entry['value']:.4f} [{entry['ci95'][0]:.4f}, {entry['ci95'][1]:.4f}]", mark)
     k = numbers["top_k_per_day"]
     table.add_row(f"top-{k['k']} wallets/day precision", f"{k['precision_mean']:.4f}", "")
+    w = numbers["wallet_precision_at_k"]
+    table.add_row(f"wallet precision@{w['k']} per day", f"{w['mean']:.4f}", "")
     for name, entry in numbers["decision_thresholds"].items():
         table.add_row(
             f"{name} (> {entry['threshold']:.2f})",
@@ -261,7 +413,7 @@ def evaluate_command(
             "",
         )
     out.print(table)
-    out.print(f"report: {paths['markdown']}  (json: {paths['json']})")
+    out.print(f"report: {paths['markdown']}  (json: {paths['json']}, per-row scores: {paths['row_scores']})")
 
 
 # ------------------------------------------------------------------------------------------ models

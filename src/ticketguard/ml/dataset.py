@@ -16,9 +16,10 @@ later counts as legitimate there, as it would have in production.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,7 @@ class LabelledFeatures:
     transaction_id: np.ndarray
     timestamp_us: np.ndarray
     wallet: np.ndarray
+    event: np.ndarray  # the event id of each transaction (per-row scores of the evaluation, issue 13)
     features: pd.DataFrame
     has_label: np.ndarray
     is_fraud: np.ndarray
@@ -96,6 +98,7 @@ def labelled_features(
         transaction_id=tx["transaction_id"].to_numpy(dtype=object),
         timestamp_us=to_us(tx["timestamp"]),
         wallet=tx["wallet_address"].to_numpy(dtype=object),
+        event=tx["event_id"].to_numpy(dtype=object),
         features=features.reset_index(drop=True),
         has_label=has_label,
         is_fraud=joined["is_fraud"].fillna(False).astype(bool).to_numpy(),
@@ -116,7 +119,7 @@ class SplitPlan:
     validation_start: datetime
     gap_start: datetime
     test_start: datetime
-    end: datetime  # exclusive: just after the last transaction
+    end: datetime  # exclusive: 00:00 UTC after the last test day
 
     @classmethod
     def plan(
@@ -128,24 +131,72 @@ class SplitPlan:
         gap: timedelta,
         validation: timedelta,
         warmup: timedelta,
+        test_from: date | None = None,
+        test_to: date | None = None,
     ) -> SplitPlan:
-        end = last + timedelta(microseconds=1)
-        test_start = end - test
-        gap_start = test_start - gap
-        validation_start = gap_start - validation
-        train_start = first + warmup
-        if validation_start - train_start < validation:
-            span = (end - first).total_seconds() / 86400
-            need = (warmup + validation * 2 + gap + test).total_seconds() / 86400
+        """Day-aligned boundaries (00:00 UTC; spans rounded up to whole days, issue 13).
+
+        By default the test part is the last ``test`` days up to the end of the last transaction's day;
+        ``test_from`` / ``test_to`` (UTC dates, both inclusive) choose the test days instead, the other
+        parts lying before them as usual.
+        """
+        first_day, last_day = _day_of(first), _day_of(last)
+        if test_from is not None and test_to is not None and test_from > test_to:
             raise DatasetError(
-                f"the data spans {span:.1f} days; the split needs at least {need:.1f} (warm-up "
-                f"{warmup.days} + train ≥ validation + validation {validation.days} + gap {gap.days} + "
-                f"test {test.days} days): give more history or shorter TRAIN_*_DAYS"
+                f"--test-from {test_from} is after --test-to {test_to}: give the first test day first"
+            )
+        for option, day in (("--test-from", test_from), ("--test-to", test_to)):
+            if day is not None and not first_day <= day <= last_day:
+                raise DatasetError(
+                    f"{option} {day} is outside the data, whose transactions run from {first_day} to "
+                    f"{last_day} (UTC days)"
+                )
+        test_days = _whole_days(test, minimum=1)
+        end = _midnight(test_to + ONE_DAY) if test_to is not None else _midnight(last_day + ONE_DAY)
+        test_start = _midnight(test_from) if test_from is not None else end - test_days
+        if test_from is None and test_to is not None:
+            test_start = max(test_start, _midnight(first_day))
+        gap_start = test_start - _whole_days(gap)
+        validation_start = gap_start - _whole_days(validation, minimum=1)
+        train_start = _midnight(first_day if first == _midnight(first_day) else first_day + ONE_DAY)
+        train_start += _whole_days(warmup)
+        if validation_start - train_start < _whole_days(validation, minimum=1):
+            days = {
+                "warm-up": _whole_days(warmup).days,
+                "validation": _whole_days(validation, minimum=1).days,
+                "gap": _whole_days(gap).days,
+                "test": (end - test_start).days,
+            }
+            parts = (
+                f"warm-up {days['warm-up']} + train ≥ validation + validation {days['validation']} + "
+                f"gap {days['gap']}"
+            )
+            before = days["warm-up"] + 2 * days["validation"] + days["gap"]
+            if test_from is not None:
+                room = (test_start - _midnight(first_day)) / ONE_DAY
+                raise DatasetError(
+                    f"--test-from {test_from} leaves {room:.1f} days of data before the test days; the "
+                    f"parts before them need at least {before} ({parts} days, whole UTC days): choose a "
+                    "later --test-from, give more history or shorter TRAIN_*_DAYS"
+                )
+            span = (end - _midnight(first_day)) / ONE_DAY
+            raise DatasetError(
+                f"the data spans {span:.1f} days; the split needs at least {before + days['test']:.1f} "
+                f"({parts} + test {days['test']} days, whole UTC days): give more history, shorter "
+                "TRAIN_*_DAYS, or choose the test days (--test-from/--test-to)"
             )
         return cls(first, train_start, validation_start, gap_start, test_start, end)
 
     @classmethod
-    def from_settings(cls, first: datetime, last: datetime, settings: Settings) -> SplitPlan:
+    def from_settings(
+        cls,
+        first: datetime,
+        last: datetime,
+        settings: Settings,
+        *,
+        test_from: date | None = None,
+        test_to: date | None = None,
+    ) -> SplitPlan:
         return cls.plan(
             first,
             last,
@@ -153,6 +204,8 @@ class SplitPlan:
             gap=timedelta(days=settings.train_gap_days),
             validation=timedelta(days=settings.train_validation_days),
             warmup=timedelta(days=settings.train_warmup_days),
+            test_from=test_from,
+            test_to=test_to,
         )
 
     def to_dict(self) -> dict[str, str]:
@@ -162,15 +215,34 @@ class SplitPlan:
     def from_dict(cls, data: Mapping[str, Any]) -> SplitPlan:
         return cls(**{name: datetime.fromisoformat(str(data[name])) for name in cls.__dataclass_fields__})
 
-    def mask(self, ts_us: np.ndarray, part: str) -> np.ndarray:
+    def mask_bounds(self, part: str) -> tuple[datetime, datetime]:
         bounds = {
             "train": (self.train_start, self.validation_start),
             "validation": (self.validation_start, self.gap_start),
             "fit": (self.train_start, self.gap_start),
             "test": (self.test_start, self.end),
         }
-        lo, hi = bounds[part]
+        return bounds[part]
+
+    def mask(self, ts_us: np.ndarray, part: str) -> np.ndarray:
+        lo, hi = self.mask_bounds(part)
         return (ts_us >= _us(lo)) & (ts_us < _us(hi))
+
+
+ONE_DAY = timedelta(days=1)
+
+
+def _day_of(moment: datetime) -> date:
+    return moment.astimezone(UTC).date()
+
+
+def _midnight(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
+def _whole_days(span: timedelta, minimum: int = 0) -> timedelta:
+    """A span rounded up to whole days (TRAIN_*_DAYS may be fractional; boundaries stay at 00:00 UTC)."""
+    return timedelta(days=max(minimum, math.ceil(span / ONE_DAY - 1e-9)))
 
 
 def _us(moment: datetime) -> int:
@@ -209,10 +281,7 @@ def split(data: LabelledFeatures, plan: SplitPlan) -> Splits:
         ("test", test, data.is_fraud[test]),
     ):
         if mask.sum() == 0 or y.sum() == 0:
-            raise DatasetError(
-                f"the {name} part ({mask.sum()} labelled transactions, {int(y.sum())} fraud) has no fraud "
-                "to learn or measure from: give more history or change TRAIN_*_DAYS"
-            )
+            raise DatasetError(_empty_part_message(name, mask, data, plan))
     return Splits(
         plan=plan,
         train=train,
@@ -221,6 +290,28 @@ def split(data: LabelledFeatures, plan: SplitPlan) -> Splits:
         y_train=known[train],
         y_validation=known[validation],
         y_test=data.is_fraud[test].astype(np.int8),
+    )
+
+
+def _empty_part_message(name: str, mask: np.ndarray, data: LabelledFeatures, plan: SplitPlan) -> str:
+    """Why a part has nothing to learn from, naming the real cause (issue 13): frauds whose labels were
+    not known yet at the training cutoff are a label-delay problem, not "too little fraud"."""
+    rows, fraud = int(mask.sum()), int(data.is_fraud[mask].sum())
+    window = f"{plan.mask_bounds(name)[0].isoformat()} – {plan.mask_bounds(name)[1].isoformat()}"
+    if name != "test" and fraud > 0:
+        late = data.labelled_us[mask & data.is_fraud]
+        known_from = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=int(late.min()))
+        return (
+            f"the {name} part ({window}) has {fraud} fraud transaction(s) among {rows} labelled ones, but "
+            f"none of their labels was known at the training cutoff {plan.test_start.isoformat()} (the "
+            f"test start; the earliest became known {known_from.isoformat()}). Labels count for training "
+            "only from labelled_at on; imported rows without a labelled_at get timestamp + the label "
+            "delay (--label-delay-days, default 7). Give labelled_at, a label delay matching when your "
+            "labels really arrive, a longer TRAIN_GAP_DAYS, or an earlier test window (--test-from)"
+        )
+    return (
+        f"the {name} part ({window}: {rows} labelled transactions, {fraud} fraud) has no fraud to "
+        "learn or measure from: give more history, change TRAIN_*_DAYS or choose the test days (--test-from)"
     )
 
 
@@ -245,8 +336,20 @@ def history_from_file(
     *,
     events: Path | None = None,
     progress: Progress | None = None,
+    notes: list[str] | None = None,
+    options: Mapping[str, Any] | None = None,
 ) -> History:
-    """A labelled CSV/Parquet file (any column names, through ``mapping``), checked like an import."""
+    """A labelled CSV/Parquet file (any column names, through ``mapping``), checked like an import;
+    ``notes`` receives what the user should be told (amounts rounded); ``options`` are further keyword
+    arguments of `read_labelled_file` (timezone, label_delay, opaque_ids, id_namespace)."""
     from ticketguard.ingest.service import read_labelled_file
 
-    return read_labelled_file(path, mapping, source="import", events_path=events, progress=progress)
+    return read_labelled_file(
+        path,
+        mapping,
+        source="import",
+        events_path=events,
+        progress=progress,
+        notes=notes,
+        **dict(options or {}),
+    )

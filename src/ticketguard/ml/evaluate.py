@@ -41,6 +41,7 @@ def evaluate(
     review_capacity: int,
     bootstrap_samples: int,
     seed: int,
+    precision_k: int = 100,
 ) -> dict[str, Any]:
     """Every number of the report (JSON-ready). Thresholds chosen on validation are applied here as-is."""
     y, scores = data.y.astype(np.int8), data.scores.astype(np.float64)
@@ -72,6 +73,7 @@ def evaluate(
         "top_k_per_day": metrics.top_k_per_day(
             data.timestamp_us // DAY_US, data.wallet, scores, y, review_capacity
         ),
+        "wallet_precision_at_k": _wallet_precision(data, scores, y, precision_k),
         "patterns": _patterns(
             data,
             scores,
@@ -92,6 +94,21 @@ def evaluate(
         "reaches_target_alone": bool(strongest[1] >= TARGETS["auc_roc"]),
     }
     return report
+
+
+def _wallet_precision(data: EvaluationInput, scores: np.ndarray, y: np.ndarray, k: int) -> dict[str, Any]:
+    """The handbook's card precision top-k with wallets as cards (`metrics.wallet_precision_at_k`), days
+    as UTC calendar dates."""
+    out = metrics.wallet_precision_at_k(data.timestamp_us // DAY_US, data.wallet, scores, y, k)
+    for entry in out["per_day"]:
+        entry["day"] = (np.datetime64(0, "D") + np.timedelta64(entry["day"], "D")).astype(str)
+    out["definition"] = (
+        "for each UTC day: the k wallets with the highest score that day (a wallet's score = its highest "
+        "transaction score that day), not counting wallets already caught on an earlier day; precision = "
+        "wallets among them with a fraud that day / k; mean over the days (Fraud Detection Handbook, "
+        "card precision top-k, with wallets as cards)"
+    )
+    return out
 
 
 def _patterns(data: EvaluationInput, scores: np.ndarray, thresholds: Mapping[str, float]) -> dict[str, Any]:
@@ -288,6 +305,22 @@ def _markdown(
         f"{k['fraud_wallets_in_top_k_share']:.2%} of the fraudulent wallets of each day are in that day's "
         "top k.",
     ]
+    w = report.get("wallet_precision_at_k")
+    if w:
+        lines += [
+            "",
+            f"## Wallet precision@{w['k']} per day",
+            "",
+            f"Mean over {w['days']} days: **{w['mean']:.4f}** — {w['definition']}.",
+            "",
+            "| day (UTC) | precision | wallets | fraudulent wallets | of them in the top k |",
+            "| --- | --- | --- | --- | --- |",
+        ]
+        for d in w["per_day"]:
+            lines.append(
+                f"| {d['day']} | {d['precision']:.4f} | {d['wallets']} | {d['fraud_wallets']} | "
+                f"{d['fraud_wallets_in_top_k']} |"
+            )
     if report["patterns"]:
         keys = list(next(iter(report["patterns"].values()))["flagged_share"])
         lines += [

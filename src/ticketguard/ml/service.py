@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -101,16 +101,19 @@ def train_model(
     register_with: Engine | None = None,
     progress: Progress | None = None,
     now: datetime | None = None,
+    test_from: date | None = None,
+    test_to: date | None = None,
 ) -> TrainingRun:
     """Train on ``history`` with the settings' split and hyper-parameters; register it when an engine is
-    given (the model row and its artifact), export it to ``output`` when given."""
+    given (the model row and its artifact), export it to ``output`` when given. ``test_from``/``test_to``
+    (UTC dates, inclusive) choose the test days instead of the last TRAIN_TEST_DAYS."""
     report = progress or _noop
     created = now or datetime.now(UTC)
     if version:
         check_version(version)
     params = feature_params(settings)
     data = labelled_features(history, params, blacklist=blacklist, progress=_stage(report, 0.0, 0.3))
-    plan = SplitPlan.from_settings(*time_range(data), settings)
+    plan = SplitPlan.from_settings(*time_range(data), settings, test_from=test_from, test_to=test_to)
     parts = split(data, plan)
     config = TrainingConfig.from_settings(settings)
     model = fit(
@@ -193,8 +196,10 @@ def evaluate_model(
     out_dir: Path,
     context: dict[str, Any],
     progress: Progress | None = None,
+    precision_k: int = 100,
 ) -> tuple[dict[str, Any], dict[str, Path]]:
-    """The full report of ``booster`` on its test window (from its card) or on [since, until)."""
+    """The full report of ``booster`` on its test window (from its card) or on [since, until), with the
+    per-row scores beside it (``scores.parquet``, see `write_row_scores`)."""
     report = progress or _noop
     plan = SplitPlan.from_dict(card.params["split"]) if "split" in card.params else None
     first, last = time_range(data)
@@ -226,6 +231,7 @@ def evaluate_model(
         review_capacity=settings.review_capacity_per_day,
         bootstrap_samples=settings.eval_bootstrap_samples,
         seed=settings.train_seed,
+        precision_k=precision_k,
     )
     report("plots", 0.8)
     context = {
@@ -235,11 +241,51 @@ def evaluate_model(
         "training window": f"{card.training_window_start} – {card.training_window_end}",
         "data span": f"{first.isoformat()} – {last.isoformat()}",
     }
+    context["per-row scores"] = f"{ROW_SCORES_FILE} ({', '.join(ROW_SCORE_COLUMNS)})"
     paths = write_report(
         numbers, inputs, out_dir, title=f"Fraud model {card.version}: evaluation", context=context
     )
+    paths["row_scores"] = write_row_scores(
+        out_dir / ROW_SCORES_FILE, data, rows, scores, decision_thresholds(settings)
+    )
     report("report written", 1.0)
     return numbers, paths
+
+
+ROW_SCORES_FILE = "scores.parquet"
+ROW_SCORE_COLUMNS = ("transaction_id", "timestamp", "wallet", "event", "score", "label", "decision")
+
+
+def write_row_scores(
+    path: Path,
+    data: LabelledFeatures,
+    rows: np.ndarray,
+    scores: np.ndarray,
+    thresholds: dict[str, float],
+) -> Path:
+    """One row per evaluated transaction (issue 13), for any metric the report does not compute:
+    transaction_id, timestamp (UTC), wallet, event, score (the model's), label (1 = fraud, as finally
+    known), decision (the score ladder of `scoring.domain.ladder` at the configured thresholds, without
+    list overrides). Time order, as the data."""
+    from ticketguard.scoring.domain import Thresholds, ladder
+
+    ladder_at = Thresholds(
+        block=thresholds["BLOCKED"], review=thresholds["MANUAL_REVIEW"], twofa=thresholds["REQUIRE_2FA"]
+    )
+    frame = pd.DataFrame(
+        {
+            "transaction_id": data.transaction_id[rows].astype(str),
+            "timestamp": pd.to_datetime(data.timestamp_us[rows], unit="us", utc=True),
+            "wallet": data.wallet[rows].astype(str),
+            "event": data.event[rows].astype(str),
+            "score": scores.astype(np.float64),
+            "label": data.is_fraud[rows].astype(np.int8),
+            "decision": [ladder(float(s), ladder_at) for s in scores],
+        }
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_parquet(path, index=False)
+    return path
 
 
 def holdout_compare(candidate: TrainingRun, incumbent: xgb.Booster) -> tuple[float, float]:

@@ -48,7 +48,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 import orjson
-from sqlalchemy import Connection, Engine, case, func, make_url, select, true
+from sqlalchemy import Connection, Engine, case, false, func, make_url, select, true
 
 from ticketguard import tables
 from ticketguard.config import Settings
@@ -331,7 +331,12 @@ def read_events(conn: Connection) -> dict[str, EventFacts]:
     ev = tables.events
     return {
         r[0]: EventFacts(float(r[1]), float(r[2]), to_us(r[3]) / 1_000_000)
-        for r in conn.execute(select(ev.c.event_id, ev.c.capacity, ev.c.face_value, ev.c.starts_at))
+        # Events whose facts an import derived from its sales are unknown to the features (issue 13).
+        for r in conn.execute(
+            select(ev.c.event_id, ev.c.capacity, ev.c.face_value, ev.c.starts_at).where(
+                ev.c.facts_derived == false()
+            )
+        )
     }
 
 

@@ -43,6 +43,7 @@ from ticketguard.ml.serving import LiveModel, ServingModel
 from ticketguard.scoring import domain
 from ticketguard.scoring.domain import Answer, ListStatus, Thresholds
 from ticketguard.scoring.online import StateKeeper, redis_client
+from ticketguard.scoring.overrides import ThresholdRuntime
 from ticketguard.scoring.state import CachedFeatureSource
 from ticketguard.scoring.store import (
     DatabaseUnavailable,
@@ -54,6 +55,7 @@ from ticketguard.scoring.store import (
 )
 from ticketguard.scoring.trees import FastTrees
 from ticketguard.security.lists import ListChangeWatcher
+from ticketguard.security.responses import ThresholdOverride
 from ticketguard.wallets import canonical_wallet, canonical_wallet_or_none
 
 log = logging.getLogger(__name__)
@@ -161,12 +163,15 @@ class ScoringService:
             review=settings.fraud_threshold_review,
             twofa=settings.fraud_threshold_2fa,
         )
+        # alerting (issue 15): stricter thresholds while an alert's tighten_thresholds response is active
+        self.threshold_runtime = ThresholdRuntime(engine, self.thresholds)
         self.committer = committer or GroupCommitter(engine, max_batch=settings.scoring_commit_batch_max)
         # Block/allow list changes reach this worker's in-memory copies at once (PostgreSQL NOTIFY).
         self.list_watcher = ListChangeWatcher(engine)
         if self.keeper is not None:
             self.committer.after_commit = self.keeper.publish
             self.list_watcher.subscribe(self.keeper.refresh_lists)
+        self.list_watcher.subscribe(self.threshold_runtime.changed)
         self.clock = clock
         self.deadline_s = settings.scoring_deadline_ms / 1000.0
         self.top_k = settings.scoring_top_features
@@ -243,10 +248,12 @@ class ScoringService:
         if self.keeper is not None:
             self.keeper.start()
         self.list_watcher.start()
+        self.threshold_runtime.start()
 
     def stop(self) -> None:
         self.committer.stop()
         self.list_watcher.stop()
+        self.threshold_runtime.stop()
         if self.keeper is not None:
             self.keeper.stop()
 
@@ -501,7 +508,8 @@ class ScoringService:
             bias = fast.bias
         else:
             score = model.predict(row)
-        decision = domain.decide(score, self.thresholds, lists)
+        thresholds, override = self.threshold_runtime.current()
+        decision = domain.decide(score, thresholds, lists)
         exact = self.exact_for == "all" or (self.exact_for == "non_approved" and decision != domain.APPROVED)
         if exact or approx is None:
             why = model.explain(row, approximate=not exact)
@@ -522,7 +530,8 @@ class ScoringService:
                 }
                 for c in top
             ],
-            reasons=domain.reasons_for(decision, top, lists),
+            reasons=domain.reasons_for(decision, top, lists)
+            + _override_reason(override, score, decision, lists, self.thresholds),
             model_version=model.version,
             bias=round(bias, 6),
             degraded=bool(degraded),
@@ -600,3 +609,16 @@ def _kind(exc: BaseException) -> str:
 
 def _json_float(value: float) -> float | None:
     return None if math.isnan(value) or math.isinf(value) else float(value)
+
+
+def _override_reason(
+    override: ThresholdOverride | None, score: float, decision: str, lists: ListStatus, configured: Thresholds
+) -> list[str]:
+    """A reason when an alert's stricter thresholds changed this decision (alerting, issue 15)."""
+    if override is None or decision == domain.decide(score, configured, lists):
+        return []
+    would = domain.decide(score, configured, lists)
+    return [
+        f"stricter thresholds in force ({override.rule}): block above {override.block:g}, review above "
+        f"{override.review:g}, 2FA above {override.twofa:g}; the configured ones would give {would}"
+    ]

@@ -20,7 +20,15 @@ from ticketguard.security.audit import audit
 from ticketguard.security.redact import mask_wallet
 from ticketguard.tables import blacklisted_wallets, ip_blocks, security_responses
 
-ACTIONS = ("block_ip", "blacklist_wallet", "tighten_global_limit", "alert")
+ACTIONS = (
+    "block_ip",
+    "blacklist_wallet",
+    "tighten_global_limit",
+    "alert",
+    # alerting (issue 15): a runtime threshold override the API reads, and an admin account lock
+    "tighten_thresholds",
+    "lock_admin",
+)
 
 
 class ResponseError(ValueError):
@@ -154,6 +162,10 @@ def revert_response(conn: Connection, response_id: int, *, actor: str, now: date
                     blacklisted_wallets.c.added_by == f"rule:{record.rule}",
                 )
             )
+        elif record.action == "lock_admin":  # alerting (issue 15): the console's own unlock
+            from ticketguard.admin.accounts import unlock_account
+
+            unlock_account(conn, record.target, actor=actor, reason=f"revert of response {response_id}")
     conn.execute(update(t).where(t.c.id == response_id).values(reverted_at=now, reverted_by=actor[:64]))
     audit(
         conn,
@@ -173,3 +185,37 @@ def active_global_limit(conn: Connection, now: datetime) -> int | None:
     ).scalars()
     limits = [int(p["limit"]) for p in rows if p and "limit" in p]
     return min(limits) if limits else None
+
+
+# --- alerting (issue 15): the decision-threshold override of `tighten_thresholds` responses ---------------
+@dataclass(frozen=True)
+class ThresholdOverride:
+    """The decision thresholds an active `tighten_thresholds` response sets (the tightest if several)."""
+
+    response_id: int
+    rule: str
+    block: float
+    review: float
+    twofa: float
+    expires_at: datetime | None
+
+
+def active_threshold_override(conn: Connection, now: datetime) -> ThresholdOverride | None:
+    t = security_responses
+    rows = conn.execute(
+        select(t.c.id, t.c.rule, t.c.params, t.c.expires_at).where(
+            t.c.action == "tighten_thresholds", _active(now)
+        )
+    ).all()
+    best: ThresholdOverride | None = None
+    for row in rows:
+        p = row.params or {}
+        try:
+            candidate = ThresholdOverride(
+                row.id, row.rule, float(p["block"]), float(p["review"]), float(p["2fa"]), row.expires_at
+            )
+        except (KeyError, TypeError, ValueError):
+            continue
+        if best is None or candidate.block < best.block:
+            best = candidate
+    return best

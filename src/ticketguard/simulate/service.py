@@ -77,7 +77,11 @@ def write_to_files(history: History, path: Path) -> list[Path]:
             f"--output must end in one of {', '.join(FILE_FORMATS)}, got {path.name!r}"
         )
     path.parent.mkdir(parents=True, exist_ok=True)
-    frames = {path: labelled_frame(history), events_path(path): history.events}
+    # facts_derived is the database's provenance flag, not a column of an events file.
+    frames = {
+        path: labelled_frame(history),
+        events_path(path): history.events.drop(columns=["facts_derived"], errors="ignore"),
+    }
     for target, frame in frames.items():
         if suffix == ".parquet":
             frame.to_parquet(target, index=False)
