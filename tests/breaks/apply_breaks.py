@@ -352,6 +352,132 @@ def _run_tests(tests: tuple[str, ...]) -> tuple[int, list[str], float]:
     return result.returncode, failed, time.monotonic() - started
 
 
+# --- operator console (issue 14): `apply_breaks.py --console` ----------------------------------------------
+ACCOUNTS = "tests/integration/test_admin_accounts.py::"
+WEB = "tests/integration/test_console_web.py::"
+CONSOLE_BREAKS: tuple[Break, ...] = (
+    Break(
+        "totp-replay-allowed",
+        "a TOTP code of an already accepted step is accepted again",
+        (
+            Patch(
+                "src/ticketguard/admin/login.py",
+                "or_(t.c.totp_last_step.is_(None), t.c.totp_last_step < step)",
+                "or_(t.c.totp_last_step.is_(None), t.c.totp_last_step <= step + 100)",
+            ),
+        ),
+        (ACCOUNTS + "test_login_needs_password_and_code_and_a_code_is_accepted_once[sqlite]",),
+    ),
+    Break(
+        "no-lockout",
+        "five failures in five minutes do not lock the account",
+        (
+            Patch(
+                "src/ticketguard/admin/login.py",
+                "if failed >= settings.admin_lockout_threshold and",
+                "if failed >= 10 * settings.admin_lockout_threshold and",
+            ),
+        ),
+        (ACCOUNTS + "test_five_failures_in_five_minutes_lock_the_account_with_a_high_event[sqlite]",),
+    ),
+    Break(
+        "unknown-user-answers-fast",
+        "an unknown username skips the argon2 verification (timing tells who exists)",
+        (
+            Patch(
+                "src/ticketguard/admin/login.py",
+                "        passwords.verify_dummy(password)\n",
+                "        pass\n",
+            ),
+        ),
+        (ACCOUNTS + "test_unknown_user_fails_like_a_wrong_password_and_as_slowly[sqlite]",),
+    ),
+    Break(
+        "no-csrf-on-callbacks",
+        "Dash callbacks run without the session's CSRF token",
+        (
+            Patch(
+                "src/ticketguard/dashboard/web.py",
+                "        if not session.csrf_ok(supplied):",
+                "        if False and not session.csrf_ok(supplied):",
+            ),
+        ),
+        (WEB + "test_dash_callbacks_need_a_session_and_its_csrf_token[sqlite]",),
+    ),
+    Break(
+        "no-role-check",
+        "the admin-action callback and the action service both skip the role check",
+        (
+            Patch(
+                "src/ticketguard/dashboard/app.py",
+                "    if not user.is_admin:\n        web.audit_denied",
+                "    if False:\n        web.audit_denied",
+            ),
+            Patch(
+                "src/ticketguard/dashboard/actions.py",
+                "    if not user.is_admin:\n        raise ActionDenied",
+                "    if False:\n        raise ActionDenied",
+            ),
+        ),
+        (WEB + "test_analyst_is_refused_admin_actions_inside_the_callback[sqlite]",),
+    ),
+    Break(
+        "no-idle-timeout",
+        "a session idle for longer than ADMIN_SESSION_IDLE_MINUTES still works",
+        (
+            Patch(
+                "src/ticketguard/admin/sessions.py", "    if row.last_seen_at + idle <= now:", "    if False:"
+            ),
+        ),
+        (WEB + "test_expired_and_logged_out_sessions_are_refused[sqlite]",),
+    ),
+    Break(
+        "refresh-extends-idle",
+        "the sections' timer refreshes count as user activity",
+        (Patch("src/ticketguard/dashboard/web.py", "touch=not _background_refresh()", "touch=True"),),
+        (WEB + "test_automatic_refreshes_do_not_extend_the_idle_timeout[sqlite]",),
+    ),
+    Break(
+        "spoofable-forwarded-for",
+        "the allow-list believes X-Forwarded-For from anyone",
+        (
+            Patch(
+                "src/ticketguard/dashboard/web.py",
+                "return client_ip(flask.request.remote_addr, "
+                'flask.request.headers.getlist("X-Forwarded-For"), cfg.trusted)',
+                'return (flask.request.headers.getlist("X-Forwarded-For") '
+                'or [flask.request.remote_addr or ""])[0].split(",")[0].strip()',
+            ),
+        ),
+        (WEB + "test_ip_allowlist_behind_trusted_proxies[sqlite]",),
+    ),
+    Break(
+        "logout-client-side-only",
+        "logout clears the cookie but leaves the session alive server-side",
+        (
+            Patch(
+                "src/ticketguard/dashboard/web.py",
+                "            sessions.revoke(conn, token, now=now_utc())\n",
+                "            pass\n",
+            ),
+        ),
+        (WEB + "test_expired_and_logged_out_sessions_are_refused[sqlite]",),
+    ),
+    Break(
+        "realised-cells-swapped",
+        "realised precision counts false positives as true ones",
+        (
+            Patch(
+                "src/ticketguard/dashboard/queries.py",
+                "tp, fp_ = counts.get((True, True), 0), counts.get((True, False), 0)",
+                "tp, fp_ = counts.get((True, False), 0), counts.get((True, True), 0)",
+            ),
+        ),
+        ("tests/integration/test_console_queries.py::test_section_queries_answer_what_the_rows_say[sqlite]",),
+    ),
+)
+
+
 def _short(failure: str) -> str:
     name, _, why = failure.partition(" - ")
     name = name.split("::")[-1]
@@ -367,8 +493,11 @@ def main() -> int:
     parser.add_argument("--list", action="store_true", help="list the breaks and exit")
     parser.add_argument("--no-baseline", action="store_true", help="skip the clean run of each break's tests")
     parser.add_argument("--outbox", action="store_true", help="the delivery outbox's breaks instead")
+    parser.add_argument("--console", action="store_true", help="the operator console's breaks instead")
     args = parser.parse_args()
     breaks = OUTBOX_BREAKS if args.outbox else BREAKS
+    if args.console:
+        breaks = CONSOLE_BREAKS
     if args.list:
         for b in breaks:
             print(f"{b.name:40} {b.what}")

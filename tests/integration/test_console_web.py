@@ -147,6 +147,12 @@ def test_dash_callbacks_need_a_session_and_its_csrf_token(engine: Engine, settin
         actions = conn.execute(select(tables.admin_audit_log.c.action)).scalars().all()
     assert "admin.block_wallet" in actions
     assert "blacklist.add" in actions
+    with engine.connect() as conn:
+        event = conn.execute(
+            select(tables.security_events).where(tables.security_events.c.event_type == "admin_action")
+        ).one()
+    assert event.metadata == {"action": "block_wallet"}
+    assert event.source_ip.startswith("ip:")
 
 
 def test_step_up_refuses_a_used_code_and_records_it(engine: Engine, settings) -> None:  # type: ignore[no-untyped-def]
@@ -191,6 +197,11 @@ def test_analyst_is_refused_admin_actions_inside_the_callback(engine: Engine, se
         ).one()
     assert denied.admin_user == "bob"
     assert denied.metadata["action"] == "block_wallet"
+    with engine.connect() as conn:
+        event = conn.execute(
+            select(tables.security_events).where(tables.security_events.c.event_type == "admin_denied")
+        ).one()
+    assert event.severity == "medium"
 
 
 def test_expired_and_logged_out_sessions_are_refused(engine: Engine, settings) -> None:  # type: ignore[no-untyped-def]
@@ -240,3 +251,55 @@ def test_production_refuses_cookies_that_are_not_tls_only(engine: Engine, db_url
     assert "__Host-tg_console=" in cookies
     assert "Secure" in cookies
     assert answer.headers["Strict-Transport-Security"].startswith("max-age=")
+
+
+def test_automatic_refreshes_do_not_extend_the_idle_timeout(engine: Engine, settings) -> None:  # type: ignore[no-untyped-def]
+    alice = make_account(engine, settings, "alice")
+    client = _client(settings, engine)
+    assert _login(client, alice).status_code == 302
+    csrf = _cookie(client, "_csrf_token")
+    ten_ago = datetime.now(UTC) - timedelta(minutes=10)
+    with engine.begin() as conn:
+        conn.execute(update(tables.admin_sessions).values(last_seen_at=ten_ago))
+    refresh = {
+        "output": "..kpis-body.children...kpis-asof.children..",
+        "outputs": [{"id": "kpis-body", "property": "children"}, {"id": "kpis-asof", "property": "children"}],
+        "inputs": [{"id": "refresh", "property": "n_intervals", "value": 7}],
+        "changedPropIds": ["refresh.n_intervals"],
+    }
+    answer = client.post("/_dash-update-component", json=refresh, headers={"X-CSRFToken": csrf})
+    assert answer.status_code == 200
+    assert "as of" in answer.get_data(as_text=True)
+    with engine.connect() as conn:
+        seen = conn.execute(select(tables.admin_sessions.c.last_seen_at)).scalar_one()
+    assert seen == ten_ago  # a timer fired it: not the user
+    assert client.get("/").status_code == 200  # a page load is the user
+    with engine.connect() as conn:
+        seen = conn.execute(select(tables.admin_sessions.c.last_seen_at)).scalar_one()
+    assert seen > ten_ago + timedelta(minutes=9)
+
+
+def test_a_blocked_address_cannot_log_in_even_with_the_right_credentials(engine: Engine, settings) -> None:  # type: ignore[no-untyped-def]
+    from ticketguard.security.keys import pepper
+    from ticketguard.security.lists import block_ip, unblock_ip_token
+
+    alice = make_account(engine, settings, "alice")
+    client = _client(settings, engine)
+    now = datetime.now(UTC)
+    with engine.begin() as conn:
+        token = block_ip(
+            conn,
+            "127.0.0.1",
+            pepper=pepper(settings),
+            reason="brute force",
+            actor="rule:brute_force",
+            now=now,
+            expires_at=now + timedelta(hours=1),
+        )
+    refused = _login(client, alice)
+    assert refused.status_code == 403
+    assert "Too many failed log-ins" in refused.get_data(as_text=True)
+    with engine.begin() as conn:
+        assert conn.execute(select(tables.admin_sessions)).first() is None
+        unblock_ip_token(conn, token, actor="test", now=now)
+    assert _login(client, alice, alice.code(offset=1)).status_code == 302

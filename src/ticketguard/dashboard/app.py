@@ -812,6 +812,7 @@ def _apply(
                 ip=ip,
                 now=now,
             )
+            web.security_event(conn, web.ADMIN_ACTION, "low", {"action": kind})
     except actions.ActionDenied as exc:
         return _result(f"Refused: {exc}", False, n)
     except actions.ActionError as exc:
@@ -832,14 +833,15 @@ def _review(
     if not transaction_id:
         return html.P("Open a case first.", className="error", id="review-message", **answered)
     cfg, analyst = web.config(), session.user.username
+    ip = flask.g.get("client_ip")
     now = datetime.now(UTC)
     try:
         with cfg.engine.begin() as conn:
             if button == "case-claim":
-                claimed = reviews.claim(conn, transaction_id, analyst=analyst, now=now)
+                claimed = reviews.claim(conn, transaction_id, analyst=analyst, now=now, ip=ip)
                 text = f"Claimed {transaction_id} until {claimed.claim_expires_at:%H:%M:%S} UTC."
             elif button == "case-release":
-                reviews.release(conn, transaction_id, analyst=analyst, now=now)
+                reviews.release(conn, transaction_id, analyst=analyst, now=now, ip=ip)
                 text = f"Released {transaction_id}."
             else:
                 decided = reviews.decide(
@@ -849,7 +851,7 @@ def _review(
                     outcome=outcome or "",
                     note=note or "",
                     now=now,
-                    ip=flask.g.get("client_ip"),
+                    ip=ip,
                     settings=cfg.settings,
                 )
                 text = f"Decided {transaction_id}: {decided.outcome}; the label is stored."

@@ -22,14 +22,17 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import flask
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from werkzeug.wrappers import Response as BaseResponse
 
 from ticketguard.admin import sessions
 from ticketguard.admin.login import GENERIC_FAILURE, LoginFailed, authenticate
 from ticketguard.config import Settings, SettingsError
 from ticketguard.security.audit import audit
+from ticketguard.security.events import SecurityEvent, user_token, write_events
+from ticketguard.security.keys import pepper
 from ticketguard.security.netaddr import IPNetwork, client_ip, parse_networks
+from ticketguard.security.redact import hash_ip
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +41,9 @@ CSRF_COOKIE = "_csrf_token"  # the name dash-renderer reads and sends back as X-
 CSRF_HEADER = "X-CSRFToken"
 PUBLIC_PATHS = ("/login", "/healthz", "/favicon.ico")
 STATE_CHANGING = ("POST", "PUT", "PATCH", "DELETE")
+# Security events of the console's admin actions (besides their admin_audit_log rows).
+ADMIN_ACTION = "admin_action"
+ADMIN_DENIED = "admin_denied"
 
 
 class ConsoleConfig:
@@ -180,6 +186,14 @@ def _login_page(error: str | None, status: int) -> flask.Response:
     return response
 
 
+def _ip_blocked(ip: str, now: datetime) -> bool:
+    from ticketguard.security.lists import ip_token_blocked
+
+    cfg = config()
+    with cfg.engine.connect() as conn:
+        return ip_token_blocked(conn, hash_ip(ip, pepper(cfg.settings)), now)
+
+
 def login_get() -> flask.Response:
     return _login_page(None, 200)
 
@@ -192,6 +206,10 @@ def login_post() -> BaseResponse:
         return _deny(403, "Missing or wrong CSRF token: reload the login page.")
     ip = flask.g.client_ip
     now = now_utc()
+    if _ip_blocked(ip, now):
+        # The correlation rule brute_force (login_failed events per IP) or an admin blocked this address.
+        log.warning("console login refused: the address is blocked")
+        return _login_page("Too many failed log-ins from this address; try again later.", 403)
     try:
         with cfg.engine.begin() as conn:
             try:
@@ -266,8 +284,29 @@ def create_server(settings: Settings, engine: Engine) -> flask.Flask:
     return server
 
 
+def security_event(conn: Connection, event_type: str, severity: str, metadata: dict[str, Any]) -> None:
+    """A security event of the console's user, in the caller's transaction (IP and user as keyed hashes)."""
+    cfg = config()
+    session = current_session()
+    key = pepper(cfg.settings)
+    ip = flask.g.get("client_ip")
+    write_events(
+        conn,
+        [
+            SecurityEvent(
+                event_type=event_type,
+                severity=severity,
+                source_ip=hash_ip(ip, key) if ip else None,
+                user_id=user_token(session.user.username, key) if session else None,
+                metadata=metadata,
+                timestamp=now_utc(),
+            )
+        ],
+    )
+
+
 def audit_denied(action: str, details: dict[str, Any]) -> None:
-    """An action the user's role does not allow: refused and audited."""
+    """An action the user's role does not allow: refused, audited, and a security event."""
     cfg = config()
     session = current_session()
     with cfg.engine.begin() as conn:
@@ -279,3 +318,4 @@ def audit_denied(action: str, details: dict[str, Any]) -> None:
             ip_address=flask.g.get("client_ip"),
             details={"action": action, **details},
         )
+        security_event(conn, ADMIN_DENIED, "medium", {"action": action, **details})

@@ -116,7 +116,7 @@ JOBS: dict[str, Job] = {
         Job("etl", "Load confirmed ticket-contract logs from the chain (ticketguard etl run).", _etl),
         Job(
             "refresh-views",
-            "Refresh kpi_hourly, event_analytics and wallet_segments without blocking readers.",
+            "Refresh kpi_hourly, event_analytics, wallet_segments, realised_hourly without blocking readers.",
             _refresh_views,
         ),
         Job(

@@ -11,7 +11,8 @@ console = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True)
 
 views_app = typer.Typer(
-    help="Reporting views: kpi_hourly, event_analytics, wallet_segments (docs/data-control.md).",
+    help="Reporting views: kpi_hourly, event_analytics, wallet_segments, realised_hourly "
+    "(docs/data-control.md).",
     no_args_is_help=True,
 )
 
@@ -19,7 +20,8 @@ views_app = typer.Typer(
 @views_app.command("refresh")
 def refresh_command(
     names: list[str] = typer.Argument(
-        None, help="Views to refresh (default: all): kpi_hourly, event_analytics, wallet_segments."
+        None,
+        help="Views to refresh (default all): kpi_hourly, event_analytics, wallet_segments, realised_hourly.",
     ),
 ) -> None:
     """Recompute views without blocking readers (CONCURRENTLY on PostgreSQL)."""
