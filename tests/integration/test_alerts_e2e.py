@@ -27,6 +27,7 @@ from typing import Any
 
 import httpx
 import pytest
+from alert_fixtures import login_failures
 from scoring_fixtures import ladder_booster, make_settings, register_model, request_body, running_api, wallet
 from sqlalchemy import Engine, insert, select
 from waiting import wait_until
@@ -38,8 +39,6 @@ from ticketguard.jobs.runner import run_job
 from ticketguard.jobs.schedule import ScheduledJob
 from ticketguard.jobs.worker import run_worker
 from ticketguard.kit.db import make_engine
-from ticketguard.security.keys import pepper
-from ticketguard.security.redact import hash_ip
 from ticketguard.security.responses import revert_response
 
 pytestmark = pytest.mark.postgres
@@ -218,24 +217,9 @@ def test_failed_logins_block_the_address_and_the_api_refuses_it(
 ) -> None:
     settings = make_settings(postgres_url, tmp_path, alert_rules_path=write_rules(tmp_path, LOGINS))
     register_model(pg, settings.resolved_model_dir, "ladder-1", ladder_booster(), promote=True)
-    token = hash_ip("127.0.0.1", pepper(settings))  # the test client's own address
     with running_api(settings) as base, httpx.Client(base_url=base, timeout=10) as client:
         assert client.post(PREDICT, json=request_body()).status_code == 200
-        now = datetime.now(UTC)
-        with pg.begin() as conn:
-            conn.execute(
-                insert(tables.security_events),
-                [
-                    {
-                        "event_type": "login_failed",
-                        "severity": "medium",
-                        "source_ip": token,
-                        "metadata": {"stage": "password"},
-                        "timestamp": now - timedelta(seconds=i),
-                    }
-                    for i in range(6)
-                ],
-            )
+        login_failures(pg, settings, "127.0.0.1", 6, datetime.now(UTC))  # the test client's own address
         run = run_job("evaluate-alerts", settings, pg)
         assert run.status == "succeeded", run
         blocked_at = time.monotonic()
