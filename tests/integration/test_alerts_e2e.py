@@ -27,17 +27,15 @@ from typing import Any
 
 import httpx
 import pytest
-from alert_fixtures import login_failures
 from scoring_fixtures import ladder_booster, make_settings, register_model, request_body, running_api, wallet
 from sqlalchemy import Engine, insert, select
 from waiting import wait_until
 
+from alert_fixtures import login_failures, start_alert_worker
 from delivery_fixtures import Receiver
 from ticketguard import tables
 from ticketguard.alerts.service import evaluate_rules, load_rules
 from ticketguard.jobs.runner import run_job
-from ticketguard.jobs.schedule import ScheduledJob
-from ticketguard.jobs.worker import run_worker
 from ticketguard.kit.db import make_engine
 from ticketguard.security.responses import revert_response
 
@@ -68,23 +66,7 @@ def worker(pg: Engine) -> Iterator[Any]:
     threads: list[threading.Thread] = []
 
     def start(settings: Any) -> None:
-        schedule = [
-            ScheduledJob("evaluate-alerts", every=timedelta(seconds=1)),
-            ScheduledJob("deliver-outbox", every=timedelta(seconds=1)),
-        ]
-        thread = threading.Thread(
-            target=run_worker,
-            kwargs={
-                "settings": settings,
-                "engine": pg,
-                "stop": stop,
-                "schedule": schedule,
-                "check_seconds": 0.2,
-            },
-            daemon=True,
-        )
-        thread.start()
-        threads.append(thread)
+        threads.append(start_alert_worker(settings, pg, stop))
 
     yield start
     stop.set()

@@ -1,13 +1,17 @@
-"""Helpers shared by the alerting tests (test_alerts.py on SQLite and PostgreSQL, test_alerts_e2e.py)."""
+"""Helpers shared by the alerting tests (integration/test_alerts.py, integration/test_alerts_e2e.py) and
+benchmarks/bench_alerts.py."""
 
 from __future__ import annotations
 
+import threading
 from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, insert
 
 from ticketguard import tables
 from ticketguard.config import Settings
+from ticketguard.jobs.schedule import ScheduledJob
+from ticketguard.jobs.worker import run_worker
 from ticketguard.security.keys import pepper
 from ticketguard.security.redact import hash_ip
 
@@ -31,3 +35,25 @@ def login_failures(engine: Engine, settings: Settings, ip: str, n: int, at: date
             ],
         )
     return token
+
+
+def start_alert_worker(settings: Settings, engine: Engine, stop: threading.Event) -> threading.Thread:
+    """`run_worker` in a daemon thread until ``stop`` is set: evaluate-alerts and deliver-outbox every
+    second (the production schedule's jobs at test speed)."""
+    schedule = [
+        ScheduledJob("evaluate-alerts", every=timedelta(seconds=1)),
+        ScheduledJob("deliver-outbox", every=timedelta(seconds=1)),
+    ]
+    thread = threading.Thread(
+        target=run_worker,
+        kwargs={
+            "settings": settings,
+            "engine": engine,
+            "stop": stop,
+            "schedule": schedule,
+            "check_seconds": 0.2,
+        },
+        daemon=True,
+    )
+    thread.start()
+    return thread
