@@ -20,7 +20,7 @@ import sys
 import textwrap
 import threading
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
@@ -29,6 +29,7 @@ from sqlalchemy import Engine, insert, text
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
+from alert_fixtures import start_alert_worker  # noqa: E402
 from delivery_fixtures import start_receiver  # noqa: E402
 from ticketguard import tables  # noqa: E402
 from ticketguard.alerts.catalogue import METRICS  # noqa: E402
@@ -40,8 +41,6 @@ from ticketguard.alerts.service import (  # noqa: E402
     read_metrics,
 )
 from ticketguard.config import Settings  # noqa: E402
-from ticketguard.jobs.schedule import ScheduledJob  # noqa: E402
-from ticketguard.jobs.worker import run_worker  # noqa: E402
 from ticketguard.kit import migrate  # noqa: E402
 from ticketguard.kit.db import make_engine  # noqa: E402
 
@@ -181,22 +180,7 @@ def condition_to_notification(trials: int, tmp: Path) -> dict[str, object]:
         pagerduty_events_url=receiver.url,
     )
     stop = threading.Event()
-    schedule = [
-        ScheduledJob("evaluate-alerts", every=timedelta(seconds=1)),
-        ScheduledJob("deliver-outbox", every=timedelta(seconds=1)),
-    ]
-    thread = threading.Thread(
-        target=run_worker,
-        kwargs={
-            "settings": settings,
-            "engine": engine,
-            "stop": stop,
-            "schedule": schedule,
-            "check_seconds": 0.2,
-        },
-        daemon=True,
-    )
-    thread.start()
+    thread = start_alert_worker(settings, engine, stop)
     time.sleep(2)
     delays: list[float] = []
     try:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from alert_fixtures import login_failures
 from sqlalchemy import Engine, insert, select
 from typer.testing import CliRunner
 
@@ -25,7 +26,6 @@ from ticketguard.alerts.service import evaluate_rules, history, send_test, state
 from ticketguard.config import Settings
 from ticketguard.delivery.outbox import RetryPolicy, deliver_due
 from ticketguard.security.keys import pepper
-from ticketguard.security.redact import hash_ip
 from ticketguard.security.responses import active_threshold_override, revert_response
 
 T0 = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
@@ -315,25 +315,6 @@ alerts:
 """
 
 
-def login_failures(engine: Engine, settings: Settings, ip: str, n: int, at: datetime) -> str:
-    token = hash_ip(ip, pepper(settings))
-    with engine.begin() as conn:
-        conn.execute(
-            insert(tables.security_events),
-            [
-                {
-                    "event_type": "login_failed",
-                    "severity": "medium",
-                    "source_ip": token,
-                    "metadata": {"stage": "password"},
-                    "timestamp": at - timedelta(seconds=i),
-                }
-                for i in range(n)
-            ],
-        )
-    return token
-
-
 def test_failed_logins_block_the_addresses_behind_them_audited_with_a_ttl(
     engine: Engine, tmp_path: Path
 ) -> None:
@@ -343,6 +324,7 @@ def test_failed_logins_block_the_addresses_behind_them_audited_with_a_ttl(
     exempt = login_failures(engine, settings, "198.51.100.7", 3, T0)  # the backend: never blocked
     report = evaluate_rules(engine, settings, ruleset(settings), now=T0)
     assert report.transitions == [("failed_login_attempts", "firing")]
+    assert states(engine)["failed_login_attempts"]["detail"] == "10 failed log-ins from 3 addresses"
     with engine.connect() as conn:
         blocks = {r.ip_hash: r for r in conn.execute(select(tables.ip_blocks))}
         responses = conn.execute(select(tables.security_responses)).all()
@@ -445,6 +427,7 @@ def test_repeated_mfa_failures_lock_the_account_through_the_console_revertibly(
     report = evaluate_rules(engine, settings, ruleset(settings), now=at)
     assert report.transitions == [("admin_mfa_failures", "firing")]
     assert report.actions == 1
+    assert states(engine)["admin_mfa_failures"]["detail"] == "1 repeated MFA failures of 1 accounts"
     with engine.connect() as conn:
         user = conn.execute(select(tables.admin_users).where(tables.admin_users.c.username == "alice")).one()
         sessions = conn.execute(select(tables.admin_sessions)).all()
@@ -551,6 +534,11 @@ def test_alerts_cli_status_silence_history_test(
     assert "1 test notification(s) queued" in result.output
     result = runner.invoke(app, ["alerts", "history"])
     assert "test" in result.output
+    rules_file.write_text(SLACK.replace("duration: 0s", "duration: soon"))  # broken: both loaders refuse it
+    for command in ("list", "status"):
+        result = runner.invoke(app, ["alerts", command])
+        assert result.exit_code == 2, (command, result.output)
+        assert "rules.yaml:4: rule 'degraded_answers': duration: expected a duration" in result.output
 
 
 def test_a_rules_file_broken_at_runtime_fails_the_job_with_its_mistakes(

@@ -31,15 +31,12 @@ from scoring_fixtures import ladder_booster, make_settings, register_model, requ
 from sqlalchemy import Engine, insert, select
 from waiting import wait_until
 
+from alert_fixtures import login_failures, start_alert_worker
 from delivery_fixtures import Receiver
 from ticketguard import tables
 from ticketguard.alerts.service import evaluate_rules, load_rules
 from ticketguard.jobs.runner import run_job
-from ticketguard.jobs.schedule import ScheduledJob
-from ticketguard.jobs.worker import run_worker
 from ticketguard.kit.db import make_engine
-from ticketguard.security.keys import pepper
-from ticketguard.security.redact import hash_ip
 from ticketguard.security.responses import revert_response
 
 pytestmark = pytest.mark.postgres
@@ -69,23 +66,7 @@ def worker(pg: Engine) -> Iterator[Any]:
     threads: list[threading.Thread] = []
 
     def start(settings: Any) -> None:
-        schedule = [
-            ScheduledJob("evaluate-alerts", every=timedelta(seconds=1)),
-            ScheduledJob("deliver-outbox", every=timedelta(seconds=1)),
-        ]
-        thread = threading.Thread(
-            target=run_worker,
-            kwargs={
-                "settings": settings,
-                "engine": pg,
-                "stop": stop,
-                "schedule": schedule,
-                "check_seconds": 0.2,
-            },
-            daemon=True,
-        )
-        thread.start()
-        threads.append(thread)
+        threads.append(start_alert_worker(settings, pg, stop))
 
     yield start
     stop.set()
@@ -218,24 +199,9 @@ def test_failed_logins_block_the_address_and_the_api_refuses_it(
 ) -> None:
     settings = make_settings(postgres_url, tmp_path, alert_rules_path=write_rules(tmp_path, LOGINS))
     register_model(pg, settings.resolved_model_dir, "ladder-1", ladder_booster(), promote=True)
-    token = hash_ip("127.0.0.1", pepper(settings))  # the test client's own address
     with running_api(settings) as base, httpx.Client(base_url=base, timeout=10) as client:
         assert client.post(PREDICT, json=request_body()).status_code == 200
-        now = datetime.now(UTC)
-        with pg.begin() as conn:
-            conn.execute(
-                insert(tables.security_events),
-                [
-                    {
-                        "event_type": "login_failed",
-                        "severity": "medium",
-                        "source_ip": token,
-                        "metadata": {"stage": "password"},
-                        "timestamp": now - timedelta(seconds=i),
-                    }
-                    for i in range(6)
-                ],
-            )
+        login_failures(pg, settings, "127.0.0.1", 6, datetime.now(UTC))  # the test client's own address
         run = run_job("evaluate-alerts", settings, pg)
         assert run.status == "succeeded", run
         blocked_at = time.monotonic()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from sqlalchemy import func, select
@@ -45,13 +46,18 @@ MAP_ARGS = [
 ]
 
 
-def stored(url: str) -> int:
+def fetch(url: str, statement: Any) -> list[Any]:
+    """The rows of ``statement`` in the database at ``url``, through an engine of its own."""
     engine = make_engine(url)
     try:
         with engine.connect() as conn:
-            return int(conn.execute(select(func.count()).select_from(tables.transactions)).scalar_one())
+            return list(conn.execute(statement).all())
     finally:
         engine.dispose()
+
+
+def stored(url: str) -> int:
+    return int(fetch(url, select(func.count()).select_from(tables.transactions))[0][0])
 
 
 def run(url: str, *args: str) -> tuple[int, str]:
@@ -148,12 +154,7 @@ def test_events_file_option_creates_the_described_events(db_url: str, tmp_path: 
     code, output = run(db_url, str(export_file(tmp_path / "export.csv")), *MAP_ARGS, "--events", str(events))
     assert code == 0, output
     assert "1 event(s) of the events file have no imported transaction; not created" in output
-    engine = make_engine(db_url)
-    try:
-        with engine.connect() as conn:
-            rows = conn.execute(select(tables.events)).all()
-    finally:
-        engine.dispose()
+    rows = fetch(db_url, select(tables.events))
     assert [(r.event_id, r.name, r.organizer_id, r.capacity, str(r.face_value)) for r in rows] == [
         ("concert-1", "Spring Concert", "org-7", 2500, "29.99000000")
     ]
@@ -178,16 +179,9 @@ def test_float_noise_amounts_are_rounded_and_counted_also_under_quarantine(
     assert stored(db_url) == 5
     rejected = pd.read_csv(tmp_path / "rejected.csv", dtype=str)
     assert rejected["row"].tolist() == ["6"]  # only the negative amount
-    engine = make_engine(db_url)
-    try:
-        with engine.connect() as conn:
-            prices = dict(
-                conn.execute(
-                    select(tables.transactions.c.transaction_id, tables.transactions.c.price_paid)
-                ).all()
-            )
-    finally:
-        engine.dispose()
+    prices = dict(
+        fetch(db_url, select(tables.transactions.c.transaction_id, tables.transactions.c.price_paid))
+    )
     assert str(prices["r-1"]).rstrip("0") == "85.65"
     assert str(prices["r-2"]).rstrip("0") == "0.3"
 
@@ -223,15 +217,8 @@ def test_opaque_ids_import_customer_ids_and_write_the_id_map(db_url: str, tmp_pa
     assert ids.to_dict("records") == [
         {"id": i, "wallet_address": opaque_wallet(i, "acme")} for i in ("10", "7", "8", "9")
     ]
-    engine = make_engine(db_url)
-    try:
-        with engine.connect() as conn:
-            wallets = dict(
-                conn.execute(
-                    select(tables.transactions.c.transaction_id, tables.transactions.c.wallet_address)
-                ).all()
-            )
-    finally:
-        engine.dispose()
+    wallets = dict(
+        fetch(db_url, select(tables.transactions.c.transaction_id, tables.transactions.c.wallet_address))
+    )
     assert wallets["r-0"] == wallets["r-2"] == wallets["r-5"] == opaque_wallet("7", "acme")
     assert len(set(wallets.values())) == 4

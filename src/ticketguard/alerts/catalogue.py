@@ -134,24 +134,25 @@ def _transactions_per_hour(conn: Connection, ctx: MetricContext) -> MetricValue:
 
 
 # ------------------------------------------------------------------------------------ security events
-def _failed_logins(conn: Connection, ctx: MetricContext) -> MetricValue:
+def _events_in_window(conn: Connection, ctx: MetricContext, event_type: str, per: Any) -> tuple[int, int]:
+    """How many security events of ``event_type`` in the rule's window, and how many distinct ``per``."""
     e = security_events
     row = conn.execute(
-        select(func.count(), func.count(distinct(e.c.source_ip))).where(
-            e.c.event_type == LOGIN_FAILED, e.c.timestamp > ctx.now - ctx.window, e.c.timestamp <= ctx.now
+        select(func.count(), func.count(distinct(per))).where(
+            e.c.event_type == event_type, e.c.timestamp > ctx.now - ctx.window, e.c.timestamp <= ctx.now
         )
     ).one()
-    return MetricValue(float(row[0]), f"{row[0]:,} failed log-ins from {row[1]:,} addresses")
+    return int(row[0]), int(row[1])
+
+
+def _failed_logins(conn: Connection, ctx: MetricContext) -> MetricValue:
+    n, addresses = _events_in_window(conn, ctx, LOGIN_FAILED, security_events.c.source_ip)
+    return MetricValue(float(n), f"{n:,} failed log-ins from {addresses:,} addresses")
 
 
 def _mfa_failures(conn: Connection, ctx: MetricContext) -> MetricValue:
-    e = security_events
-    row = conn.execute(
-        select(func.count(), func.count(distinct(e.c.user_id))).where(
-            e.c.event_type == MFA_FAILURES, e.c.timestamp > ctx.now - ctx.window, e.c.timestamp <= ctx.now
-        )
-    ).one()
-    return MetricValue(float(row[0]), f"{row[0]:,} repeated MFA failures of {row[1]:,} accounts")
+    n, accounts = _events_in_window(conn, ctx, MFA_FAILURES, security_events.c.user_id)
+    return MetricValue(float(n), f"{n:,} repeated MFA failures of {accounts:,} accounts")
 
 
 def _rate_limited_ips(conn: Connection, ctx: MetricContext) -> MetricValue:

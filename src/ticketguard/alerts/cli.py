@@ -7,13 +7,17 @@ from __future__ import annotations
 import getpass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from ticketguard.alerts.rules import RulesError, format_duration, parse_duration
+from ticketguard.alerts.rules import RulesError, RuleSet, format_duration, parse_duration
+
+if TYPE_CHECKING:
+    from ticketguard.config import Settings
 
 console = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True)
@@ -23,17 +27,23 @@ alerts_app = typer.Typer(
 )
 
 
-def _settings_and_rules():  # type: ignore[no-untyped-def]
+def _rules_or_exit(settings: Settings) -> RuleSet:
+    """The rules in force; a broken rules file exits 2 with its mistakes."""
     from ticketguard.alerts.service import load_rules
+
+    try:
+        return load_rules(settings)
+    except RulesError as exc:
+        console.print(f"[red]{escape(str(exc))}[/red]")
+        raise typer.Exit(code=2) from None
+
+
+def _settings_and_rules():  # type: ignore[no-untyped-def]
     from ticketguard.cli import ready_settings
     from ticketguard.jobs.runtime import job_engine
 
     settings = ready_settings()
-    try:
-        ruleset = load_rules(settings)
-    except RulesError as exc:
-        console.print(f"[red]{escape(str(exc))}[/red]")
-        raise typer.Exit(code=2) from None
+    ruleset = _rules_or_exit(settings)
     return settings, ruleset, job_engine(settings)
 
 
@@ -58,15 +68,11 @@ def check_command(path: Path = typer.Argument(..., help="Rules file to validate.
 def list_command() -> None:
     """The rules in force (ALERT_RULES_PATH or the packaged default) and the metric catalogue."""
     from ticketguard.alerts.catalogue import METRICS
-    from ticketguard.alerts.service import load_rules, rules_path
+    from ticketguard.alerts.service import rules_path
     from ticketguard.cli import get_settings
 
     settings = get_settings()
-    try:
-        ruleset = load_rules(settings)
-    except RulesError as exc:
-        console.print(f"[red]{escape(str(exc))}[/red]")
-        raise typer.Exit(code=2) from None
+    ruleset = _rules_or_exit(settings)
     table = Table(title=f"alert rules ({rules_path(settings)})")
     for column in ("rule", "condition", "for", "severity", "actions", "repeat", "resolve"):
         table.add_column(column)

@@ -114,61 +114,69 @@ def prometheus_rules() -> dict[str, Any]:
     }
 
 
+def _timeseries(
+    title: str, x: int, y: int, targets: list[dict[str, Any]], defaults: dict[str, Any]
+) -> dict[str, Any]:
+    """One 12×8 Grafana time-series panel on the dashboard's Prometheus data source."""
+    return {
+        "type": "timeseries",
+        "title": title,
+        "gridPos": {"x": x, "y": y, "w": 12, "h": 8},
+        "datasource": {"type": "prometheus", "uid": "${datasource}"},
+        "targets": targets,
+        "fieldConfig": {"defaults": defaults, "overrides": []},
+    }
+
+
 def grafana_dashboard() -> dict[str, Any]:
     panels: list[dict[str, Any]] = [
-        {
-            "type": "timeseries",
-            "title": "scoring requests/s by status",
-            "gridPos": {"x": 0, "y": 0, "w": 12, "h": 8},
-            "datasource": {"type": "prometheus", "uid": "${datasource}"},
-            "targets": [
+        _timeseries(
+            "scoring requests/s by status",
+            0,
+            0,
+            [
                 {
                     "expr": f"sum by (status) (rate(ticketguard_request_seconds_count{{{SCORING}}}[1m]))",
                     "legendFormat": "{{status}}",
                     "refId": "A",
                 }
             ],
-            "fieldConfig": {"defaults": {"unit": "reqps"}, "overrides": []},
-        },
-        {
-            "type": "timeseries",
-            "title": "decisions/s",
-            "gridPos": {"x": 12, "y": 0, "w": 12, "h": 8},
-            "datasource": {"type": "prometheus", "uid": "${datasource}"},
-            "targets": [
+            {"unit": "reqps"},
+        ),
+        _timeseries(
+            "decisions/s",
+            12,
+            0,
+            [
                 {
                     "expr": f"sum by (decision) (rate(ticketguard_decisions_total{{{FRESH}}}[1m]))",
                     "legendFormat": "{{decision}}",
                     "refId": "A",
                 }
             ],
-            "fieldConfig": {"defaults": {"unit": "ops"}, "overrides": []},
-        },
+            {"unit": "ops"},
+        ),
     ]
     for i, a in enumerate(ALERTS[:-1]):
         threshold = float(a.expr.rsplit(">", 1)[1])
         panels.append(
-            {
-                "type": "timeseries",
-                "title": f"{a.panel} (alert {a.name})",
-                "gridPos": {"x": (i % 2) * 12, "y": 8 + (i // 2) * 8, "w": 12, "h": 8},
-                "datasource": {"type": "prometheus", "uid": "${datasource}"},
-                "targets": [{"expr": a.expr.rsplit(">", 1)[0].strip(), "refId": "A"}],
-                "fieldConfig": {
-                    "defaults": {
-                        "unit": a.unit,
-                        "thresholds": {
-                            "mode": "absolute",
-                            "steps": [
-                                {"color": "green", "value": None},
-                                {"color": "red", "value": threshold},
-                            ],
-                        },
-                        "custom": {"thresholdsStyle": {"mode": "line"}},
+            _timeseries(
+                f"{a.panel} (alert {a.name})",
+                (i % 2) * 12,
+                8 + (i // 2) * 8,
+                [{"expr": a.expr.rsplit(">", 1)[0].strip(), "refId": "A"}],
+                {
+                    "unit": a.unit,
+                    "thresholds": {
+                        "mode": "absolute",
+                        "steps": [
+                            {"color": "green", "value": None},
+                            {"color": "red", "value": threshold},
+                        ],
                     },
-                    "overrides": [],
+                    "custom": {"thresholdsStyle": {"mode": "line"}},
                 },
-            }
+            )
         )
     return {
         "title": "ticketguard scoring API",

@@ -485,6 +485,21 @@ def _evaluate_rule(
 ) -> None:
     with engine.begin() as conn:
         current, row = _state(conn, rule.name)
+
+        def notify(kind: str, tag: str, *, since: datetime, firing_id: int | None) -> None:
+            report.notifications += queue_notifications(
+                conn,
+                rule,
+                settings,
+                kind=kind,
+                tag=tag,
+                value=measured.value,
+                detail=measured.detail,
+                since=since,
+                now=now,
+                firing_id=firing_id,
+            )
+
         transition = R.step(current, rule, measured.value, now)
         values: dict[str, Any] = {
             "value": measured.value,
@@ -496,33 +511,11 @@ def _evaluate_rule(
             if current.state == R.FIRING and quiet_until is None:
                 since = current.since or now
                 if not row["notified"]:  # fired while silenced; the silence is over: notify now
-                    report.notifications += queue_notifications(
-                        conn,
-                        rule,
-                        settings,
-                        kind="trigger",
-                        tag="trigger",
-                        value=measured.value,
-                        detail=measured.detail,
-                        since=since,
-                        now=now,
-                        firing_id=current.firing_id,
-                    )
+                    notify("trigger", "trigger", since=since, firing_id=current.firing_id)
                     values.update(notified=True, last_notified_at=now)
                 elif R.repeat_due(rule, row["last_notified_at"], now):
                     n = int(row["repeats"]) + 1
-                    report.notifications += queue_notifications(
-                        conn,
-                        rule,
-                        settings,
-                        kind="repeat",
-                        tag=f"repeat-{n}",
-                        value=measured.value,
-                        detail=measured.detail,
-                        since=since,
-                        now=now,
-                        firing_id=current.firing_id,
-                    )
+                    notify("repeat", f"repeat-{n}", since=since, firing_id=current.firing_id)
                     values.update(repeats=n, last_notified_at=now)
             conn.execute(update(alert_state).where(alert_state.c.rule == rule.name).values(**values))
             return
@@ -548,18 +541,7 @@ def _evaluate_rule(
             report.action_failures += sum(1 for d in done if "failed" in d)
             notified = quiet_until is None
             if notified:
-                report.notifications += queue_notifications(
-                    conn,
-                    rule,
-                    settings,
-                    kind="trigger",
-                    tag="trigger",
-                    value=measured.value,
-                    detail=measured.detail,
-                    since=pending_since,
-                    now=now,
-                    firing_id=firing_id,
-                )
+                notify("trigger", "trigger", since=pending_since, firing_id=firing_id)
             elif quiet_until is not None:
                 details["silenced_until"] = quiet_until.isoformat()
             if done or not notified:
@@ -592,18 +574,7 @@ def _evaluate_rule(
             fired = current.firing_id
             _history(conn, rule, R.RESOLVED, measured.value, now, fired, details)
             if rule.resolve and row["notified"]:
-                report.notifications += queue_notifications(
-                    conn,
-                    rule,
-                    settings,
-                    kind="resolve",
-                    tag="resolve",
-                    value=measured.value,
-                    detail=measured.detail,
-                    since=current.since or now,
-                    now=now,
-                    firing_id=fired,
-                )
+                notify("resolve", "resolve", since=current.since or now, firing_id=fired)
             values.update(state=R.RESOLVED, since=now)
         conn.execute(update(alert_state).where(alert_state.c.rule == rule.name).values(**values))
     log.info("alert %s → %s (%s)", rule.name, transition.to, measured.detail)

@@ -463,6 +463,19 @@ def _upsert(
     return conn.execute(upsert, {"tg_txn": transaction_id}).first()
 
 
+def _takeable(now: datetime) -> Any:
+    """The ``allowed`` condition of claim and decide: an undecided case that is open, already the
+    analyst's, or whose claim has expired."""
+
+    def allowed(excluded: Any) -> Any:
+        return and_(
+            c.c.status != DECIDED,
+            or_(c.c.status == OPEN, c.c.claimed_by == excluded.claimed_by, c.c.claim_expires_at <= now),
+        )
+
+    return allowed
+
+
 def _why_not(conn: Connection, transaction_id: str, analyst: str, now: datetime, verb: str) -> ReviewError:
     row = _find(conn, transaction_id)
     if row is None or row.decision != MANUAL_REVIEW:
@@ -498,12 +511,6 @@ def claim(
     seconds = check_claim_seconds(DEFAULT_CLAIM_SECONDS if ttl_seconds is None else ttl_seconds)
     expires = now + timedelta(seconds=seconds)
 
-    def allowed(excluded: Any) -> Any:
-        return and_(
-            c.c.status != DECIDED,
-            or_(c.c.status == OPEN, c.c.claimed_by == excluded.claimed_by, c.c.claim_expires_at <= now),
-        )
-
     row = _upsert(
         conn,
         transaction_id,
@@ -516,7 +523,7 @@ def claim(
             "created_at": now,
             "updated_at": now,
         },
-        allowed,
+        _takeable(now),
         ["status", "claimed_by", "claimed_at", "claim_expires_at", "updated_at"],
     )
     if row is None:
@@ -584,12 +591,6 @@ def decide(
     outcome = check_outcome(outcome)
     note = check_note(note)
 
-    def allowed(excluded: Any) -> Any:
-        return and_(
-            c.c.status != DECIDED,
-            or_(c.c.status == OPEN, c.c.claimed_by == excluded.claimed_by, c.c.claim_expires_at <= now),
-        )
-
     row = _upsert(
         conn,
         transaction_id,
@@ -606,7 +607,7 @@ def decide(
             "created_at": now,
             "updated_at": now,
         },
-        allowed,
+        _takeable(now),
         [
             "status",
             "claimed_by",
