@@ -66,13 +66,37 @@ def test_training_labels_are_those_known_at_deployment(history) -> None:  # type
     assert run.splits.y_validation[late[parts.validation]].sum() == 0
 
 
-def test_imbalance_weight_is_chosen_by_validation_aucpr(history) -> None:  # type: ignore[no-untyped-def]
-    run = train_model(small_settings(), history, source="test")
-    candidates = run.model.candidates
-    assert [c.scale_pos_weight for c in candidates] == [1.0, 8.0]
-    best = max(candidates, key=lambda c: c.validation_aucpr)
-    assert run.model.params["scale_pos_weight"] == best.scale_pos_weight
+def test_parameters_and_features_are_chosen_by_prequential_folds(history) -> None:  # type: ignore[no-untyped-def]
+    run = train_model(small_settings(train_max_depth_options=[2, 4]), history, source="test")
+    selection = run.card.params["selection"]
+    # Folds: time-ordered, each trains only on rows ending the label delay before its validation block.
+    folds = selection["folds"]
+    assert len(folds) >= 2
+    for fold in folds:
+        gap = datetime.fromisoformat(fold["validation_start"]) - datetime.fromisoformat(fold["train_end"])
+        assert gap == timedelta(days=7)
+        assert fold["validation_fraud"] > 0
+    starts = [fold["validation_start"] for fold in folds]
+    assert starts == sorted(starts)
+    assert folds[-1]["validation_start"] == run.splits.plan.validation_start.isoformat()
+    # The grid: every depth × imbalance weight, each scored on every fold; the best mean AP is chosen.
+    grid = [c for c in selection["candidates"] if c["features"] == "all non-constant"]
+    assert sorted((c["params"]["max_depth"], c["params"]["scale_pos_weight"]) for c in grid) == [
+        (2, 1.0),
+        (2, 8.0),
+        (4, 1.0),
+        (4, 8.0),
+    ]
+    assert all(len(c["fold_ap"]) == len(folds) for c in selection["candidates"])
+    best = max(grid, key=lambda c: c["mean_ap"])
+    assert run.model.params["max_depth"] == best["params"]["max_depth"]
+    assert run.model.params["scale_pos_weight"] == best["params"]["scale_pos_weight"]
     assert run.model.params["nthread"] == 2
+    # Kept features are the model's; constant ones (the blacklist is empty here) are dropped with a reason.
+    assert run.card.feature_names == selection["kept_features"]
+    assert list(run.model.booster.feature_names) == run.card.feature_names
+    assert "counterparty_blacklisted" not in run.card.feature_names
+    assert selection["dropped_features"]["counterparty_blacklisted"] == "constant over the training period"
     assert run.card.metrics["test"]["auc_roc"] > 0.8
 
 
