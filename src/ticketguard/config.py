@@ -270,7 +270,7 @@ class Settings(BaseSettings):
     )
     # --- issue 13: model selection and robustness to missing fields (docs/ml.md §2) ---------------
     train_folds: int = Field(
-        default=3, ge=1, le=12, description="Prequential folds (time-ordered, gap = label delay) for selection."
+        default=3, ge=1, le=12, description="Prequential folds (gap = label delay) for selection."
     )
     train_max_depth_options: list[int] = Field(
         default=[4, 7], min_length=1, description="Tree depths compared on the folds' mean AUC-PR."
@@ -284,7 +284,7 @@ class Settings(BaseSettings):
         default=0.002, ge=0, le=1, description="A smaller feature set wins within this much mean AUC-PR."
     )
     train_drop_optional_share: float = Field(
-        default=0.3, ge=0, le=1, description="Training rows whose ip/payment/location are dropped (as callers do)."
+        default=0.3, ge=0, le=1, description="Training rows featurised without ip/payment/location."
     )
     # --- end issue 13 ---------------------------------------------------------------------------
     review_capacity_per_day: int = Field(
