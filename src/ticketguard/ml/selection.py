@@ -141,6 +141,7 @@ class FoldData:
     y_train: np.ndarray
     x_validation: np.ndarray
     y_validation: np.ndarray
+    w_train: np.ndarray | None = None  # row weights (legitimate rows subsampled: 1 / their sampling rate)
 
 
 def constant_features(x: np.ndarray, names: Sequence[str]) -> list[str]:
@@ -202,6 +203,7 @@ def select(
             {
                 **plan.to_dict(),
                 "train_rows": len(data.y_train),
+                "train_legit_weight": 1.0 if data.w_train is None else float(data.w_train.max()),
                 "train_fraud": int(data.y_train.sum()),
                 "validation_rows": len(data.y_validation),
                 "validation_fraud": int(data.y_validation.sum()),
@@ -219,7 +221,11 @@ def select(
         cols = [names[i] for i in columns]
         for data in folds:
             train = xgb.QuantileDMatrix(
-                data.x_train[:, columns], label=data.y_train, feature_names=cols, nthread=nthread
+                data.x_train[:, columns],
+                label=data.y_train,
+                weight=data.w_train,
+                feature_names=cols,
+                nthread=nthread,
             )
             validation = xgb.QuantileDMatrix(
                 data.x_validation[:, columns],
@@ -297,3 +303,18 @@ def select(
 
 def _describe(params: dict[str, Any]) -> str:
     return f"max_depth={params.get('max_depth')} scale_pos_weight={params.get('scale_pos_weight'):g}"
+
+
+def subsample_legit(
+    rows: np.ndarray, y: np.ndarray, cap: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """At most about ``cap`` of ``rows``: every fraud row, legitimate rows sampled uniformly, weighted by
+    the inverse of their sampling rate (the loss and the imbalance weight keep their meaning)."""
+    positives = int(y.sum())
+    negatives = len(rows) - positives
+    if len(rows) <= cap or negatives == 0:
+        return rows, None
+    rate = max(cap - positives, cap // 10) / negatives
+    keep = (y == 1) | (rng.random(len(rows)) < rate)
+    weights = np.where(y[keep] == 1, 1.0, 1.0 / rate).astype(np.float32)
+    return rows[keep], weights

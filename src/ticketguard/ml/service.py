@@ -43,7 +43,7 @@ from ticketguard.ml.registry import (
     sha256_hex,
     write_model_file,
 )
-from ticketguard.ml.selection import FoldData, plan_folds, select
+from ticketguard.ml.selection import FoldData, plan_folds, select, subsample_legit
 from ticketguard.ml.train import TrainedModel, TrainingConfig, fit
 
 log = logging.getLogger(__name__)
@@ -131,8 +131,11 @@ def train_model(
     )
     fold_data = []
     final_labels = data.labels_known_at(deploy_us)
+    sampler = np.random.default_rng(settings.train_seed)
     for fold in folds:
-        train_rows = _window(data, fold.train_start, fold.train_end)
+        train_rows = np.flatnonzero(_window(data, fold.train_start, fold.train_end))
+        y_fold = data.labels_known_at(_us(fold.validation_start))[train_rows]
+        train_rows, weights = subsample_legit(train_rows, y_fold, settings.train_selection_max_rows, sampler)
         validation_rows = _window(data, fold.validation_start, fold.validation_end)
         fold_data.append(
             FoldData(
@@ -140,6 +143,7 @@ def train_model(
                 y_train=data.labels_known_at(_us(fold.validation_start))[train_rows],
                 x_validation=x_clean[validation_rows],
                 y_validation=final_labels[validation_rows],
+                w_train=weights,
             )
         )
     grid = [
