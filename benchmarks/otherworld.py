@@ -117,14 +117,24 @@ def generate(transactions: int, seed: int, days: int = 150) -> History:
         t0 = rng.uniform(1, days - 2)
         for _i in range(int(rng.integers(2, 5))):
             extra.append(
-                {"c": c, "t": t0 + rng.random() / 24, "amount": rng.uniform(0.5, 2.0),
-                 "m": int(rng.integers(0, n_merchants)), "pattern": "card_testing"}
+                {
+                    "c": c,
+                    "t": t0 + rng.random() / 24,
+                    "amount": rng.uniform(0.5, 2.0),
+                    "m": int(rng.integers(0, n_merchants)),
+                    "pattern": "card_testing",
+                }
             )
         others = np.flatnonzero(m_region != c_region[c])
         for _i in range(int(rng.integers(2, 7))):
             extra.append(
-                {"c": c, "t": t0 + 1 / 24 + rng.random() * 2, "amount": c_mean[c] * rng.uniform(3, 10),
-                 "m": int(rng.choice(others)), "pattern": "account_takeover"}
+                {
+                    "c": c,
+                    "t": t0 + 1 / 24 + rng.random() * 2,
+                    "amount": c_mean[c] * rng.uniform(3, 10),
+                    "m": int(rng.choice(others)),
+                    "pattern": "account_takeover",
+                }
             )
     # Mule wallets: never seen before, a burst of large purchases at one or two merchants.
     next_customer = n_customers
@@ -133,8 +143,13 @@ def generate(transactions: int, seed: int, days: int = 150) -> History:
         shops = rng.choice(n_merchants, int(rng.integers(1, 3)), p=m_pop / m_pop.sum())
         for _i in range(int(rng.integers(3, 9))):
             extra.append(
-                {"c": next_customer, "t": t0 + rng.random() / 4, "amount": rng.uniform(150, 600),
-                 "m": int(rng.choice(shops)), "pattern": "mule"}
+                {
+                    "c": next_customer,
+                    "t": t0 + rng.random() / 4,
+                    "amount": rng.uniform(150, 600),
+                    "m": int(rng.choice(shops)),
+                    "pattern": "mule",
+                }
             )
         next_customer += 1
     ex = pd.DataFrame(extra)
@@ -191,8 +206,12 @@ def generate(transactions: int, seed: int, days: int = 150) -> History:
 # ------------------------------------------------------------------------------------------ baseline
 def textbook_features(history: History, delay_days: float = 7.0) -> pd.DataFrame:
     """The 15 textbook features, with pandas, independently of ticketguard's feature code."""
-    tx = history.transactions[["transaction_id", "wallet_address", "event_id", "price_paid", "timestamp"]].copy()
-    tx = tx.merge(history.labels[["transaction_id", "is_fraud", "labelled_at"]], on="transaction_id", how="left")
+    tx = history.transactions[
+        ["transaction_id", "wallet_address", "event_id", "price_paid", "timestamp"]
+    ].copy()
+    tx = tx.merge(
+        history.labels[["transaction_id", "is_fraud", "labelled_at"]], on="transaction_id", how="left"
+    )
     tx["row"] = np.arange(len(tx))
     ts = pd.to_datetime(tx["timestamp"], utc=True)
     out = pd.DataFrame(index=tx.index)
@@ -220,7 +239,9 @@ def textbook_features(history: History, delay_days: float = 7.0) -> pd.DataFrame
 
     def below(group: np.ndarray, value: np.ndarray, qg: np.ndarray, qv: np.ndarray) -> np.ndarray:
         keys = np.sort(group * span + value)
-        return np.searchsorted(keys, qg * span + qv, side="left") - np.searchsorted(keys, qg * span, side="left")
+        return np.searchsorted(keys, qg * span + qv, side="left") - np.searchsorted(
+            keys, qg * span, side="left"
+        )
 
     for days in (1, 7, 30):
         w_ns = int(days * DAY_S * 1e9)
@@ -282,7 +303,9 @@ def run_seed(transactions: int, seed: int, settings: Settings) -> dict[str, obje
     )
     base_scores = booster.inplace_predict(x[test].to_numpy(np.float32))
     baseline_s = time.perf_counter() - started
-    baseline = figures(parts.y_test, np.asarray(base_scores, dtype=np.float64), data.timestamp_us[test], data.wallet[test])
+    baseline = figures(
+        parts.y_test, np.asarray(base_scores, dtype=np.float64), data.timestamp_us[test], data.wallet[test]
+    )
     patterns = history.labels.set_index("transaction_id").loc[data.transaction_id[test], "pattern"].to_numpy()
     per_pattern = {}
     for name in sorted(set(patterns)):
@@ -333,7 +356,9 @@ def plot(results: list[dict[str, object]], path: Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--transactions", type=int, default=400_000)
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--output", type=Path, default=DOCS / "otherworld.json")

@@ -49,7 +49,9 @@ def resale_farm(history: History, farm: Farm = Farm()) -> tuple[pd.DataFrame, np
     if counts.empty:
         raise ValueError("the history has no upcoming event with recent sales to farm")
     event = str(counts.index[0])
-    face = float(events.loc[event, "face_value"]) or float(recent[recent["event_id"] == event]["price_paid"].mean())
+    face = float(events.loc[event, "face_value"]) or float(
+        recent[recent["event_id"] == event]["price_paid"].mean()
+    )
     seller = _wallet(rng)
     n = farm.buyers * farm.tickets_each
     tickets = [f"{event}-farm-{farm.seed}-{i:03d}" for i in range(n)]
