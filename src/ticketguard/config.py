@@ -278,7 +278,7 @@ class Settings(BaseSettings):
     train_selection_learning_rate: float = Field(default=0.15, gt=0, le=1)
     train_selection_max_rounds: int = Field(default=400, ge=1, le=100_000)
     train_selection_max_rows: int = Field(
-        default=150_000, ge=1000, description="Selection folds train on at most ~this many rows (legit sampled)."
+        default=150_000, ge=1000, description="Selection folds: at most ~this many training rows."
     )
     train_feature_gain_shares: list[float] = Field(
         default=[0.99], description="Feature sets tried: the features carrying this share of the gain."

@@ -43,7 +43,7 @@ def test_dropped_fields_give_the_features_of_a_request_without_them(history: His
     assert list(rows_out) == list(rows)
     # Half of the rows lose all three together, the rest each with probability 1/2.
     assert 200 <= dropped["ip_address"] <= 400
-    assert dropped["ip_address"] > 0 and dropped["payment_method"] > 0 and dropped["location"] > 0
+    assert min(dropped["payment_method"], dropped["location"]) >= 200
     # The same as featurising those requests sent without the fields (history unchanged).
     tx = history.transactions.iloc[rows]
     no_ip = features["ip_risk_24h"].to_numpy() == -1
