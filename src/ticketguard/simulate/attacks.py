@@ -49,7 +49,7 @@ def resale_farm(history: History, farm: Farm = Farm()) -> tuple[pd.DataFrame, np
     if counts.empty:
         raise ValueError("the history has no upcoming event with recent sales to farm")
     event = str(counts.index[0])
-    face = float(events.loc[event, "face_value"]) or float(
+    face = float(pd.to_numeric(events["face_value"]).loc[event]) or float(
         recent[recent["event_id"] == event]["price_paid"].mean()
     )
     seller = _wallet(rng)
