@@ -11,7 +11,7 @@ import pytest
 from ticketguard.config import Settings
 from ticketguard.frames import History
 from ticketguard.ml.dataset import DatasetError, SplitPlan, _us
-from ticketguard.ml.service import train_model
+from ticketguard.ml.service import evaluate_model, train_model
 from ticketguard.simulate import SimulationConfig, simulate
 
 
@@ -66,8 +66,9 @@ def test_training_labels_are_those_known_at_deployment(history) -> None:  # type
     assert run.splits.y_validation[late[parts.validation]].sum() == 0
 
 
-def test_parameters_and_features_are_chosen_by_prequential_folds(history) -> None:  # type: ignore[no-untyped-def]
-    run = train_model(small_settings(train_max_depth_options=[2, 4]), history, source="test")
+def test_parameters_and_features_are_chosen_by_prequential_folds(history, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    settings = small_settings(train_max_depth_options=[2, 4])
+    run = train_model(settings, history, source="test")
     selection = run.card.params["selection"]
     # Folds: time-ordered, each trains only on rows ending the label delay before its validation block.
     folds = selection["folds"]
@@ -98,6 +99,16 @@ def test_parameters_and_features_are_chosen_by_prequential_folds(history) -> Non
     assert "counterparty_blacklisted" not in run.card.feature_names
     assert selection["dropped_features"]["counterparty_blacklisted"] == "constant over the training period"
     assert run.card.metrics["test"]["auc_roc"] > 0.8
+    # The evaluation report shows the folds, every candidate and what was kept.
+    run.card.sha256 = "x"
+    _numbers, paths = evaluate_model(
+        settings, run.model.booster, run.card, run.data, out_dir=tmp_path, context={}
+    )
+    report = paths["markdown"].read_text(encoding="utf-8")
+    assert "## Model selection" in report
+    assert f"Chosen: **{selection['chosen']}**, {len(run.card.feature_names)} features kept" in report
+    assert report.count("| max_depth=") >= 4
+    assert "`counterparty_blacklisted` (constant over the training period)" in report
 
 
 def test_training_is_deterministic_per_seed(history) -> None:  # type: ignore[no-untyped-def]

@@ -33,7 +33,7 @@ from ticketguard.ml.dataset import (
     split,
     time_range,
 )
-from ticketguard.ml.evaluate import EvaluationInput, evaluate, write_report
+from ticketguard.ml.evaluate import SELECTION_KEY, EvaluationInput, evaluate, write_report
 from ticketguard.ml.registry import (
     ModelCard,
     ModelRegistry,
@@ -336,6 +336,8 @@ def evaluate_model(
         "training window": f"{card.training_window_start} – {card.training_window_end}",
         "data span": f"{first.isoformat()} – {last.isoformat()}",
     }
+    if card.params.get("selection"):
+        context[SELECTION_KEY] = card.params["selection"]
     paths = write_report(
         numbers, inputs, out_dir, title=f"Fraud model {card.version}: evaluation", context=context
     )
