@@ -79,7 +79,9 @@ def labels_of(tx: pd.DataFrame, labels: pd.DataFrame) -> list[FraudLabel]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--transactions", type=int, default=200_000)
     parser.add_argument("--requests", type=int, default=5000)
     parser.add_argument("--output", type=Path, default=DOCS / "bench_online_features.json")

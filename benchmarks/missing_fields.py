@@ -42,14 +42,20 @@ DROPS = {
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--transactions", type=int, default=200_000)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--output", type=Path, default=DOCS / "missing_fields.json")
     args = parser.parse_args()
     load = os.getloadavg()
     history = simulate(SimulationConfig(transactions=args.transactions, seed=args.seed))
-    out: dict[str, object] = {"transactions": args.transactions, "seed": args.seed, "load_average_before": load}
+    out: dict[str, object] = {
+        "transactions": args.transactions,
+        "seed": args.seed,
+        "load_average_before": load,
+    }
     for share in (0.3, 0.0):
         settings = Settings(train_drop_optional_share=share)
         params = feature_params(settings)
@@ -68,7 +74,9 @@ def main() -> None:
         farm_approved = {}
         for with_fields in (False, True):
             farm, resale = resale_farm(history, Farm(seed=0, with_optional_fields=with_fields))
-            full = History(history.events, pd.concat([history.transactions, farm], ignore_index=True), history.labels)
+            full = History(
+                history.events, pd.concat([history.transactions, farm], ignore_index=True), history.labels
+            )
             features = OfflineFeatures(params).compute(full, farm)
             scores = run.model.booster.inplace_predict(features[run.card.feature_names].to_numpy(np.float32))
             farm_approved["with the three fields" if with_fields else "without them"] = int(
