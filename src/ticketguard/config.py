@@ -270,7 +270,7 @@ class Settings(BaseSettings):
     )
     # --- issue 13: model selection and robustness to missing fields (docs/ml.md §2) ---------------
     train_folds: int = Field(
-        default=3, ge=1, le=12, description="Prequential folds (gap = label delay) for selection."
+        default=2, ge=1, le=12, description="Prequential folds (gap = label delay) for selection."
     )
     train_max_depth_options: list[int] = Field(
         default=[4, 7], min_length=1, description="Tree depths compared on the folds' mean AUC-PR."
@@ -278,7 +278,7 @@ class Settings(BaseSettings):
     train_selection_learning_rate: float = Field(default=0.15, gt=0, le=1)
     train_selection_max_rounds: int = Field(default=400, ge=1, le=100_000)
     train_selection_max_rows: int = Field(
-        default=150_000, ge=1000, description="Selection folds: at most ~this many training rows."
+        default=100_000, ge=1000, description="Selection folds: at most ~this many training rows."
     )
     train_feature_gain_shares: list[float] = Field(
         default=[0.99], description="Feature sets tried: the features carrying this share of the gain."
