@@ -151,6 +151,7 @@ def test_delayed_label_risk_is_smoothed_toward_the_global_rate_and_point_in_time
     # E2's window holds F1 and F2, one known fraud: (1 + 2·prior) / (2 + 2)
     assert g["event_risk_2d"] == pytest.approx((1 + 2 * prior) / 4)
     assert g["event_risk_n_2d"] == 2
+    assert g["event_risk_fraud_2d"] == 1
     assert g["ip_risk_2d"] == pytest.approx((1 + 2 * prior) / 4)
     assert g["payment_method_risk_2d"] == pytest.approx((1 + 2 * prior) / 4)
     assert g["wallet_risk_2d"] == pytest.approx((1 + 2 * prior) / 4)
@@ -174,6 +175,7 @@ def test_a_label_not_yet_known_does_not_count() -> None:
     f = build_features(late, PARAMS).set_index(history.transactions["transaction_id"])
     assert f.loc["G", "event_risk_2d"] == 0.0
     assert f.loc["G", "event_risk_n_2d"] == 2
+    assert f.loc["G", "event_risk_fraud_2d"] == 0
 
 
 def test_one_declaration_gives_primitives_and_features_for_any_windows() -> None:

@@ -161,7 +161,8 @@ class Family:
     Per window of `FeatureParams.risk_windows`, with ``risk``: the delayed-label risk — the known-fraud
     share of the entity's transactions in [t − delay − w, t − delay) (labels known before t), smoothed
     toward the global share of the longest risk window: (fraud + m·global) / (n + m), m =
-    `FeatureParams.risk_prior_weight` → ``{name}_risk_{w}``, and n → ``{name}_risk_n_{w}``.
+    `FeatureParams.risk_prior_weight` → ``{name}_risk_{w}``; n → ``{name}_risk_n_{w}`` and the known frauds
+    → ``{name}_risk_fraud_{w}`` (the tree sees the raw share too).
 
     Primitives are named ``{key}_n|spend|sq|max_{w}`` and ``{key}_rn|rf_{w}`` (with ``g_rn``/``g_rf``, the
     global counts); every execution (offline arrays, SQL, the in-memory state) derives them from here.
@@ -238,7 +239,7 @@ def family_feature_names(params: FeatureParams) -> tuple[str, ...]:
         if fam.risk:
             for window in params.risk_windows:
                 w = window_label(window)
-                out += [f"{fam.name}_risk_{w}", f"{fam.name}_risk_n_{w}"]
+                out += [f"{fam.name}_risk_{w}", f"{fam.name}_risk_n_{w}", f"{fam.name}_risk_fraud_{w}"]
     hand = set(HAND_FEATURE_NAMES)
     seen: set[str] = set()
     unique = []
@@ -552,6 +553,7 @@ class _RiskPlan:
     rf: str
     rate_feature: str
     n_feature: str
+    fraud_feature: str
     has: str  # the query field that says whether the transaction has the entity
 
 
@@ -599,6 +601,7 @@ def _family_plan(params: FeatureParams) -> tuple[tuple[_WindowPlan, ...], tuple[
                         f"{fam.key}_rf_{w}",
                         f"{fam.name}_risk_{w}",
                         f"{fam.name}_risk_n_{w}",
+                        f"{fam.name}_risk_fraud_{w}",
                         _HAS_FIELD[fam.column],
                     )
                 )
@@ -641,6 +644,7 @@ def _families(
             rate = np.where(q[rp.has].astype(bool), rate, MISSING)
         out[rp.rate_feature] = rate
         out[rp.n_feature] = p[rp.rn]
+        out[rp.fraud_feature] = p[rp.rf]
 
 
 def _families_one(
@@ -678,6 +682,7 @@ def _families_one(
             rate = MISSING
         out[rp.rate_feature] = rate
         out[rp.n_feature] = p[rp.rn]
+        out[rp.fraud_feature] = p[rp.rf]
 
 
 def finish(
