@@ -216,7 +216,7 @@ def textbook_features(history: History, delay_days: float = 7.0) -> pd.DataFrame
     ts = pd.to_datetime(tx["timestamp"], utc=True)
     out = pd.DataFrame(index=tx.index)
     out["amount"] = tx["price_paid"].astype(float)
-    out["weekend"] = (ts.dt.weekday >= 5).astype(float)
+    out["weekend"] = (ts.dt.day_of_week >= 5).astype(float)
     out["night"] = (ts.dt.hour < 6).astype(float)
     frame = tx.assign(ts=ts.dt.tz_localize(None)).sort_values(["wallet_address", "ts"], kind="stable")
     for days in (1, 7, 30):

@@ -170,11 +170,17 @@ def train_model(
     del fold_data
     kept = chosen.kept
     columns = [names.index(n) for n in kept]
+    # The final model: the chosen parameters at the selection's learning rate, for the median of the
+    # chosen candidate's best iterations over the folds — not early-stopped on the validation days alone,
+    # whose one block of days can end the fit after a handful of trees (seen: a merchant breach that
+    # started in those days stopped it at a near-constant model).
     final = replace(
         config,
+        learning_rate=settings.train_selection_learning_rate,
         max_depth=int(chosen.chosen.params["max_depth"]),
         scale_pos_weight_options=(float(chosen.chosen.params["scale_pos_weight"]),),
     )
+    final_rounds = int(np.median(chosen.chosen.best_iterations)) + 1
     model = fit(
         x_train_source[parts.train][:, columns],
         parts.y_train,
@@ -183,6 +189,7 @@ def train_model(
         kept,
         final,
         progress=_stage(report, 0.75, 0.95),
+        rounds=final_rounds,
     )
     del x_train_source
     if not version:
