@@ -256,9 +256,9 @@ class Settings(BaseSettings):
     )
     train_seed: int = Field(default=42, ge=0)
     train_nthread: int = Field(default=2, ge=1, le=256, description="XGBoost threads for training.")
-    train_max_rounds: int = Field(default=2000, ge=1, le=100_000)
-    train_early_stopping_rounds: int = Field(default=100, ge=1, le=10_000)
-    train_learning_rate: float = Field(default=0.05, gt=0, le=1)
+    train_max_rounds: int = Field(default=400, ge=1, le=100_000)
+    train_early_stopping_rounds: int = Field(default=50, ge=1, le=10_000)
+    train_learning_rate: float = Field(default=0.15, gt=0, le=1)
     train_max_depth: int = Field(default=7, ge=1, le=20)
     train_min_child_weight: float = Field(default=1.0, ge=0)
     train_subsample: float = Field(default=0.8, gt=0, le=1)
@@ -275,8 +275,6 @@ class Settings(BaseSettings):
     train_max_depth_options: list[int] = Field(
         default=[4, 7], min_length=1, description="Tree depths compared on the folds' mean AUC-PR."
     )
-    train_selection_learning_rate: float = Field(default=0.15, gt=0, le=1)
-    train_selection_max_rounds: int = Field(default=400, ge=1, le=100_000)
     train_selection_max_rows: int = Field(
         default=100_000, ge=1000, description="Selection folds: at most ~this many training rows."
     )

@@ -148,9 +148,7 @@ def train_model(
         )
     grid = [
         {
-            **replace(
-                config, learning_rate=settings.train_selection_learning_rate, max_depth=depth
-            ).booster_params(weight),
+            **replace(config, max_depth=depth).booster_params(weight),
         }
         for depth in settings.train_max_depth_options
         for weight in config.scale_pos_weight_options
@@ -160,8 +158,8 @@ def train_model(
         folds,
         names,
         grid,
-        rounds=settings.train_selection_max_rounds,
-        early_stopping_rounds=min(config.early_stopping_rounds, 50),
+        rounds=config.max_rounds,
+        early_stopping_rounds=config.early_stopping_rounds,
         gain_shares=settings.train_feature_gain_shares,
         tolerance=settings.train_selection_tolerance,
         nthread=config.nthread,
@@ -170,13 +168,12 @@ def train_model(
     del fold_data
     kept = chosen.kept
     columns = [names.index(n) for n in kept]
-    # The final model: the chosen parameters at the selection's learning rate, for the median of the
+    # The final model: the chosen parameters (same learning rate), for the median of the
     # chosen candidate's best iterations over the folds — not early-stopped on the validation days alone,
     # whose one block of days can end the fit after a handful of trees (seen: a merchant breach that
     # started in those days stopped it at a near-constant model).
     final = replace(
         config,
-        learning_rate=settings.train_selection_learning_rate,
         max_depth=int(chosen.chosen.params["max_depth"]),
         scale_pos_weight_options=(float(chosen.chosen.params["scale_pos_weight"]),),
     )
