@@ -273,7 +273,7 @@ class Settings(BaseSettings):
         default=2, ge=1, le=12, description="Prequential folds (gap = label delay) for selection."
     )
     train_max_depth_options: list[int] = Field(
-        default=[4, 7], min_length=1, description="Tree depths compared on the folds' mean AUC-PR."
+        default=[3, 6], min_length=1, description="Tree depths compared on the folds' mean AUC-PR."
     )
     train_selection_max_rows: int = Field(
         default=100_000, ge=1000, description="Selection folds: at most ~this many training rows."
