@@ -384,3 +384,32 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def markdown(summary: dict[str, object]) -> str:
+    """The docs/ml.md §8 table from otherworld.json."""
+    results = summary["results"]
+    assert isinstance(results, list)
+    lines = [
+        f"{summary['transactions']:,} generated transactions per seed; load average before the run "
+        f"{summary['load_average_before'][0]:.2f} (2 cores shared with other work).",  # type: ignore[index]
+        "",
+        "| seed | test rows (fraud) | AP ours / baseline | AUC-ROC ours / baseline | "
+        "wallet precision@100/day ours / baseline | ours chose | train s |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in results:
+        o, b = r["ours"], r["baseline"]
+        lines.append(
+            f"| {r['seed']} | {r['test_rows']:,} ({r['test_fraud']:,}) | {o['ap']:.3f} / {b['ap']:.3f} | "
+            f"{o['auc_roc']:.3f} / {b['auc_roc']:.3f} | {o['wallet_precision_at_100_per_day']:.3f} / "
+            f"{b['wallet_precision_at_100_per_day']:.3f} | {r['ours_chosen']}, {r['ours_features_kept']} "
+            f"features | {r['seconds']['ours_train']:.0f} |"
+        )
+    keys = ("ap", "auc_roc", "wallet_precision_at_100_per_day")
+    mean = {who: [float(np.mean([r[who][k] for r in results])) for k in keys] for who in ("ours", "baseline")}
+    lines.append(
+        f"| mean | | {mean['ours'][0]:.3f} / {mean['baseline'][0]:.3f} | {mean['ours'][1]:.3f} / "
+        f"{mean['baseline'][1]:.3f} | {mean['ours'][2]:.3f} / {mean['baseline'][2]:.3f} | | |"
+    )
+    return "\n".join(lines)
