@@ -336,9 +336,9 @@ class Settings(BaseSettings):
     )
     train_seed: int = Field(default=42, ge=0)
     train_nthread: int = Field(default=2, ge=1, le=256, description="XGBoost threads for training.")
-    train_max_rounds: int = Field(default=2000, ge=1, le=100_000)
-    train_early_stopping_rounds: int = Field(default=100, ge=1, le=10_000)
-    train_learning_rate: float = Field(default=0.05, gt=0, le=1)
+    train_max_rounds: int = Field(default=400, ge=1, le=100_000)
+    train_early_stopping_rounds: int = Field(default=50, ge=1, le=10_000)
+    train_learning_rate: float = Field(default=0.15, gt=0, le=1)
     train_max_depth: int = Field(default=7, ge=1, le=20)
     train_min_child_weight: float = Field(default=1.0, ge=0)
     train_subsample: float = Field(default=0.8, gt=0, le=1)
@@ -348,6 +348,26 @@ class Settings(BaseSettings):
     train_scale_pos_weight_options: list[float] = Field(
         default=[1.0, 5.0, 20.0], min_length=1, description="Imbalance weights compared on validation AUC-PR."
     )
+    # --- issue 13: model selection and robustness to missing fields (docs/ml.md §2) ---------------
+    train_folds: int = Field(
+        default=2, ge=1, le=12, description="Prequential folds (gap = label delay) for selection."
+    )
+    train_max_depth_options: list[int] = Field(
+        default=[3, 6], min_length=1, description="Tree depths compared on the folds' mean AUC-PR."
+    )
+    train_selection_max_rows: int = Field(
+        default=100_000, ge=1000, description="Selection folds: at most ~this many training rows."
+    )
+    train_feature_gain_shares: list[float] = Field(
+        default=[0.99], description="Feature sets tried: the features carrying this share of the gain."
+    )
+    train_selection_tolerance: float = Field(
+        default=0.002, ge=0, le=1, description="A smaller feature set wins within this much mean AUC-PR."
+    )
+    train_drop_optional_share: float = Field(
+        default=0.3, ge=0, le=1, description="Training rows featurised without ip/payment/location."
+    )
+    # --- end issue 13 ---------------------------------------------------------------------------
     review_capacity_per_day: int = Field(
         default=50, ge=1, le=1_000_000, description="Analysts' daily manual reviews: k of top-k precision."
     )

@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from alert_fixtures import login_failures
 from sqlalchemy import Engine, insert, select
 from typer.testing import CliRunner
 
+from alert_fixtures import login_failures
 from delivery_fixtures import Receiver
 from ticketguard import tables
 from ticketguard.alerts import rules as R

@@ -94,6 +94,36 @@ def test_refuses_a_model_trained_on_other_features(engine: Engine, registry: Mod
     assert "Retrain" in message
 
 
+def test_a_model_of_selected_features_loads_and_reads_them_by_name(
+    engine: Engine, registry: ModelRegistry
+) -> None:
+    # Training keeps the features its selection chose (ml.selection): a subset, in its own order.
+    kept = [NAMES[5], NAMES[0], NAMES[40]]
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 3)).astype(np.float32)
+    y = (x[:, 0] > 0.5).astype(int)
+    booster = xgb.train(
+        {"objective": "binary:logistic", "max_depth": 2, "nthread": 1},
+        xgb.DMatrix(x, label=y, feature_names=kept),
+        10,
+    )
+    with engine.begin() as conn:
+        registry.register(conn, booster, card("sub", kept))
+    with engine.connect() as conn:
+        loaded, loaded_card = registry.load(conn, "sub", FEATURE_NAMES)
+    model = ServingModel(loaded, loaded_card)
+    features = {name: 0.0 for name in NAMES} | {NAMES[5]: 2.0, NAMES[0]: -1.0, NAMES[40]: 3.0}
+    assert list(model.vector(features)) == [2.0, -1.0, 3.0]
+    assert model.predict(model.vector(features)) == pytest.approx(
+        float(booster.inplace_predict(np.array([[2.0, -1.0, 3.0]], dtype=np.float32))[0])
+    )
+    # A feature the code does not compute (any more) is refused, named.
+    with engine.begin() as conn:
+        registry.register(conn, booster, card("sub2", [NAMES[5], NAMES[0], "retired_feature"]))
+    with engine.connect() as conn, pytest.raises(FeatureMismatchError, match="'retired_feature'"):
+        registry.load(conn, "sub2", FEATURE_NAMES)
+
+
 def test_promote_rollback_and_live_version(engine: Engine, registry: ModelRegistry) -> None:
     with engine.begin() as conn:
         for i, version in enumerate(("a1", "a2", "a3")):

@@ -11,7 +11,7 @@ import pytest
 from ticketguard.config import Settings
 from ticketguard.frames import History
 from ticketguard.ml.dataset import DatasetError, SplitPlan, _us
-from ticketguard.ml.service import train_model
+from ticketguard.ml.service import evaluate_model, train_model
 from ticketguard.simulate import SimulationConfig, simulate
 
 
@@ -66,14 +66,49 @@ def test_training_labels_are_those_known_at_deployment(history) -> None:  # type
     assert run.splits.y_validation[late[parts.validation]].sum() == 0
 
 
-def test_imbalance_weight_is_chosen_by_validation_aucpr(history) -> None:  # type: ignore[no-untyped-def]
-    run = train_model(small_settings(), history, source="test")
-    candidates = run.model.candidates
-    assert [c.scale_pos_weight for c in candidates] == [1.0, 8.0]
-    best = max(candidates, key=lambda c: c.validation_aucpr)
-    assert run.model.params["scale_pos_weight"] == best.scale_pos_weight
+def test_parameters_and_features_are_chosen_by_prequential_folds(history, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    settings = small_settings(train_max_depth_options=[2, 4])
+    run = train_model(settings, history, source="test")
+    selection = run.card.params["selection"]
+    # Folds: time-ordered, each trains only on rows ending the label delay before its validation block.
+    folds = selection["folds"]
+    assert len(folds) >= 2
+    for fold in folds:
+        gap = datetime.fromisoformat(fold["validation_start"]) - datetime.fromisoformat(fold["train_end"])
+        assert gap == timedelta(days=7)
+        assert fold["validation_fraud"] > 0
+    starts = [fold["validation_start"] for fold in folds]
+    assert starts == sorted(starts)
+    assert folds[-1]["validation_start"] == run.splits.plan.validation_start.isoformat()
+    # The grid: every depth × imbalance weight, each scored on every fold; the best mean AP is chosen.
+    grid = [c for c in selection["candidates"] if c["features"] == "all non-constant"]
+    assert sorted((c["params"]["max_depth"], c["params"]["scale_pos_weight"]) for c in grid) == [
+        (2, 1.0),
+        (2, 8.0),
+        (4, 1.0),
+        (4, 8.0),
+    ]
+    assert all(len(c["fold_ap"]) == len(folds) for c in selection["candidates"])
+    best = max(grid, key=lambda c: c["mean_ap"])
+    assert run.model.params["max_depth"] == best["params"]["max_depth"]
+    assert run.model.params["scale_pos_weight"] == best["params"]["scale_pos_weight"]
     assert run.model.params["nthread"] == 2
+    # Kept features are the model's; constant ones (the blacklist is empty here) are dropped with a reason.
+    assert run.card.feature_names == selection["kept_features"]
+    assert list(run.model.booster.feature_names) == run.card.feature_names
+    assert "counterparty_blacklisted" not in run.card.feature_names
+    assert selection["dropped_features"]["counterparty_blacklisted"] == "constant over the training period"
     assert run.card.metrics["test"]["auc_roc"] > 0.8
+    # The evaluation report shows the folds, every candidate and what was kept.
+    run.card.sha256 = "x"
+    _numbers, paths = evaluate_model(
+        settings, run.model.booster, run.card, run.data, out_dir=tmp_path, context={}
+    )
+    report = paths["markdown"].read_text(encoding="utf-8")
+    assert "## Model selection" in report
+    assert f"Chosen: **{selection['chosen']}**, {len(run.card.feature_names)} features kept" in report
+    assert report.count("| max_depth=") >= 4
+    assert "`counterparty_blacklisted` (constant over the training period)" in report
 
 
 def test_training_is_deterministic_per_seed(history) -> None:  # type: ignore[no-untyped-def]

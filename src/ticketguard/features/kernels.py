@@ -115,3 +115,38 @@ def stab_count(
         ended = SortedIndex(groups, upper).count_below(query_groups, query_values, strict=upper_inclusive)
         counts = counts - ended
     return counts
+
+
+def range_max(values: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """max(values[lo:hi]) for each pair of positions, NaN where the range is empty.
+
+    A sparse table (the maximum of every run of 2^k values), built only up to the longest range asked
+    for: each query is then the larger of two overlapping runs. O(n log L) for ranges of at most L.
+    """
+    lo = np.asarray(lo, dtype=np.int64)
+    hi = np.asarray(hi, dtype=np.int64)
+    out = np.full(len(lo), np.nan)
+    length = hi - lo
+    some = length > 0
+    if not some.any():
+        return out
+    lo, length = lo[some], length[some]
+    levels = [np.asarray(values, dtype=np.float64)]
+    k = np.zeros(len(lo), dtype=np.int64)  # floor(log2(length))
+    k = np.floor(np.log2(length)).astype(np.int64)
+    # Guard the float log: 2^k must not exceed the length, 2^(k+1) must.
+    k = np.where((1 << k) > length, k - 1, k)
+    k = np.where((1 << (k + 1)) <= length, k + 1, k)
+    for level in range(1, int(k.max()) + 1):
+        prev = levels[-1]
+        half = 1 << (level - 1)
+        levels.append(np.maximum(prev[:-half], prev[half:]))
+    result = np.empty(len(lo))
+    for level in np.unique(k):
+        rows = k == level
+        table = levels[int(level)]
+        a = lo[rows]
+        b = lo[rows] + length[rows] - (1 << int(level))
+        result[rows] = np.maximum(table[a], table[b])
+    out[some] = result
+    return out

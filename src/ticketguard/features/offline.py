@@ -14,9 +14,8 @@ import numpy as np
 import pandas as pd
 
 from ticketguard.features import graph
-from ticketguard.features.kernels import SortedIndex, stab_count
+from ticketguard.features.kernels import SortedIndex, range_max, stab_count
 from ticketguard.features.specs import (
-    FEATURE_NAMES,
     Aggregate,
     FeatureParams,
     aggregates,
@@ -133,7 +132,10 @@ def _frame(tx: pd.DataFrame, codes: dict[str, np.ndarray], labels: pd.DataFrame 
 
 
 def _key(codes: dict[str, np.ndarray], columns: tuple[str, ...], sizes: dict[str, int]) -> np.ndarray:
-    """One int64 code for a tuple of columns; −1 when any part is null."""
+    """One int64 code for a tuple of columns; −1 when any part is null; 0 for every row without columns
+    (a global aggregate)."""
+    if not columns:
+        return np.zeros(len(codes["wallet_address"]), dtype=np.int64)
     key = codes[columns[0]].copy()
     null = key < 0
     for c in columns[1:]:
@@ -164,7 +166,7 @@ class OfflineFeatures:
         features = finish(prims, fields, self.params)
         report("features: done", 1.0)
         index = history.transactions.index if queries is None else queries.index
-        return pd.DataFrame({name: features[name] for name in FEATURE_NAMES}, index=index)
+        return pd.DataFrame(features, index=index)
 
     def primitives(
         self,
@@ -224,7 +226,7 @@ class OfflineFeatures:
         elif agg.rows == "located":
             keep &= ~np.isnan(items.lat) & ~np.isnan(items.lon)
         numeric = {"price_paid": items.price, "latitude": items.lat, "longitude": items.lon}
-        if agg.agg in ("sum", "distinct") and agg.value is not None:
+        if agg.agg in ("sum", "sumsq", "max", "distinct") and agg.value is not None:
             if agg.value in numeric:
                 keep &= ~np.isnan(numeric[agg.value])
             else:
@@ -250,14 +252,21 @@ class OfflineFeatures:
             upper = None if width is None else ts + offset + width
             out[asked] = stab_count(g, lower, upper, qg_a, t)
             return out
-        weights = numeric[agg.value][keep] if agg.agg == "sum" and agg.value is not None else None
-        index = SortedIndex(g, ts, weights)
+        weights = None
+        if agg.agg in ("sum", "sumsq", "max") and agg.value is not None:
+            weights = numeric[agg.value][keep]
+            if agg.agg == "sumsq":
+                weights = weights * weights
+        index = SortedIndex(g, ts, None if agg.agg == "max" else weights)
         hi = index.before(qg_a, t - offset)
         lo = index.group_start(qg_a) if width is None else index.before(qg_a, t - offset - width)
         if agg.agg == "count":
             out[asked] = hi - lo
-        elif agg.agg == "sum":
+        elif agg.agg in ("sum", "sumsq"):
             out[asked] = index.weight_between(lo, hi)
+        elif agg.agg == "max":
+            assert weights is not None
+            out[asked] = range_max(weights[index.order], lo, hi)
         else:
             assert width is None, "min/max time are over all history"
             assert offset == 0, "min/max time are over all history"

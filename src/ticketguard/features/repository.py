@@ -213,6 +213,13 @@ class _Statement:
             elif agg.agg == "sum":
                 assert agg.value is not None
                 column = func.coalesce(func.sum(case((condition, x.c[agg.value]))), 0)
+            elif agg.agg == "sumsq":
+                assert agg.value is not None
+                value = x.c[agg.value]
+                column = func.coalesce(func.sum(case((condition, value * value))), 0)
+            elif agg.agg == "max":
+                assert agg.value is not None
+                column = func.max(case((condition, x.c[agg.value])))
             elif agg.agg == "min_time":
                 column = func.min(case((condition, x.c.timestamp)))
             elif agg.agg == "max_time":
@@ -247,6 +254,12 @@ class _Statement:
         elif agg.agg == "sum":
             assert agg.value is not None
             column = func.coalesce(func.sum(x.c[agg.value]), 0)
+        elif agg.agg == "sumsq":
+            assert agg.value is not None
+            column = func.coalesce(func.sum(x.c[agg.value] * x.c[agg.value]), 0)
+        elif agg.agg == "max":
+            assert agg.value is not None
+            column = func.max(x.c[agg.value])
         elif agg.agg == "min_time":
             column = func.min(x.c.timestamp)
         elif agg.agg == "max_time":

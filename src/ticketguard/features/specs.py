@@ -31,6 +31,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import lru_cache
 from typing import Literal
 
 import numpy as np
@@ -54,6 +55,17 @@ class FeatureParams:
     pagerank_damping: float = 0.85
     pagerank_tolerance: float = 1e-10
     pagerank_max_iter: int = 100
+    # The feature families' windows (`FAMILIES`): activity and amounts over each of `windows`, delayed-label
+    # risk over each of `risk_windows` (each ending `label_delay` before t), smoothed toward the global
+    # rate with `risk_prior_weight` pseudo-transactions.
+    windows: tuple[timedelta, ...] = (
+        timedelta(hours=1),
+        timedelta(hours=24),
+        timedelta(days=7),
+        timedelta(days=30),
+    )
+    risk_windows: tuple[timedelta, ...] = (timedelta(days=1), timedelta(days=7), timedelta(days=30))
+    risk_prior_weight: float = 20.0
 
     def __post_init__(self) -> None:
         if self.label_delay < timedelta(0):
@@ -66,10 +78,32 @@ class FeatureParams:
             raise ValueError(f"geo_distance_km must be > 0, got {self.geo_distance_km}")
         if not 0 < self.pagerank_damping < 1:
             raise ValueError(f"pagerank_damping must be in (0, 1), got {self.pagerank_damping}")
+        for name in ("windows", "risk_windows"):
+            values = getattr(self, name)
+            if not values or any(w <= timedelta(0) for w in values):
+                raise ValueError(f"{name} must be one or more positive durations, got {values}")
+            labels = [window_label(w) for w in values]
+            if len(set(labels)) != len(labels):
+                raise ValueError(f"{name} must be distinct, got {labels}")
+        if self.risk_prior_weight < 0:
+            raise ValueError(f"risk_prior_weight must be >= 0, got {self.risk_prior_weight}")
+
+
+def window_label(window: timedelta) -> str:
+    """A window's name in feature names: whole hours below two days ("1h", "24h"), whole days above
+    ("7d", "30d"), minutes otherwise ("90m")."""
+    seconds = window.total_seconds()
+    if seconds < 2 * 86400 and seconds % 3600 == 0:
+        return f"{int(seconds // 3600)}h"
+    if seconds % 86400 == 0:
+        return f"{int(seconds // 86400)}d"
+    if seconds % 60 == 0:
+        return f"{int(seconds // 60)}m"
+    raise ValueError(f"feature windows are whole minutes, got {window}")
 
 
 # ---------------------------------------------------------------------------------------------- primitives
-Agg = Literal["count", "sum", "min_time", "max_time", "distinct"]
+Agg = Literal["count", "sum", "sumsq", "max", "min_time", "max_time", "distinct"]
 RowFilter = Literal["all", "primary", "resale", "known_fraud", "located"]
 
 
@@ -111,8 +145,131 @@ HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
 
 
+# ------------------------------------------------------------------------------------------ families
+@dataclass(frozen=True)
+class Family:
+    """Features of one entity over every window, declared once: entity × window × aggregate.
+
+    ``column`` is the entity (a past transaction matches when its ``column`` equals the scored one's; a
+    scored transaction without it gets the "none" values). Per window of `FeatureParams.windows`:
+
+    - ``counts``: transactions in [t − w, t) → feature ``count_name`` (``{name}_txn_{w}`` by default);
+    - ``amounts``: sum, mean, std, max of price_paid there, and this transaction's amount against them
+      (ratio to the mean, z-score) → ``spend_name``, ``{name}_amount_mean|std|max_{w}``,
+      ``amount_vs_{name}_mean_{w}``, ``amount_z_{name}_{w}``.
+
+    Per window of `FeatureParams.risk_windows`, with ``risk``: the delayed-label risk — the known-fraud
+    share of the entity's transactions in [t − delay − w, t − delay) (labels known before t), smoothed
+    toward the global share of the longest risk window: (fraud + m·global) / (n + m), m =
+    `FeatureParams.risk_prior_weight` → ``{name}_risk_{w}``; n → ``{name}_risk_n_{w}`` and the known frauds
+    → ``{name}_risk_fraud_{w}`` (the tree sees the raw share too).
+
+    Primitives are named ``{key}_n|spend|sq|max_{w}`` and ``{key}_rn|rf_{w}`` (with ``g_rn``/``g_rf``, the
+    global counts); every execution (offline arrays, SQL, the in-memory state) derives them from here.
+    """
+
+    name: str
+    key: str
+    column: str
+    counts: bool = False
+    amounts: bool = False
+    risk: bool = False
+    count_name: str = "{name}_txn_{w}"
+    spend_name: str = "{name}_spend_{w}"
+
+
+FAMILIES: tuple[Family, ...] = (
+    Family(
+        "wallet",
+        "w",
+        "wallet_address",
+        counts=True,
+        amounts=True,
+        risk=True,
+        count_name="txn_velocity_{w}",
+        spend_name="spend_{w}",
+    ),
+    Family("event", "e", "event_id", counts=True, risk=True),
+    Family("seller", "s", "seller_address", counts=True, risk=True),
+    Family("ip", "ip", "ip_address", counts=True, risk=True, count_name="ip_txn_{w}"),
+    Family("payment_method", "pm", "payment_method", risk=True),
+)
+
+
+def family_aggregates(params: FeatureParams) -> tuple[Aggregate, ...]:
+    """The primitives `FAMILIES` need, in a stable order."""
+    out: list[Aggregate] = []
+    for fam in FAMILIES:
+        match = ((fam.column, fam.column),)
+        for window in params.windows:
+            w = window_label(window)
+            if fam.counts or fam.amounts:
+                out.append(Aggregate(f"{fam.key}_n_{w}", match, "count", window=window))
+            if fam.amounts:
+                out.append(Aggregate(f"{fam.key}_spend_{w}", match, "sum", value="price_paid", window=window))
+                out.append(Aggregate(f"{fam.key}_sq_{w}", match, "sumsq", value="price_paid", window=window))
+                out.append(Aggregate(f"{fam.key}_max_{w}", match, "max", value="price_paid", window=window))
+        if fam.risk:
+            for window in params.risk_windows:
+                w = window_label(window)
+                risk = {"window": window, "offset": params.label_delay}
+                out.append(Aggregate(f"{fam.key}_rn_{w}", match, "count", **risk))  # type: ignore[arg-type]
+                out.append(
+                    Aggregate(f"{fam.key}_rf_{w}", match, "count", rows="known_fraud", **risk)  # type: ignore[arg-type]
+                )
+    widest = {"window": max(params.risk_windows), "offset": params.label_delay}
+    out.append(Aggregate("g_rn", (), "count", **widest))  # type: ignore[arg-type]
+    out.append(Aggregate("g_rf", (), "count", rows="known_fraud", **widest))  # type: ignore[arg-type]
+    return tuple(out)
+
+
+def family_feature_names(params: FeatureParams) -> tuple[str, ...]:
+    """The features `FAMILIES` generate, in order (names a hand-written feature already has are skipped:
+    ``txn_velocity_1h`` is both)."""
+    out: list[str] = ["amount"]
+    for fam in FAMILIES:
+        for window in params.windows:
+            w = window_label(window)
+            if fam.counts:
+                out.append(fam.count_name.format(name=fam.name, w=w))
+            if fam.amounts:
+                out.append(fam.spend_name.format(name=fam.name, w=w))
+                out += [f"{fam.name}_amount_{stat}_{w}" for stat in ("mean", "std", "max")]
+                out += [f"amount_vs_{fam.name}_mean_{w}", f"amount_z_{fam.name}_{w}"]
+        if fam.risk:
+            for window in params.risk_windows:
+                w = window_label(window)
+                out += [f"{fam.name}_risk_{w}", f"{fam.name}_risk_n_{w}", f"{fam.name}_risk_fraud_{w}"]
+    hand = set(HAND_FEATURE_NAMES)
+    seen: set[str] = set()
+    unique = []
+    for name in out:
+        if name not in hand and name not in seen:
+            seen.add(name)
+            unique.append(name)
+    return tuple(unique)
+
+
+@lru_cache(maxsize=16)
+def feature_names(params: FeatureParams) -> tuple[str, ...]:
+    """The whole catalogue for these parameters: the hand-written features, then the families'."""
+    return HAND_FEATURE_NAMES + family_feature_names(params)
+
+
 def aggregates(params: FeatureParams) -> tuple[Aggregate, ...]:
-    """The declared primitives; names are the keys `finish` reads."""
+    """The declared primitives (hand-written, then the families'; a family primitive identical to a
+    hand-written one is declared once); names are the keys `finish` reads."""
+    declared = {a.name: a for a in _hand_aggregates(params)}
+    for agg in family_aggregates(params):
+        known = declared.get(agg.name)
+        if known is None:
+            declared[agg.name] = agg
+        elif known != agg:
+            raise ValueError(f"primitive {agg.name} declared twice with different definitions")
+    return tuple(declared.values())
+
+
+def _hand_aggregates(params: FeatureParams) -> tuple[Aggregate, ...]:
     risk = {"window": params.risk_window, "offset": params.label_delay}
     return (
         Aggregate("w_n_1h", ((W, W),), "count", window=HOUR),
@@ -339,8 +496,10 @@ FEATURES: tuple[FeatureSpec, ...] = (
         "Transactions from the same IP address, any wallet, in [t − 1 h, t). 0 without IP.",
     ),
 )
-FEATURE_NAMES: tuple[str, ...] = tuple(spec.name for spec in FEATURES)
+HAND_FEATURE_NAMES: tuple[str, ...] = tuple(spec.name for spec in FEATURES)
 BY_NAME = {spec.name: spec for spec in FEATURES}
+# The default catalogue (default windows): what models are checked against unless the settings change it.
+FEATURE_NAMES: tuple[str, ...] = HAND_FEATURE_NAMES  # completed below, once the families are planned
 
 # Fields of the transaction being scored that `finish` reads.
 QUERY_FIELDS = (
@@ -369,6 +528,161 @@ def haversine_km(lat1: np.ndarray, lon1: np.ndarray, lat2: np.ndarray, lon2: np.
 def _safe_div(num: np.ndarray, den: np.ndarray, fallback: float) -> np.ndarray:
     ok = den > 0
     return np.where(ok, num / np.where(ok, den, 1.0), fallback)
+
+
+@dataclass(frozen=True)
+class _WindowPlan:
+    """One family window's primitive and feature names (strings formatted once per parameters)."""
+
+    n: str
+    spend: str
+    sq: str
+    max: str
+    count_feature: str | None
+    spend_feature: str | None
+    mean_feature: str
+    std_feature: str
+    max_feature: str
+    ratio_feature: str
+    z_feature: str
+
+
+@dataclass(frozen=True)
+class _RiskPlan:
+    rn: str
+    rf: str
+    rate_feature: str
+    n_feature: str
+    fraud_feature: str
+    has: str  # the query field that says whether the transaction has the entity
+
+
+_HAS_FIELD = {
+    "wallet_address": "",
+    "event_id": "",
+    "seller_address": "has_seller",
+    "ip_address": "has_ip",
+    "payment_method": "has_payment_method",
+}
+# Below this share of the squared mean a window's variance is rounding, not spread: std 0.
+_VAR_FLOOR = 1e-6
+_Z_CLIP = 50.0
+
+
+@lru_cache(maxsize=16)
+def _family_plan(params: FeatureParams) -> tuple[tuple[_WindowPlan, ...], tuple[_RiskPlan, ...]]:
+    windows: list[_WindowPlan] = []
+    risks: list[_RiskPlan] = []
+    for fam in FAMILIES:
+        for window in params.windows:
+            w = window_label(window)
+            if fam.counts or fam.amounts:
+                windows.append(
+                    _WindowPlan(
+                        n=f"{fam.key}_n_{w}",
+                        spend=f"{fam.key}_spend_{w}",
+                        sq=f"{fam.key}_sq_{w}",
+                        max=f"{fam.key}_max_{w}",
+                        count_feature=fam.count_name.format(name=fam.name, w=w) if fam.counts else None,
+                        spend_feature=fam.spend_name.format(name=fam.name, w=w) if fam.amounts else None,
+                        mean_feature=f"{fam.name}_amount_mean_{w}" if fam.amounts else "",
+                        std_feature=f"{fam.name}_amount_std_{w}" if fam.amounts else "",
+                        max_feature=f"{fam.name}_amount_max_{w}" if fam.amounts else "",
+                        ratio_feature=f"amount_vs_{fam.name}_mean_{w}" if fam.amounts else "",
+                        z_feature=f"amount_z_{fam.name}_{w}" if fam.amounts else "",
+                    )
+                )
+        if fam.risk:
+            for window in params.risk_windows:
+                w = window_label(window)
+                risks.append(
+                    _RiskPlan(
+                        f"{fam.key}_rn_{w}",
+                        f"{fam.key}_rf_{w}",
+                        f"{fam.name}_risk_{w}",
+                        f"{fam.name}_risk_n_{w}",
+                        f"{fam.name}_risk_fraud_{w}",
+                        _HAS_FIELD[fam.column],
+                    )
+                )
+    return tuple(windows), tuple(risks)
+
+
+def _families(
+    p: Mapping[str, np.ndarray],
+    q: Mapping[str, np.ndarray],
+    params: FeatureParams,
+    out: dict[str, np.ndarray],
+) -> None:
+    """The families' features (`Family`), vectorised."""
+    price = q["price_paid"]
+    out["amount"] = price
+    windows, risks = _family_plan(params)
+    for wp in windows:
+        n = p[wp.n]
+        if wp.count_feature is not None:
+            out.setdefault(wp.count_feature, n)
+        if wp.spend_feature is None:
+            continue
+        spend = p[wp.spend]
+        out.setdefault(wp.spend_feature, spend)
+        some = n > 0
+        mean = _safe_div(spend, n, 0.0)
+        var = _safe_div(p[wp.sq], n, 0.0) - mean * mean
+        std = np.sqrt(np.where(var > _VAR_FLOOR * mean * mean, var, 0.0))
+        out[wp.mean_feature] = np.where(some, mean, MISSING)
+        out[wp.std_feature] = np.where(some, std, MISSING)
+        out[wp.max_feature] = np.where(some, np.nan_to_num(p[wp.max], nan=MISSING), MISSING)
+        out[wp.ratio_feature] = np.where(some, _safe_div(price, mean, MISSING), MISSING)
+        z = _safe_div(price - mean, std, 0.0)
+        out[wp.z_feature] = np.where(n >= 2, np.clip(z, -_Z_CLIP, _Z_CLIP), 0.0)
+    prior = _safe_div(p["g_rf"], p["g_rn"], 0.0)
+    m = params.risk_prior_weight
+    for rp in risks:
+        rate = _safe_div(p[rp.rf] + m * prior, p[rp.rn] + m, 0.0)
+        if rp.has:
+            rate = np.where(q[rp.has].astype(bool), rate, MISSING)
+        out[rp.rate_feature] = rate
+        out[rp.n_feature] = p[rp.rn]
+        out[rp.fraud_feature] = p[rp.rf]
+
+
+def _families_one(
+    p: Mapping[str, float], q: Mapping[str, float], params: FeatureParams, out: dict[str, float]
+) -> None:
+    """`_families` for one transaction in plain floats (the same definitions line by line)."""
+    price = q["price_paid"]
+    out["amount"] = price
+    windows, risks = _family_plan(params)
+    sqrt = math.sqrt
+    for wp in windows:
+        n = p[wp.n]
+        if wp.count_feature is not None:
+            out.setdefault(wp.count_feature, n)
+        if wp.spend_feature is None:
+            continue
+        spend = p[wp.spend]
+        out.setdefault(wp.spend_feature, spend)
+        some = n > 0
+        mean = _div(spend, n, 0.0)
+        var = _div(p[wp.sq], n, 0.0) - mean * mean
+        std = sqrt(var) if var > _VAR_FLOOR * mean * mean else 0.0
+        top = p[wp.max]
+        out[wp.mean_feature] = mean if some else MISSING
+        out[wp.std_feature] = std if some else MISSING
+        out[wp.max_feature] = (MISSING if top != top else _nan_to_num(top)) if some else MISSING
+        out[wp.ratio_feature] = _div(price, mean, MISSING) if some else MISSING
+        z = _div(price - mean, std, 0.0)
+        out[wp.z_feature] = min(max(z, -_Z_CLIP), _Z_CLIP) if n >= 2 else 0.0
+    prior = _div(p["g_rf"], p["g_rn"], 0.0)
+    m = params.risk_prior_weight
+    for rp in risks:
+        rate = _div(p[rp.rf] + m * prior, p[rp.rn] + m, 0.0)
+        if rp.has and not q[rp.has]:
+            rate = MISSING
+        out[rp.rate_feature] = rate
+        out[rp.n_feature] = p[rp.rn]
+        out[rp.fraud_feature] = p[rp.rf]
 
 
 def finish(
@@ -438,7 +752,8 @@ def finish(
         "events_24h": p["w_events_24h"],
         "ip_txn_1h": p["ip_n_1h"],
     }
-    return {name: np.asarray(out[name], dtype=np.float64) for name in FEATURE_NAMES}
+    _families(p, q, params, out)
+    return {name: np.asarray(out[name], dtype=np.float64) for name in feature_names(params)}
 
 
 # ------------------------------------------------------------------------------------ finishing one row
@@ -557,8 +872,12 @@ def finish_one(p: Mapping[str, float], q: Mapping[str, float], params: FeaturePa
         "events_24h": p["w_events_24h"],
         "ip_txn_1h": p["ip_n_1h"],
     }
-    return {name: float(out[name]) for name in FEATURE_NAMES}
+    _families_one(p, q, params, out)
+    return {name: float(out[name]) for name in feature_names(params)}
 
 
 def primitive_names(params: FeatureParams) -> tuple[str, ...]:
     return tuple(a.name for a in aggregates(params)) + SPECIAL_PRIMITIVES
+
+
+FEATURE_NAMES = feature_names(FeatureParams())

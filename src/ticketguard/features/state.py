@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 import sys
+from array import array
 from bisect import bisect_left, insort
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
@@ -32,7 +33,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from ticketguard.features.specs import EARTH_RADIUS_KM, FeatureParams
+from ticketguard.features.specs import EARTH_RADIUS_KM, FAMILIES, FeatureParams, window_label
 
 US = 1_000_000
 NAN = float("nan")
@@ -184,7 +185,7 @@ def _window(rows: list[Row], lo: int, hi: int) -> Iterator[Row]:
         yield row
 
 
-def _insert_time(times: list[int], ts: int) -> None:
+def _insert_time(times: list[int] | array[int], ts: int) -> None:
     if times and times[-1] > ts:
         insort(times, ts)
     else:
@@ -235,6 +236,27 @@ class FraudLabel:
     wallet: str
     event: str
     seller: str | None
+    ip: str | None = None
+    pm: str | None = None
+
+
+class _Labels:
+    """One key's fraud labels sorted by transaction time (``ts``), for window counts by bisection."""
+
+    __slots__ = ("labels", "times")
+
+    def __init__(self, labels: list[FraudLabel]) -> None:
+        labels.sort(key=lambda f: f.ts)
+        self.labels = labels
+        self.times = [f.ts for f in labels]
+
+    def known(self, lo: int, hi: int, t: int, all_known_before: int) -> int:
+        """Labels of transactions in [lo, hi) known before t (every label is when t > all_known_before)."""
+        i = bisect_left(self.times, lo)
+        j = bisect_left(self.times, hi, i)
+        if t > all_known_before:
+            return j - i
+        return sum(1 for k in range(i, j) if self.labels[k].labelled_us < t)
 
 
 class FeatureState:
@@ -260,6 +282,17 @@ class FeatureState:
         self._fraud_by_event: dict[str, list[FraudLabel]] = {}
         self._fraud_by_seller: dict[str, list[FraudLabel]] = {}
         self._fraud_by_party: dict[str, list[FraudLabel]] = {}
+        # The feature families (`specs.FAMILIES`): time indexes the windows count by bisection, and fraud
+        # labels per family column (plus "" for all transactions), sorted by transaction time.
+        self.pm_times: dict[str, array[int]] = {}
+        self.all_times: array[int] = array("q")
+        self._family_labels: dict[str, dict[str, _Labels]] = {}
+        self._labels_known_by = -(2**62)  # every label is known at any t after this
+        self._windows = tuple((window_label(w), int(w.total_seconds() * US)) for w in sorted(params.windows))
+        self._risk_windows = tuple(
+            (window_label(w), int(w.total_seconds() * US)) for w in params.risk_windows
+        )
+        self._widest_risk = int(max(params.risk_windows).total_seconds() * US)
         self._us = {
             "hour": int(3600 * US),
             "day": int(86400 * US),
@@ -303,6 +336,12 @@ class FeatureState:
         _insert_time(e.times, row.ts)
         if row.ticket is not None:
             _insert(self.by_ticket.setdefault(row.ticket, []), row)
+        if row.pm is not None:
+            times = self.pm_times.get(row.pm)
+            if times is None:
+                times = self.pm_times[row.pm] = array("q")
+            _insert_time(times, row.ts)
+        _insert_time(self.all_times, row.ts)
         if row.seller is not None:
             _insert(self.by_seller.setdefault(row.seller, []), row)
             _insert_time(self.seller_times.setdefault(row.seller, []), row.ts)
@@ -343,6 +382,24 @@ class FeatureState:
                 if label.seller != label.wallet:
                     by_party.setdefault(label.seller, []).append(label)
         self._fraud_by_event, self._fraud_by_seller, self._fraud_by_party = by_event, by_seller, by_party
+        grouped: dict[str, dict[str, list[FraudLabel]]] = {c: {} for c in _FAMILY_LABEL_KEYS}
+        known_by = -(2**62)
+        for label in [f for fs in by_event.values() for f in fs]:
+            known_by = max(known_by, label.labelled_us)
+            for column, attribute in _FAMILY_LABEL_KEYS.items():
+                key = getattr(label, attribute) if attribute else ""
+                if key is not None:
+                    grouped[column].setdefault(key, []).append(label)
+        self._family_labels = {c: {k: _Labels(v) for k, v in g.items()} for c, g in grouped.items()}
+        self._labels_known_by = known_by
+
+    def take_labels(self, other: FeatureState) -> None:
+        """Use ``other``'s label indexes (a refresh read them into a scratch state)."""
+        self._fraud_by_event = other._fraud_by_event
+        self._fraud_by_seller = other._fraud_by_seller
+        self._fraud_by_party = other._fraud_by_party
+        self._family_labels = other._family_labels
+        self._labels_known_by = other._labels_known_by
 
     # ------------------------------------------------------------------------------------------ reads
     def primitives(self, txn: Facts) -> dict[str, float]:
@@ -367,7 +424,80 @@ class FeatureState:
         out["ev_capacity"] = facts.capacity if facts else NAN
         out["ev_face_value"] = facts.face_value if facts else NAN
         out["ev_starts_s"] = facts.starts_s if facts else NAN
+        self._families(out, txn, t)
         return out
+
+    # ------------------------------------------------------------------------------------------ families
+    def _times(self, column: str, key: str | None) -> tuple[Any, bool]:
+        """The sorted times of ``key``'s transactions for a family column, and whether they are `Row`s."""
+        if key is None:
+            return (), False
+        if column == "wallet_address":
+            return self.by_wallet.get(key, ()), True
+        if column == "event_id":
+            totals = self.event_totals.get(key)
+            return (totals.times if totals else ()), False
+        if column == "seller_address":
+            return self.seller_times.get(key, ()), False
+        if column == "ip_address":
+            return self.by_ip.get(key, ()), True
+        if column == "payment_method":
+            return self.pm_times.get(key, ()), False
+        raise ValueError(f"no time index for feature family column {column!r}")
+
+    def _families(self, out: dict[str, float], txn: Facts, t: int) -> None:
+        """The primitives of `specs.FAMILIES` (`specs.family_aggregates`)."""
+        delay = self._us["delay"]
+        known_by = self._labels_known_by
+        for fam in FAMILIES:
+            key = getattr(txn, fam.column)
+            times, rows = self._times(fam.column, key)
+            if fam.amounts:
+                self._amounts(out, fam.key, times, t)
+            elif fam.counts:
+                for w, width in self._windows:
+                    out[f"{fam.key}_n_{w}"] = float(_count(times, t - width, t, rows))
+            if fam.risk:
+                labels = self._family_labels.get(fam.column, {}).get(key) if key is not None else None
+                hi = t - delay
+                for w, width in self._risk_windows:
+                    out[f"{fam.key}_rn_{w}"] = float(_count(times, hi - width, hi, rows))
+                    out[f"{fam.key}_rf_{w}"] = (
+                        float(labels.known(hi - width, hi, t, known_by)) if labels is not None else 0.0
+                    )
+        hi = t - delay
+        lo = hi - self._widest_risk
+        out["g_rn"] = float(_count(self.all_times, lo, hi, False))
+        everything = self._family_labels.get("", {}).get("")
+        out["g_rf"] = float(everything.known(lo, hi, t, known_by)) if everything is not None else 0.0
+
+    def _amounts(self, out: dict[str, float], prefix: str, rows: Any, t: int) -> None:
+        """Count, sum, sum of squares and max of price_paid over each window, one walk back from t."""
+        windows = self._windows
+        k = len(windows)
+        n = [0] * k
+        spend = [0.0] * k
+        sq = [0.0] * k
+        top = [NAN] * k
+        widest = t - windows[-1][1]
+        starts = [t - width for _, width in windows]
+        for row in _window(rows, widest, t):
+            ts = row.ts
+            for i in range(k - 1, -1, -1):
+                if ts < starts[i]:
+                    break
+                n[i] += 1
+                if row.priced:
+                    price = row.price
+                    spend[i] += price
+                    sq[i] += price * price
+                    if not price <= top[i]:
+                        top[i] = price
+        for i, (w, _) in enumerate(windows):
+            out[f"{prefix}_n_{w}"] = float(n[i])
+            out[f"{prefix}_spend_{w}"] = spend[i]
+            out[f"{prefix}_sq_{w}"] = sq[i]
+            out[f"{prefix}_max_{w}"] = top[i]
 
     def _wallet(self, out: dict[str, float], txn: Facts, t: int) -> None:
         wallet = txn.wallet_address
@@ -525,6 +655,26 @@ class FeatureState:
                 km = haversine(txn.latitude, txn.longitude, row.lat, row.lon)
                 best = km if math.isnan(best) or km > best else best
         return best
+
+
+# Family column → the `FraudLabel` attribute that keys its labels ("" = one key for all labels).
+_FAMILY_LABEL_KEYS = {
+    "wallet_address": "wallet",
+    "event_id": "event",
+    "seller_address": "seller",
+    "ip_address": "ip",
+    "payment_method": "pm",
+    "": "",
+}
+
+
+def _count(times: Any, lo: int, hi: int, rows: bool) -> int:
+    """Items of a sorted index with lo <= time < hi (`Row`s by their ts, or plain times)."""
+    if rows:
+        j = bisect_left(times, hi, key=_ts)
+        return j - bisect_left(times, lo, 0, j, key=_ts)
+    j = bisect_left(times, hi)
+    return j - bisect_left(times, lo, 0, j)
 
 
 def _pair(a: str, b: str) -> tuple[str, str]:

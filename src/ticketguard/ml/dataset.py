@@ -17,7 +17,7 @@ later counts as legitimate there, as it would have in production.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -67,8 +67,11 @@ class LabelledFeatures:
     def __len__(self) -> int:
         return len(self.transaction_id)
 
-    def matrix(self, mask: np.ndarray | None = None) -> np.ndarray:
-        frame = self.features if mask is None else self.features[mask]
+    def matrix(self, mask: np.ndarray | None = None, names: Sequence[str] | None = None) -> np.ndarray:
+        """Rows (all, or where ``mask``) of the features ``names`` (default: every feature), float32."""
+        frame = self.features if names is None else self.features[list(names)]
+        if mask is not None:
+            frame = frame[mask]
         return frame.to_numpy(dtype=np.float32)
 
     def labels_known_at(self, moment_us: int) -> np.ndarray:
@@ -353,3 +356,38 @@ def history_from_file(
         notes=notes,
         **dict(options or {}),
     )
+
+
+# ------------------------------------------------------------------------------------ missingness
+OPTIONAL_FIELDS = ("ip_address", "payment_method", "location")
+
+
+def drop_optional_rows(
+    history: History,
+    rows: np.ndarray,
+    params: FeatureParams,
+    *,
+    seed: int,
+    blacklist: pd.DataFrame | None = None,
+) -> tuple[np.ndarray, pd.DataFrame, dict[str, int]]:
+    """Features of the transactions at positions ``rows`` as if their caller had left optional fields out.
+
+    Half of the rows lose ip_address, payment_method and location together (an integration that sends
+    none of them, like the guide's); the other half lose each of them with probability 1/2. Only the
+    transaction itself loses them — its history is what the platform stored — so the features are those
+    the serving path computes for such a request. Returns the rows, their features (catalogue order) and
+    how many rows lost each field.
+    """
+    rng = np.random.default_rng(seed)
+    tx = history.transactions.iloc[rows]
+    n = len(rows)
+    together = rng.random(n) < 0.5
+    drop = {field: together | (rng.random(n) < 0.5) for field in OPTIONAL_FIELDS}
+    queries = tx.copy()
+    queries.loc[drop["ip_address"], "ip_address"] = None
+    queries.loc[drop["payment_method"], "payment_method"] = None
+    queries.loc[drop["location"], ["latitude", "longitude", "country"]] = None
+    from ticketguard.features.offline import OfflineFeatures
+
+    features = OfflineFeatures(params).compute(history, queries, blacklist=blacklist)
+    return rows, features.reset_index(drop=True), {f: int(m.sum()) for f, m in drop.items()}

@@ -258,7 +258,8 @@ def _markdown(
     m = report["metrics"]
     lines = [f"# {title}", ""]
     for key, value in context.items():
-        lines.append(f"- **{key}**: {value}")
+        if key != SELECTION_KEY:
+            lines.append(f"- **{key}**: {value}")
     lines += [
         f"- **test rows**: {report['rows']:,} ({report['fraud']:,} fraud, {report['fraud_rate']:.3%})",
         "",
@@ -350,7 +351,45 @@ def _markdown(
     ]
     for name, auc in sorted(report["single_feature_auc"].items(), key=lambda kv: -kv[1]):
         lines.append(f"| {name} | {auc:.4f} | {report['mean_abs_shap'].get(name, 0.0):.4f} |")
+    lines += _selection_markdown(context.get(SELECTION_KEY))
     lines += ["", "## Plots", ""]
     for name, path in paths.items():
         lines.append(f"![{name}]({path.name})")
     return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------------------ model selection (issue 13)
+SELECTION_KEY = "model selection"
+
+
+def _selection_markdown(selection: Mapping[str, Any] | None) -> list[str]:
+    """The training's prequential selection (`ml.selection`): folds, every candidate, what was kept."""
+    if not selection:
+        return []
+    lines = [
+        "",
+        "## Model selection (prequential folds, gap = label delay; average precision)",
+        "",
+        "| fold | train | validation | train rows (fraud) | validation rows (fraud) |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for f in selection.get("folds", []):
+        lines.append(
+            f"| {f['index']} | {f['train_start'][:10]} – {f['train_end'][:10]} | "
+            f"{f['validation_start'][:10]} – {f['validation_end'][:10]} | "
+            f"{f['train_rows']:,} ({f['train_fraud']:,}) | "
+            f"{f['validation_rows']:,} ({f['validation_fraud']:,}) |"
+        )
+    lines += ["", "| candidate | features | AP per fold | mean AP |", "| --- | --- | --- | --- |"]
+    for c in selection.get("candidates", []):
+        folds = ", ".join(f"{v:.4f}" for v in c["fold_ap"])
+        lines.append(f"| {c['name']} | {c['features']} ({c['n_features']}) | {folds} | {c['mean_ap']:.4f} |")
+    kept = selection.get("kept_features", [])
+    dropped = selection.get("dropped_features", {})
+    lines += [
+        "",
+        f"Chosen: **{selection.get('chosen')}**, {len(kept)} features kept. Dropped ({len(dropped)}): "
+        + (", ".join(f"`{name}` ({why})" for name, why in dropped.items()) or "none")
+        + ".",
+    ]
+    return lines

@@ -113,19 +113,25 @@ def sha256_hex(payload: bytes) -> str:
 
 
 def check_features(card: ModelCard, expected: Sequence[str]) -> None:
+    """The model's features must all be computed by the code (``expected``). A model may use fewer — the
+    features its training selected (`ticketguard.ml.selection`); it reads them by name."""
     got = list(card.feature_names)
     want = list(expected)
-    if got == want:
-        return
-    missing = [n for n in want if n not in got]
     extra = [n for n in got if n not in want]
+    duplicated = len(set(got)) != len(got)
+    if not extra and not duplicated and got:
+        return
+    unused = [n for n in want if n not in got]
     detail = []
-    if missing:
-        detail.append(f"the code computes {missing} which the model lacks")
     if extra:
         detail.append(f"the model expects {extra} which the code no longer computes")
-    if not detail:
-        detail.append("same names in a different order")
+        if unused:
+            more = f" and {len(unused) - 10} more" if len(unused) > 10 else ""
+            detail.append(f"the code computes {unused[:10]}{more} which the model does not use")
+    if duplicated:
+        detail.append("the model lists a feature twice")
+    if not got:
+        detail.append("the model lists no features")
     raise FeatureMismatchError(
         f"model {card.version} was trained on {len(got)} features, the code computes {len(want)}: "
         + "; ".join(detail)

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ import xgboost as xgb
 from sqlalchemy import Engine
 
 from ticketguard.config import Settings
-from ticketguard.features.specs import FEATURE_NAMES
+from ticketguard.features.specs import FeatureParams, window_label
 from ticketguard.history import History
 from ticketguard.ml import metrics
 from ticketguard.ml.dataset import (
@@ -26,12 +26,14 @@ from ticketguard.ml.dataset import (
     LabelledFeatures,
     SplitPlan,
     Splits,
+    _us,
+    drop_optional_rows,
     feature_params,
     labelled_features,
     split,
     time_range,
 )
-from ticketguard.ml.evaluate import EvaluationInput, evaluate, write_report
+from ticketguard.ml.evaluate import SELECTION_KEY, EvaluationInput, evaluate, write_report
 from ticketguard.ml.registry import (
     ModelCard,
     ModelRegistry,
@@ -41,6 +43,7 @@ from ticketguard.ml.registry import (
     sha256_hex,
     write_model_file,
 )
+from ticketguard.ml.selection import FoldData, plan_folds, select, subsample_legit
 from ticketguard.ml.train import TrainedModel, TrainingConfig, fit
 
 log = logging.getLogger(__name__)
@@ -104,33 +107,98 @@ def train_model(
     test_from: date | None = None,
     test_to: date | None = None,
 ) -> TrainingRun:
-    """Train on ``history`` with the settings' split and hyper-parameters; register it when an engine is
-    given (the model row and its artifact), export it to ``output`` when given. ``test_from``/``test_to``
-    (UTC dates, inclusive) choose the test days instead of the last TRAIN_TEST_DAYS."""
+    """Train on ``history`` with the settings' split; parameters and features chosen by prequential
+    validation (`ml.selection`), optional fields dropped on a share of the training rows; register it when
+    an engine is given (the model row and its artifact), export it to ``output`` when given.
+    ``test_from``/``test_to`` (UTC dates, inclusive) choose the test days instead of the last
+    TRAIN_TEST_DAYS."""
     report = progress or _noop
     created = now or datetime.now(UTC)
     if version:
         check_version(version)
     params = feature_params(settings)
-    data = labelled_features(history, params, blacklist=blacklist, progress=_stage(report, 0.0, 0.3))
+    data = labelled_features(history, params, blacklist=blacklist, progress=_stage(report, 0.0, 0.25))
     plan = SplitPlan.from_settings(*time_range(data), settings, test_from=test_from, test_to=test_to)
     parts = split(data, plan)
     config = TrainingConfig.from_settings(settings)
-    model = fit(
-        data.matrix(parts.train),
-        parts.y_train,
-        data.matrix(parts.validation),
-        parts.y_validation,
-        list(FEATURE_NAMES),
-        config,
-        progress=_stage(report, 0.3, 0.95),
+    names = list(data.features.columns)
+    x_clean = data.matrix()
+    x_train_source, augmentation = _augmented(settings, history, data, plan, params, blacklist, x_clean)
+    report("features without optional fields", 0.3)
+    deploy_us = _us(plan.test_start)
+    folds = plan_folds(
+        plan.train_start,
+        plan.validation_start,
+        plan.gap_start,
+        count=settings.train_folds,
+        gap=timedelta(days=settings.feature_label_delay_days),
     )
+    fold_data = []
+    final_labels = data.labels_known_at(deploy_us)
+    sampler = np.random.default_rng(settings.train_seed)
+    for fold in folds:
+        train_rows = np.flatnonzero(_window(data, fold.train_start, fold.train_end))
+        y_fold = data.labels_known_at(_us(fold.validation_start))[train_rows]
+        train_rows, weights = subsample_legit(train_rows, y_fold, settings.train_selection_max_rows, sampler)
+        validation_rows = _window(data, fold.validation_start, fold.validation_end)
+        fold_data.append(
+            FoldData(
+                x_train=x_train_source[train_rows],
+                y_train=data.labels_known_at(_us(fold.validation_start))[train_rows],
+                x_validation=x_clean[validation_rows],
+                y_validation=final_labels[validation_rows],
+                w_train=weights,
+            )
+        )
+    grid = [
+        {
+            **replace(config, max_depth=depth).booster_params(weight),
+        }
+        for depth in settings.train_max_depth_options
+        for weight in config.scale_pos_weight_options
+    ]
+    chosen = select(
+        fold_data,
+        folds,
+        names,
+        grid,
+        rounds=config.max_rounds,
+        early_stopping_rounds=config.early_stopping_rounds,
+        gain_shares=settings.train_feature_gain_shares,
+        tolerance=settings.train_selection_tolerance,
+        nthread=config.nthread,
+        progress=_stage(report, 0.3, 0.75),
+    )
+    del fold_data
+    kept = chosen.kept
+    columns = [names.index(n) for n in kept]
+    # The final model: the chosen parameters (same learning rate), for the median of the
+    # chosen candidate's best iterations over the folds — not early-stopped on the validation days alone,
+    # whose one block of days can end the fit after a handful of trees (seen: a merchant breach that
+    # started in those days stopped it at a near-constant model).
+    final = replace(
+        config,
+        max_depth=int(chosen.chosen.params["max_depth"]),
+        scale_pos_weight_options=(float(chosen.chosen.params["scale_pos_weight"]),),
+    )
+    final_rounds = int(np.median(chosen.chosen.best_iterations)) + 1
+    model = fit(
+        x_train_source[parts.train][:, columns],
+        parts.y_train,
+        x_clean[parts.validation][:, columns],
+        parts.y_validation,
+        kept,
+        final,
+        progress=_stage(report, 0.75, 0.95),
+        rounds=final_rounds,
+    )
+    del x_train_source
     if not version:
         # Time to the second plus the model's own hash: two runs in one second get different names.
         version = f"{new_version(created)}-{sha256_hex(bytes(model.booster.save_raw('ubj')))[:6]}"
-    test_scores = np.asarray(model.booster.inplace_predict(data.matrix(parts.test)), dtype=np.float64)
+    test_scores = np.asarray(model.booster.inplace_predict(x_clean[parts.test][:, columns]), dtype=np.float64)
     validation_scores = np.asarray(
-        model.booster.inplace_predict(data.matrix(parts.validation)), dtype=np.float64
+        model.booster.inplace_predict(x_clean[parts.validation][:, columns]), dtype=np.float64
     )
     test_metrics = headline(parts.y_test, test_scores, model.threshold_best_f1, model.threshold_fpr_2pct)
     card = ModelCard(
@@ -138,7 +206,7 @@ def train_model(
         created_at=created,
         sha256="",
         artifact_uri="",
-        feature_names=list(FEATURE_NAMES),
+        feature_names=kept,
         params={
             **model.summary(),
             "split": plan.to_dict(),
@@ -147,7 +215,11 @@ def train_model(
                 "risk_window_days": settings.feature_risk_window_days,
                 "geo_window_minutes": settings.feature_geo_window_minutes,
                 "geo_distance_km": settings.feature_geo_distance_km,
+                "windows": [window_label(w) for w in params.windows],
+                "risk_windows": [window_label(w) for w in params.risk_windows],
             },
+            "selection": chosen.to_dict(),
+            "missing_fields_augmentation": augmentation,
             "data_source": source,
         },
         metrics={
@@ -170,6 +242,40 @@ def train_model(
     report("registered" if register_with is not None else "trained", 1.0)
     log.info("model trained", extra={"version": version, "test": test_metrics})
     return TrainingRun(card, model, data, parts, test_scores, exported)
+
+
+def _window(data: LabelledFeatures, start: datetime, end: datetime) -> np.ndarray:
+    return (data.timestamp_us >= _us(start)) & (data.timestamp_us < _us(end)) & data.has_label
+
+
+def _augmented(
+    settings: Settings,
+    history: History,
+    data: LabelledFeatures,
+    plan: SplitPlan,
+    params: FeatureParams,
+    blacklist: pd.DataFrame | None,
+    x_clean: np.ndarray,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """The training matrix with `TRAIN_DROP_OPTIONAL_SHARE` of the rows before the validation days
+    featurised without their optional fields (`dataset.drop_optional_rows`); validation and test rows stay
+    as they are. Also what was done, for the model's metadata."""
+    share = settings.train_drop_optional_share
+    info: dict[str, Any] = {"share": share, "rows": 0}
+    if share <= 0:
+        return x_clean, info
+    candidates = np.flatnonzero(_window(data, plan.train_start, plan.validation_start))
+    rng = np.random.default_rng(settings.train_seed)
+    rows = candidates[rng.random(len(candidates)) < share]
+    if len(rows) == 0:
+        return x_clean, info
+    rows, features, dropped = drop_optional_rows(
+        history, rows, params, seed=settings.train_seed, blacklist=blacklist
+    )
+    out = x_clean.copy()
+    out[rows] = features[list(data.features.columns)].to_numpy(dtype=np.float32)
+    info.update({"rows": len(rows), "dropped": dropped})
+    return out, info
 
 
 def evaluation_rows(data: LabelledFeatures, plan: SplitPlan) -> np.ndarray:
@@ -209,7 +315,7 @@ def evaluate_model(
         raise DatasetError("the model has no recorded test window: pass --since and --until")
     window = SplitPlan(first, first, first, start, start, end)
     rows = evaluation_rows(data, window)
-    x = data.matrix(rows)
+    x = data.matrix(rows, card.feature_names)
     report("scoring", 0.1)
     scores = np.asarray(booster.inplace_predict(x), dtype=np.float64)
     inputs = EvaluationInput(
@@ -242,6 +348,8 @@ def evaluate_model(
         "data span": f"{first.isoformat()} – {last.isoformat()}",
     }
     context["per-row scores"] = f"{ROW_SCORES_FILE} ({', '.join(ROW_SCORE_COLUMNS)})"
+    if card.params.get("selection"):
+        context[SELECTION_KEY] = card.params["selection"]
     paths = write_report(
         numbers, inputs, out_dir, title=f"Fraud model {card.version}: evaluation", context=context
     )
@@ -290,8 +398,9 @@ def write_row_scores(
 
 def holdout_compare(candidate: TrainingRun, incumbent: xgb.Booster) -> tuple[float, float]:
     """AUC-PR of the candidate and the incumbent on the candidate's test rows (the same recent holdout)."""
-    x = candidate.data.matrix(candidate.splits.test)
     y = candidate.splits.y_test
+    names = list(incumbent.feature_names or candidate.data.features.columns)
+    x = candidate.data.matrix(candidate.splits.test, names)
     incumbent_scores = np.asarray(incumbent.inplace_predict(x), dtype=np.float64)
     cand = metrics.auc_pr(metrics.SortedScores(y, candidate.test_scores).curve())
     inc = metrics.auc_pr(metrics.SortedScores(y, incumbent_scores).curve())

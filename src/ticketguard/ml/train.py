@@ -118,8 +118,12 @@ def fit(
     config: TrainingConfig,
     *,
     progress: Progress | None = None,
+    rounds: int | None = None,
 ) -> TrainedModel:
-    """Train one model per imbalance weight with early stopping; keep the best on validation AUC-PR."""
+    """Train one model per imbalance weight with early stopping; keep the best on validation AUC-PR.
+
+    With ``rounds``, each model is trained for exactly that many rounds instead (no early stopping on the
+    validation days: the number was chosen on the prequential folds, `ml.selection`)."""
     report = progress or (lambda _s, _f: None)
     train = xgb.DMatrix(x_train, label=y_train, feature_names=feature_names, nthread=config.nthread)
     validation = xgb.DMatrix(
@@ -132,15 +136,17 @@ def fit(
         booster = xgb.train(
             config.booster_params(weight),
             train,
-            num_boost_round=config.max_rounds,
+            num_boost_round=rounds or config.max_rounds,
             evals=[(validation, "validation")],
-            early_stopping_rounds=config.early_stopping_rounds,
+            early_stopping_rounds=None if rounds else config.early_stopping_rounds,
             verbose_eval=False,
             callbacks=[
-                _ProgressCallback(report, f"scale_pos_weight={weight:g}", i * share, share, config.max_rounds)
+                _ProgressCallback(
+                    report, f"scale_pos_weight={weight:g}", i * share, share, rounds or config.max_rounds
+                )
             ],
         )
-        best_iteration = int(booster.best_iteration)
+        best_iteration = rounds - 1 if rounds else int(booster.best_iteration)
         trimmed = booster[: best_iteration + 1]
         score = float(average_precision_score(y_validation, trimmed.predict(validation)))
         candidates.append(Candidate(weight, score, best_iteration))

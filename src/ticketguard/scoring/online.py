@@ -313,11 +313,11 @@ def read_labels(conn: Connection) -> list[FraudLabel]:
     x, lab = tables.transactions, tables.fraud_labels
     rows = conn.execute(
         select(x.c.transaction_id, x.c.timestamp, lab.c.labelled_at, x.c.wallet_address, x.c.event_id)
-        .add_columns(x.c.seller_address)
+        .add_columns(x.c.seller_address, x.c.ip_address, x.c.payment_method)
         .select_from(lab.join(x, x.c.transaction_id == lab.c.transaction_id))
         .where(lab.c.is_fraud == true())
     )
-    return [FraudLabel(r[0], to_us(r[1]), to_us(r[2]), r[3], r[4], r[5]) for r in rows]
+    return [FraudLabel(r[0], to_us(r[1]), to_us(r[2]), r[3], r[4], r[5], r[6], r[7]) for r in rows]
 
 
 def labels_fingerprint(conn: Connection) -> tuple[Any, ...]:
@@ -635,9 +635,7 @@ class StateKeeper:
         with self._lock:
             if self._state is state:
                 if labels:
-                    state._fraud_by_event = scratch._fraud_by_event
-                    state._fraud_by_seller = scratch._fraud_by_seller
-                    state._fraud_by_party = scratch._fraud_by_party
+                    state.take_labels(scratch)
                 state.set_events(scratch.events)
                 state.set_blacklist(scratch.blacklist)
                 state.set_centrality(scratch.centrality_at, scratch.centrality)
