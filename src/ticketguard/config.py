@@ -370,7 +370,7 @@ class Settings(BaseSettings):
         description="k of the wallet precision@k per day that selection ranks on with AP (0: AP alone).",
     )
     train_feature_top_counts: list[int] = Field(
-        default=[15, 30], description="Compact feature sets tried: the features of highest gain, this many."
+        default=[], description="Compact feature sets tried: the N features of highest gain, e.g. [15, 30]."
     )
     train_drop_optional_share: float = Field(
         default=0.3, ge=0, le=1, description="Training rows featurised without ip/payment/location."
