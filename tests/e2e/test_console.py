@@ -279,6 +279,20 @@ def _clicks(page: Any) -> int:
     return int(answered.get_attribute("data-n")) if answered else 0
 
 
+def _open(page: Any, row: str, view: str) -> Any:
+    """Click a row of a list that re-renders every 2 s and wait for the view it opens: a click on a row
+    being replaced is lost, so it is retried (the view must still open)."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    for _ in range(4):
+        page.click(row)
+        try:
+            return page.wait_for_selector(view, timeout=5_000)
+        except PlaywrightTimeout:
+            continue
+    return page.wait_for_selector(view)
+
+
 def test_wrong_password_and_replayed_code_are_refused(page: Any, console: Console) -> None:
     _login(page, console, "alice1", password="not-the-password-9")
     assert "Invalid username, password or code." in page.inner_text("#login-error")
@@ -338,8 +352,7 @@ def test_every_section_renders_live_data(page: Any, console: Console) -> None:
             page.locator(f"#section-{section}").screenshot(path=str(Path(shots) / f"{section}.png"))
         page.screenshot(path=str(Path(shots) / "console.png"), full_page=True)
     # a high-risk decision opens its detail view: every feature, the contributions, the reasons
-    page.click("#fraud-latest button >> nth=0")
-    detail = page.wait_for_selector("#detail-view")
+    detail = _open(page, "#fraud-latest button >> nth=0", "#detail-view")
     assert "Reasons" in detail.inner_text()
     assert "is_resale" in page.inner_text("#detail-features")
     assert "new_ip_for_wallet" in page.inner_text("#detail-contributions")
@@ -392,16 +405,7 @@ def test_analyst_reviews_a_case_and_the_label_is_stored(page: Any, console: Cons
     _logged_in(page, console, "bob")
     page.wait_for_selector("#review-queue button")
     page.wait_for_selector("#queue-stats:has-text('8 case(s) waiting')")
-    from playwright.sync_api import TimeoutError as PlaywrightTimeout
-
-    for _ in range(3):  # the queue re-renders every 2 s; a click on a row being replaced can be lost
-        page.click("#review-queue button >> nth=0")
-        try:
-            page.wait_for_selector("#case-view", timeout=5_000)
-            break
-        except PlaywrightTimeout:
-            continue
-    page.wait_for_selector("#case-view")
+    _open(page, "#review-queue button >> nth=0", "#case-view")
     transaction_id = page.inner_text("#case-view h3 >> nth=0").removeprefix("Case ").strip()
     assert "new_ip_for_wallet" in page.inner_text("#case-features")
     page.wait_for_selector("#case-history, #case-view .empty")
