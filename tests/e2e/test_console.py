@@ -279,18 +279,24 @@ def _clicks(page: Any) -> int:
     return int(answered.get_attribute("data-n")) if answered else 0
 
 
-def _open(page: Any, row: str, view: str) -> Any:
-    """Click a row of a list that re-renders every 2 s and wait for the view it opens: a click on a row
-    being replaced is lost, so it is retried (the view must still open)."""
+def _open(page: Any, row: str, view: str | None = None, *, until: str | None = None) -> Any:
+    """Click a row of a list that re-renders every 2 s and wait for what it opens (the selector ``view``,
+    or the JavaScript condition ``until``): a click on a row being replaced is lost, so it is retried (it
+    must still open in the end)."""
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    def opened(**timeout: int) -> Any:
+        if until is not None:
+            return page.wait_for_function(until, **timeout)
+        return page.wait_for_selector(view, **timeout)
 
     for _ in range(4):
         page.click(row)
         try:
-            return page.wait_for_selector(view, timeout=5_000)
+            return opened(timeout=5_000)
         except PlaywrightTimeout:
             continue
-    return page.wait_for_selector(view)
+    return opened()
 
 
 def test_wrong_password_and_replayed_code_are_refused(page: Any, console: Console) -> None:
@@ -495,8 +501,7 @@ def test_brute_force_blocks_the_address_and_the_revert_button_lifts_it(page: Any
     shots = os.environ.get("TG_CONSOLE_SCREENSHOTS")
     if shots:
         page.locator("#section-security").screenshot(path=str(Path(shots) / "security.png"))
-    page.click("#responses button >> nth=0")
-    page.wait_for_function("document.querySelector('#action-target').value !== ''")
+    _open(page, "#responses button >> nth=0", until="document.querySelector('#action-target').value !== ''")
     page.fill("#action-code", console.accounts["alice5"].fresh())
     message = _click_apply(page)
     assert "reverted" in message, message
