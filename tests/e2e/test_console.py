@@ -279,6 +279,26 @@ def _clicks(page: Any) -> int:
     return int(answered.get_attribute("data-n")) if answered else 0
 
 
+def _open(page: Any, row: str, view: str | None = None, *, until: str | None = None) -> Any:
+    """Click a row of a list that re-renders every 2 s and wait for what it opens (the selector ``view``,
+    or the JavaScript condition ``until``): a click on a row being replaced is lost, so it is retried (it
+    must still open in the end)."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    def opened(**timeout: int) -> Any:
+        if until is not None:
+            return page.wait_for_function(until, **timeout)
+        return page.wait_for_selector(view, **timeout)
+
+    for _ in range(4):
+        page.click(row)
+        try:
+            return opened(timeout=5_000)
+        except PlaywrightTimeout:
+            continue
+    return opened()
+
+
 def test_wrong_password_and_replayed_code_are_refused(page: Any, console: Console) -> None:
     _login(page, console, "alice1", password="not-the-password-9")
     assert "Invalid username, password or code." in page.inner_text("#login-error")
@@ -338,8 +358,7 @@ def test_every_section_renders_live_data(page: Any, console: Console) -> None:
             page.locator(f"#section-{section}").screenshot(path=str(Path(shots) / f"{section}.png"))
         page.screenshot(path=str(Path(shots) / "console.png"), full_page=True)
     # a high-risk decision opens its detail view: every feature, the contributions, the reasons
-    page.click("#fraud-latest button >> nth=0")
-    detail = page.wait_for_selector("#detail-view")
+    detail = _open(page, "#fraud-latest button >> nth=0", "#detail-view")
     assert "Reasons" in detail.inner_text()
     assert "is_resale" in page.inner_text("#detail-features")
     assert "new_ip_for_wallet" in page.inner_text("#detail-contributions")
@@ -392,16 +411,7 @@ def test_analyst_reviews_a_case_and_the_label_is_stored(page: Any, console: Cons
     _logged_in(page, console, "bob")
     page.wait_for_selector("#review-queue button")
     page.wait_for_selector("#queue-stats:has-text('8 case(s) waiting')")
-    from playwright.sync_api import TimeoutError as PlaywrightTimeout
-
-    for _ in range(3):  # the queue re-renders every 2 s; a click on a row being replaced can be lost
-        page.click("#review-queue button >> nth=0")
-        try:
-            page.wait_for_selector("#case-view", timeout=5_000)
-            break
-        except PlaywrightTimeout:
-            continue
-    page.wait_for_selector("#case-view")
+    _open(page, "#review-queue button >> nth=0", "#case-view")
     transaction_id = page.inner_text("#case-view h3 >> nth=0").removeprefix("Case ").strip()
     assert "new_ip_for_wallet" in page.inner_text("#case-features")
     page.wait_for_selector("#case-history, #case-view .empty")
@@ -491,8 +501,7 @@ def test_brute_force_blocks_the_address_and_the_revert_button_lifts_it(page: Any
     shots = os.environ.get("TG_CONSOLE_SCREENSHOTS")
     if shots:
         page.locator("#section-security").screenshot(path=str(Path(shots) / "security.png"))
-    page.click("#responses button >> nth=0")
-    page.wait_for_function("document.querySelector('#action-target').value !== ''")
+    _open(page, "#responses button >> nth=0", until="document.querySelector('#action-target').value !== ''")
     page.fill("#action-code", console.accounts["alice5"].fresh())
     message = _click_apply(page)
     assert "reverted" in message, message

@@ -265,3 +265,29 @@ def test_event_writer_keeps_events_while_the_database_cannot_take_them(tmp_path)
         assert conn.execute(select(tables.security_events)).all().__len__() == 5
     writer.close()
     engine.dispose()
+
+
+@pytest.mark.redis
+def test_jobs_push_new_ip_blocks_to_the_settings_redis(engine: Engine, redis_url: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The security-correlation and evaluate-alerts jobs publish a new block at once through
+    `publish_ip_blocks_with`; without a Redis configured there is nothing to push."""
+    from ticketguard.config import Settings
+
+    key = PEPPER.encode()
+    with engine.begin() as conn:
+        token = lists.block_ip(
+            conn, "198.51.100.7", pepper=key, reason="r", actor="t", now=datetime.now(UTC), expires_at=None
+        )
+    without = Settings(database_url=str(engine.url), data_dir=tmp_path, _env_file=None)  # type: ignore[call-arg]
+    assert without.resolved_redis_url is None
+    assert not lists.publish_ip_blocks_with(engine, without)
+    settings = Settings(  # type: ignore[call-arg]
+        database_url=str(engine.url), redis_url=redis_url, data_dir=tmp_path, _env_file=None
+    )
+    assert lists.publish_ip_blocks_with(engine, settings)
+    client = redis.Redis.from_url(redis_url)
+    try:
+        assert token.encode() in client.hkeys(lists.REDIS_BLOCKS_KEY)
+        assert client.exists(lists.REDIS_LOADED_KEY)
+    finally:
+        client.close()

@@ -586,19 +586,10 @@ def evaluate_job(settings: Settings, engine: Engine, now: datetime) -> dict[str,
     API workers too)."""
     ruleset = load_rules(settings)
     report = evaluate_rules(engine, settings, ruleset, now=now)
-    if report.actions and settings.resolved_redis_url:
-        import redis
+    if report.actions:
+        from ticketguard.security.lists import publish_ip_blocks_with
 
-        from ticketguard.security.lists import publish_ip_blocks
-
-        timeout = max(settings.redis_timeout_ms / 1000, 0.5)
-        client = redis.Redis.from_url(
-            settings.resolved_redis_url, socket_timeout=timeout, socket_connect_timeout=timeout
-        )
-        try:
-            publish_ip_blocks(engine, client)
-        finally:
-            client.close()
+        publish_ip_blocks_with(engine, settings)
     return report.counts()
 
 

@@ -256,7 +256,7 @@ def default_lookback(rules: Sequence[R.Rule]) -> timedelta:
 def correlation_job(settings: Any, engine: Engine, now: datetime) -> dict[str, Any]:
     """The `security-correlation` job: rules from SECURITY_RULES_PATH; new IP blocks pushed to Redis."""
     from ticketguard.security.keys import pepper
-    from ticketguard.security.lists import publish_ip_blocks
+    from ticketguard.security.lists import publish_ip_blocks_with
     from ticketguard.security.redact import hash_ip
 
     rules = R.load_rules(settings.security_rules_path)
@@ -264,15 +264,6 @@ def correlation_job(settings: Any, engine: Engine, now: datetime) -> dict[str, A
     report = run_correlation(
         engine, rules, now=now, global_limit=settings.rate_limit_global, exempt_targets=exempt
     )
-    if any(r.action == "block_ip" for r in report.applied) and settings.resolved_redis_url:
-        import redis
-
-        timeout = max(settings.redis_timeout_ms / 1000, 0.5)
-        client = redis.Redis.from_url(
-            settings.resolved_redis_url, socket_timeout=timeout, socket_connect_timeout=timeout
-        )
-        try:
-            publish_ip_blocks(engine, client)
-        finally:
-            client.close()
+    if any(r.action == "block_ip" for r in report.applied):
+        publish_ip_blocks_with(engine, settings)
     return report.counts()

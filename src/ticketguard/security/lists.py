@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, delete, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -28,6 +28,9 @@ from ticketguard.security.audit import audit
 from ticketguard.security.redact import hash_ip, mask_ip, mask_wallet
 from ticketguard.tables import allowlisted_wallets, blacklisted_wallets, ip_blocks
 from ticketguard.wallets import WalletError, canonical_wallet
+
+if TYPE_CHECKING:
+    from ticketguard.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -470,3 +473,19 @@ def publish_ip_blocks(engine: Engine, redis: Any | None, key_prefix: str = "") -
             type(exc).__name__,
         )
         return False
+
+
+def publish_ip_blocks_with(engine: Engine, settings: Settings) -> bool:
+    """`publish_ip_blocks` through a short-lived client on the settings' Redis: for the jobs that apply
+    blocks (security correlation, alert actions), so the API sees them at once; False without Redis."""
+    url = settings.resolved_redis_url
+    if not url:
+        return False
+    import redis
+
+    timeout = max(settings.redis_timeout_ms / 1000, 0.5)
+    client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+    try:
+        return publish_ip_blocks(engine, client)
+    finally:
+        client.close()
