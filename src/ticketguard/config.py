@@ -362,7 +362,15 @@ class Settings(BaseSettings):
         default=[0.99], description="Feature sets tried: the features carrying this share of the gain."
     )
     train_selection_tolerance: float = Field(
-        default=0.002, ge=0, le=1, description="A smaller feature set wins within this much mean AUC-PR."
+        default=0.002, ge=0, le=1, description="A smaller feature set wins within this much mean score."
+    )
+    train_selection_alerts_per_day: int = Field(
+        default=100,
+        ge=0,
+        description="k of the wallet precision@k per day that selection ranks on with AP (0: AP alone).",
+    )
+    train_feature_top_counts: list[int] = Field(
+        default=[], description="Compact feature sets tried: the N features of highest gain, e.g. [15, 30]."
     )
     train_drop_optional_share: float = Field(
         default=0.3, ge=0, le=1, description="Training rows featurised without ip/payment/location."

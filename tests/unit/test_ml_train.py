@@ -89,7 +89,12 @@ def test_parameters_and_features_are_chosen_by_prequential_folds(history, tmp_pa
         (4, 8.0),
     ]
     assert all(len(c["fold_ap"]) == len(folds) for c in selection["candidates"])
-    best = max(grid, key=lambda c: c["mean_ap"])
+    # Ranked on the mean over folds of (AP + wallet precision@k per day) / 2, not AP alone.
+    for c in selection["candidates"]:
+        assert all(w is not None and 0 <= w <= 1 for w in c["fold_wallet_precision"])
+        per_fold = [(a + w) / 2 for a, w in zip(c["fold_ap"], c["fold_wallet_precision"], strict=True)]
+        assert c["score"] == pytest.approx(float(np.mean(per_fold)), abs=1e-5)
+    best = max(grid, key=lambda c: c["score"])
     assert run.model.params["max_depth"] == best["params"]["max_depth"]
     assert run.model.params["scale_pos_weight"] == best["params"]["scale_pos_weight"]
     assert run.model.params["nthread"] == 2

@@ -368,7 +368,7 @@ def _selection_markdown(selection: Mapping[str, Any] | None) -> list[str]:
         return []
     lines = [
         "",
-        "## Model selection (prequential folds, gap = label delay; average precision)",
+        "## Model selection (prequential folds, gap = label delay; AP and wallet precision@k per day)",
         "",
         "| fold | train | validation | train rows (fraud) | validation rows (fraud) |",
         "| --- | --- | --- | --- | --- |",
@@ -380,10 +380,21 @@ def _selection_markdown(selection: Mapping[str, Any] | None) -> list[str]:
             f"{f['train_rows']:,} ({f['train_fraud']:,}) | "
             f"{f['validation_rows']:,} ({f['validation_fraud']:,}) |"
         )
-    lines += ["", "| candidate | features | AP per fold | mean AP |", "| --- | --- | --- | --- |"]
+    lines += [
+        "",
+        "Ranked by the score: per fold the mean of AP and wallet precision@k per day (AP alone without k).",
+        "",
+        "| candidate | features | AP per fold | wallet P@k per fold | mean AP | score |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
     for c in selection.get("candidates", []):
         folds = ", ".join(f"{v:.4f}" for v in c["fold_ap"])
-        lines.append(f"| {c['name']} | {c['features']} ({c['n_features']}) | {folds} | {c['mean_ap']:.4f} |")
+        wallets = ", ".join("–" if v is None else f"{v:.4f}" for v in c.get("fold_wallet_precision", []))
+        score = c.get("score", c["mean_ap"])
+        lines.append(
+            f"| {c['name']} | {c['features']} ({c['n_features']}) | {folds} | {wallets or '–'} | "
+            f"{c['mean_ap']:.4f} | {score:.4f} |"
+        )
     kept = selection.get("kept_features", [])
     dropped = selection.get("dropped_features", {})
     lines += [

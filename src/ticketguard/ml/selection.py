@@ -8,14 +8,20 @@ with the labels as known at the block's start — what a model deployed then cou
     fold 2:  | train ............... |gap| val 2 |
     fold 3:  | train ........................ |gap| val 3 |   (val 3 = the split's validation days)
 
-Every candidate is scored by its average precision on each fold's validation block (labels as known at
-deployment, the split's test start) and ranked by the mean over folds:
+Every candidate is scored on each fold's validation block (labels as known at deployment, the split's test
+start) by what the platform is judged on: the mean of its **average precision** and its **wallet
+precision@k per day** (`ml.metrics.wallet_precision_at_k`, k = `TRAIN_SELECTION_ALERTS_PER_DAY`, the
+analysts' daily review capacity; the validation blocks keep every row, so k means the same as in
+production). Candidates are ranked by the mean of that score over folds (AP alone when k is 0 or the folds
+carry no wallets/days):
 
 1. **Hyper-parameters**: each of `TRAIN_MAX_DEPTH_OPTIONS` × `TRAIN_SCALE_POS_WEIGHT_OPTIONS`, with early
    stopping on the fold's validation AUC-PR, on every non-constant feature.
 2. **Feature set**, with the chosen parameters: all non-constant features against the features that carry
    the top gain share in the folds' models (`TRAIN_FEATURE_GAIN_SHARES`, e.g. the features covering 99 % of
-   the total gain). A smaller set wins when its mean AP is within `TRAIN_SELECTION_TOLERANCE` of the best.
+   the total gain), and the compact sets of the `TRAIN_FEATURE_TOP_COUNTS` features of highest gain (e.g. 15
+   and 30) — a small smooth model can win when the data favours it. A smaller set wins when its mean
+   score is within `TRAIN_SELECTION_TOLERANCE` of the best.
 
 Features that are constant over the fit period are dropped first (they cannot carry signal on this data).
 Everything tried — the folds, every candidate's per-fold AP, the kept and dropped features with the
@@ -34,6 +40,8 @@ from typing import Any
 import numpy as np
 import xgboost as xgb
 from sklearn.metrics import average_precision_score
+
+from ticketguard.ml.metrics import wallet_precision_at_k
 
 Progress = Callable[[str, float], None]
 US = 1_000_000
@@ -89,7 +97,7 @@ def plan_folds(
 
 @dataclass
 class Candidate:
-    """One configuration tried: its parameters, feature set, and AP per fold."""
+    """One configuration tried: its parameters, feature set, AP and wallet precision@k per fold."""
 
     name: str
     params: dict[str, Any]
@@ -97,10 +105,22 @@ class Candidate:
     n_features: int
     fold_ap: list[float]
     best_iterations: list[int]
+    fold_wallet_precision: list[float | None] = field(default_factory=list)
 
     @property
     def mean_ap(self) -> float:
         return float(np.mean(self.fold_ap)) if self.fold_ap else float("nan")
+
+    @property
+    def fold_score(self) -> list[float]:
+        """Per fold: the mean of AP and wallet precision@k per day (AP alone where there is none)."""
+        wp = self.fold_wallet_precision or [None] * len(self.fold_ap)
+        return [ap if w is None else (ap + w) / 2.0 for ap, w in zip(self.fold_ap, wp, strict=True)]
+
+    @property
+    def score(self) -> float:
+        """What selection ranks on: the mean over folds of `fold_score`."""
+        return float(np.mean(self.fold_score)) if self.fold_ap else float("nan")
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -110,6 +130,8 @@ class Candidate:
             "n_features": self.n_features,
             "fold_ap": [round(v, 6) for v in self.fold_ap],
             "mean_ap": round(self.mean_ap, 6),
+            "fold_wallet_precision": [None if v is None else round(v, 6) for v in self.fold_wallet_precision],
+            "score": round(self.score, 6),
             "best_iterations": self.best_iterations,
         }
 
@@ -142,6 +164,8 @@ class FoldData:
     x_validation: np.ndarray
     y_validation: np.ndarray
     w_train: np.ndarray | None = None  # row weights (legitimate rows subsampled: 1 / their sampling rate)
+    day_validation: np.ndarray | None = None  # UTC day number of each validation row (wallet precision@k)
+    wallet_validation: np.ndarray | None = None  # wallet of each validation row
 
 
 def constant_features(x: np.ndarray, names: Sequence[str]) -> list[str]:
@@ -153,6 +177,13 @@ def constant_features(x: np.ndarray, names: Sequence[str]) -> list[str]:
     return [name for name, a, b in zip(names, lo, hi, strict=True) if a == b]
 
 
+def _wallet_precision(data: FoldData, scores: np.ndarray, k: int) -> float | None:
+    if k < 1 or data.day_validation is None or data.wallet_validation is None:
+        return None
+    out = wallet_precision_at_k(data.day_validation, data.wallet_validation, scores, data.y_validation, k)
+    return float(out["mean"])
+
+
 def _fit_one(
     params: dict[str, Any],
     train: xgb.DMatrix,
@@ -160,7 +191,7 @@ def _fit_one(
     y_validation: np.ndarray,
     rounds: int,
     early: int,
-) -> tuple[float, int, xgb.Booster]:
+) -> tuple[float, int, xgb.Booster, np.ndarray]:
     booster = xgb.train(
         params,
         train,
@@ -171,7 +202,7 @@ def _fit_one(
     )
     best = int(booster.best_iteration)
     scores = booster.predict(validation, iteration_range=(0, best + 1))
-    return float(average_precision_score(y_validation, scores)), best, booster
+    return float(average_precision_score(y_validation, scores)), best, booster, scores
 
 
 def select(
@@ -185,9 +216,11 @@ def select(
     gain_shares: Sequence[float],
     tolerance: float,
     nthread: int,
+    alerts_per_day: int = 0,
+    top_counts: Sequence[int] = (),
     progress: Progress | None = None,
 ) -> Selection:
-    """Choose parameters, then the feature set, by mean fold AP (see the module doc)."""
+    """Choose parameters, then the feature set, by the folds' mean score (see the module doc)."""
     report = progress or (lambda _s, _f: None)
     names = list(feature_names)
     stacked = np.concatenate([f.x_train for f in folds] + [f.x_validation for f in folds])
@@ -209,7 +242,7 @@ def select(
                 "validation_fraud": int(data.y_validation.sum()),
             }
         )
-    total = len(param_grid) * len(folds) + len(gain_shares) * len(folds)
+    total = len(param_grid) * len(folds) + (len(gain_shares) + len(top_counts)) * len(folds)
     done = [0]
 
     def tick(label: str) -> None:
@@ -245,49 +278,59 @@ def select(
         cand = Candidate(_describe(params), dict(params), "all non-constant", len(usable), [], [])
         gains[i] = []
         for k, (train, validation, y) in enumerate(full):
-            ap, best, booster = _fit_one(params, train, validation, y, rounds, early_stopping_rounds)
+            ap, best, booster, scores = _fit_one(params, train, validation, y, rounds, early_stopping_rounds)
+            wp = _wallet_precision(folds[k], scores, alerts_per_day)
             cand.fold_ap.append(ap)
+            cand.fold_wallet_precision.append(wp)
             cand.best_iterations.append(best)
             gains[i].append(booster.get_score(importance_type="total_gain"))
-            tick(f"selection: {cand.name} fold {k + 1} AP {ap:.4f}")
+            shown = "" if wp is None else f" wallet P@k {wp:.4f}"
+            tick(f"selection: {cand.name} fold {k + 1} AP {ap:.4f}{shown}")
         candidates.append(cand)
-    best_index = max(range(len(candidates)), key=lambda j: (candidates[j].mean_ap, -j))
+    best_index = best_candidate(candidates)
     best_params = candidates[best_index]
     del full
     # 2. the feature set, with those parameters: the features carrying the top gain share
     gain = {names[i]: 0.0 for i in usable}
-    for scores in gains[best_index]:
-        for name, value in scores.items():
+    for fold_gain in gains[best_index]:
+        for name, value in fold_gain.items():
             gain[name] += float(value)
     ranked = sorted(gain, key=lambda n: (-gain[n], names.index(n)))
     total_gain = sum(gain.values()) or 1.0
     sets: list[tuple[str, list[int], Candidate]] = [("all non-constant", usable, best_params)]
+    positive = [n for n in ranked if gain[n] > 0]
+    proposals: list[tuple[str, list[str]]] = []
     for share in gain_shares:
         keep: list[str] = []
         covered = 0.0
-        for name in ranked:
-            if covered >= share * total_gain or gain[name] <= 0:
+        for name in positive:
+            if covered >= share * total_gain:
                 break
             keep.append(name)
             covered += gain[name]
+        proposals.append((f"top {share:.1%} of the gain", keep))
+    for count in top_counts:
+        proposals.append((f"top {count} by gain", positive[:count]))
+    for label, keep in proposals:
         columns = [i for i in usable if names[i] in keep]
         if not columns or len(columns) == len(usable) or any(len(columns) == len(s[1]) for s in sets):
             continue
-        label = f"top {share:.1%} of the gain"
         cand = Candidate(best_params.name, dict(best_params.params), label, len(columns), [], [])
         for k, (train, validation, y) in enumerate(matrices(columns)):
-            ap, best, _booster = _fit_one(
+            ap, best, _booster, scores = _fit_one(
                 best_params.params, train, validation, y, rounds, early_stopping_rounds
             )
+            wp = _wallet_precision(folds[k], scores, alerts_per_day)
             cand.fold_ap.append(ap)
+            cand.fold_wallet_precision.append(wp)
             cand.best_iterations.append(best)
             tick(f"selection: {label} ({len(columns)} features) fold {k + 1} AP {ap:.4f}")
         candidates.append(cand)
         sets.append((label, columns, cand))
-    top = max(c.mean_ap for _l, _c, c in sets)
-    # The smallest set within the tolerance of the best mean AP.
+    top = max(c.score for _l, _c, c in sets)
+    # The smallest set within the tolerance of the best mean score.
     label, columns, chosen = min(
-        ((lab, cols, c) for lab, cols, c in sets if c.mean_ap >= top - tolerance), key=lambda s: len(s[1])
+        ((lab, cols, c) for lab, cols, c in sets if c.score >= top - tolerance), key=lambda s: len(s[1])
     )
     kept = [names[i] for i in columns]
     for name in names:
@@ -299,6 +342,13 @@ def select(
             )
     report("selection done", 1.0)
     return Selection(fold_info, candidates, chosen, kept, dropped)
+
+
+def best_candidate(candidates: Sequence[Candidate]) -> int:
+    """Index of the candidate with the highest mean score over folds (the first on a tie)."""
+    if not candidates:
+        raise ValueError("no candidate to choose from")
+    return max(range(len(candidates)), key=lambda j: (candidates[j].score, -j))
 
 
 def _describe(params: dict[str, Any]) -> str:

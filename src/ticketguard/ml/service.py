@@ -148,6 +148,8 @@ def train_model(
                 x_validation=x_clean[validation_rows],
                 y_validation=final_labels[validation_rows],
                 w_train=weights,
+                day_validation=data.timestamp_us[validation_rows] // (86_400 * 1_000_000),
+                wallet_validation=data.wallet[validation_rows],
             )
         )
     grid = [
@@ -166,6 +168,8 @@ def train_model(
         early_stopping_rounds=config.early_stopping_rounds,
         gain_shares=settings.train_feature_gain_shares,
         tolerance=settings.train_selection_tolerance,
+        alerts_per_day=settings.train_selection_alerts_per_day,
+        top_counts=settings.train_feature_top_counts,
         nthread=config.nthread,
         progress=_stage(report, 0.3, 0.75),
     )
