@@ -32,13 +32,13 @@ import psycopg
 import pytest
 from sqlalchemy import Engine, make_url
 
+from ci_gate import unavailable
 from ticketguard.kit import migrate
 from ticketguard.kit.db import make_engine
 
 # Shared fixtures of other rooms (a recording HTTP receiver for notifier and callback tests).
 pytest_plugins = ("delivery_fixtures",)
 
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 
@@ -54,13 +54,6 @@ def _discover_postgres_url() -> str:
 # Read once at import: the autouse fixture below clears these variables so Settings built in tests
 # never pick them up by accident.
 POSTGRES_URL = _discover_postgres_url()
-
-
-def _unavailable(service: str, reason: str) -> None:
-    message = f"{service}: {reason}"
-    if IN_CI:
-        pytest.fail(f"{message} — with CI=true every {service} test must run", pytrace=False)
-    pytest.skip(message)
 
 
 @pytest.fixture(autouse=True)
@@ -127,7 +120,7 @@ def postgres_admin_url() -> str:
     """The server's maintenance database URL (a role that may create databases)."""
     reason = _probe_postgres(POSTGRES_URL)
     if reason is not None:
-        _unavailable("postgres", reason)
+        unavailable("postgres", reason)
     return POSTGRES_URL
 
 
@@ -407,7 +400,7 @@ def engine(db_url: str) -> Iterator[Engine]:
 def _redis_binary() -> str:
     binary = os.environ.get("TEST_REDIS_SERVER") or shutil.which("redis-server")
     if binary is None:
-        _unavailable("redis", "no redis-server binary on PATH (apt-get install redis-server)")
+        unavailable("redis", "no redis-server binary on PATH (apt-get install redis-server)")
     return str(binary)
 
 

@@ -34,9 +34,9 @@ from ticketguard.kit.db import make_engine
 sys.path.insert(0, str(Path(__file__).parents[1] / "integration"))
 from scoring_fixtures import free_port, ladder_booster, make_settings, register_model, running_api
 
+from ci_gate import unavailable
 from console_fixtures import ADMIN_MFA_SECRET, PASSWORD, console_settings
 
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 CHROMIUM = os.environ.get("TG_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless",
@@ -54,9 +54,7 @@ pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.xdist_group("c
 
 
 def _unavailable(reason: str) -> None:
-    if IN_CI:
-        pytest.fail(f"browser: {reason} — with CI=true the console's browser tests must run", pytrace=False)
-    pytest.skip(f"browser: {reason}")
+    unavailable("browser", reason)
 
 
 class Codes:

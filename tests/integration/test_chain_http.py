@@ -19,6 +19,7 @@ from sqlalchemy import func, select
 from typer.testing import CliRunner
 from web3 import Web3
 
+from ci_gate import unavailable
 from ticketguard import tables
 from ticketguard.chain.market import TicketMarket, ether_to_wei
 from ticketguard.chain.pipeline import ChainEtl, EtlConfig
@@ -28,7 +29,7 @@ from ticketguard.kit.db import make_engine
 
 CONTRACTS = Path(__file__).resolve().parents[2] / "contracts"
 ANVIL = CONTRACTS / "node_modules" / ".bin" / "anvil"
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
 FACE = ether_to_wei("0.05")
 
 pytestmark = pytest.mark.xdist_group("anvil")
@@ -43,9 +44,7 @@ def _no_chain_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _unavailable(reason: str) -> None:
-    if IN_CI:
-        pytest.fail(f"{reason}: with CI=true the JSON-RPC test must run", pytrace=False)
-    pytest.skip(reason)
+    unavailable("JSON-RPC node", reason)
 
 
 def _anvil_binary() -> Path:
