@@ -347,3 +347,43 @@ def test_demo_admin_gets_a_generated_password_and_a_reset_prints_new_credentials
             )
     finally:
         engine.dispose()
+
+
+@pytest.mark.parametrize("change", ["disable", "reset-mfa", "set-password", "lock"])
+def test_every_account_change_ends_the_users_sessions_and_says_so_in_the_audit(
+    engine: Engine,
+    settings,  # type: ignore[no-untyped-def]
+    change: str,
+) -> None:
+    """A disabled, re-keyed, re-passworded or locked account keeps no live session — checked on the session
+    row itself, and after an unlock, so no other check (active, locked) can stand in for it."""
+    from ticketguard.admin.accounts import disable_user, reset_mfa, set_password
+
+    account = make_account(engine, settings, "alice")
+    user = _login(engine, settings, "alice", PASSWORD, account.code(NOW))
+    now = datetime.now(UTC)
+    with engine.begin() as conn:
+        sessions.create_session(
+            conn, user, now=now, ip=None, user_agent=None, max_age=timedelta(hours=1)
+        )
+        if change == "disable":
+            disable_user(conn, "alice", actor="t", now=now)
+        elif change == "reset-mfa":
+            reset_mfa(conn, settings, "alice", actor="t", now=now)
+        elif change == "set-password":
+            set_password(conn, settings, "alice", "a-new-long-uncommon-passphrase", actor="t", now=now)
+        else:
+            lock_account(conn, "alice", until=now + timedelta(minutes=1), reason="r", actor="t")
+            unlock_account(conn, "alice", actor="t")
+    with engine.connect() as conn:
+        (revoked_at,) = conn.execute(select(tables.admin_sessions.c.revoked_at)).one()
+    assert revoked_at is not None
+    action = {
+        "disable": "admin.user_disable",
+        "reset-mfa": "admin.mfa_reset",
+        "set-password": "admin.password_set",
+        "lock": "admin.account_lock",
+    }[change]
+    (row,) = _audit(engine, action)
+    assert row.metadata["user"] == "alice"
+    assert row.metadata["sessions_revoked"] == 1

@@ -95,6 +95,31 @@ def revoke_sessions(conn: Connection, user_id: int, now: datetime) -> int:
     ).rowcount
 
 
+def _change_and_end_sessions(
+    conn: Connection,
+    user: AdminUser,
+    values: dict[str, Any],
+    *,
+    action: str,
+    actor: str,
+    now: datetime,
+    ip: str | None,
+    details: dict[str, Any] | None = None,
+) -> None:
+    """Change a user's row, end every session of theirs and audit both, in the caller's transaction: what
+    disabling, a new password, a new TOTP secret and a lock have in common."""
+    conn.execute(update(admin_users).where(admin_users.c.id == user.id).values(**values))
+    killed = revoke_sessions(conn, user.id, now)
+    audit(
+        conn,
+        actor=actor,
+        action=action,
+        now=now,
+        ip_address=ip,
+        details={"user": user.username, **(details or {}), "sessions_revoked": killed},
+    )
+
+
 def create_user(
     conn: Connection,
     settings: Settings,
@@ -145,17 +170,14 @@ def disable_user(
     conn: Connection, username: str, *, actor: str, now: datetime, ip: str | None = None
 ) -> AdminUser:
     user = _require(conn, username)
-    conn.execute(
-        update(admin_users).where(admin_users.c.id == user.id).values(is_active=False, disabled_at=now)
-    )
-    killed = revoke_sessions(conn, user.id, now)
-    audit(
+    _change_and_end_sessions(
         conn,
-        actor=actor,
+        user,
+        {"is_active": False, "disabled_at": now},
         action="admin.user_disable",
+        actor=actor,
         now=now,
-        ip_address=ip,
-        details={"user": user.username, "sessions_revoked": killed},
+        ip=ip,
     )
     return _require(conn, username)
 
@@ -166,26 +188,14 @@ def reset_mfa(
     """A new TOTP secret (returned, shown once); the old one stops working and every session ends."""
     user = _require(conn, username)
     secret = totp.new_secret()
-    conn.execute(
-        update(admin_users)
-        .where(admin_users.c.id == user.id)
-        .values(
-            totp_secret=totp.seal(settings, secret),
-            totp_last_step=None,
-            totp_failures=0,
-            totp_failed_since=None,
-            mfa_enrolled_at=now,
-        )
-    )
-    killed = revoke_sessions(conn, user.id, now)
-    audit(
-        conn,
-        actor=actor,
-        action="admin.mfa_reset",
-        now=now,
-        ip_address=ip,
-        details={"user": user.username, "sessions_revoked": killed},
-    )
+    values = {
+        "totp_secret": totp.seal(settings, secret),
+        "totp_last_step": None,
+        "totp_failures": 0,
+        "totp_failed_since": None,
+        "mfa_enrolled_at": now,
+    }
+    _change_and_end_sessions(conn, user, values, action="admin.mfa_reset", actor=actor, now=now, ip=ip)
     return secret
 
 
@@ -201,20 +211,8 @@ def set_password(
 ) -> None:
     user = _require(conn, username)
     passwords.check_password(password, username=user.username, min_length=settings.admin_password_min_length)
-    conn.execute(
-        update(admin_users)
-        .where(admin_users.c.id == user.id)
-        .values(password_hash=passwords.hash_password(password), password_changed_at=now)
-    )
-    killed = revoke_sessions(conn, user.id, now)
-    audit(
-        conn,
-        actor=actor,
-        action="admin.password_set",
-        now=now,
-        ip_address=ip,
-        details={"user": user.username, "sessions_revoked": killed},
-    )
+    values = {"password_hash": passwords.hash_password(password), "password_changed_at": now}
+    _change_and_end_sessions(conn, user, values, action="admin.password_set", actor=actor, now=now, ip=ip)
 
 
 def lock_account(
@@ -225,20 +223,15 @@ def lock_account(
     if user is None:
         return False
     now = datetime.now(UTC)
-    conn.execute(update(admin_users).where(admin_users.c.id == user.id).values(locked_until=until))
-    killed = revoke_sessions(conn, user.id, now)
-    audit(
+    _change_and_end_sessions(
         conn,
-        actor=actor,
+        user,
+        {"locked_until": until},
         action="admin.account_lock",
+        actor=actor,
         now=now,
-        ip_address=ip,
-        details={
-            "user": user.username,
-            "until": until.isoformat(),
-            "reason": reason,
-            "sessions_revoked": killed,
-        },
+        ip=ip,
+        details={"until": until.isoformat(), "reason": reason},
     )
     return True
 
