@@ -6,6 +6,8 @@ the defence."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -16,6 +18,7 @@ import flask
 import plotly.graph_objects as go
 from dash import ALL, Input, Output, State, ctx, dcc, html
 from dash.exceptions import PreventUpdate
+from plotly.utils import PlotlyJSONEncoder
 from sqlalchemy import Engine
 
 from ticketguard.admin.login import LoginFailed, step_up
@@ -94,6 +97,17 @@ def _safely(section: str, build: Callable[[datetime], Any]) -> tuple[Any, str]:
         return html.P(f"Cannot read the {section} data right now.", className="error"), _as_of(now)
 
 
+def _refreshed(section: str, build: Callable[[datetime], Any], shown: str | None) -> tuple[Any, str, Any]:
+    """A section's refresh: its body, "as of", and the digest of the body. A body equal to the one on screen
+    (digest ``shown``) is not sent again, so the browser does not replace rows under the user's pointer (a
+    click on a row being replaced is lost) and nothing is re-rendered for nothing."""
+    body, as_of = _safely(section, build)
+    digest = hashlib.sha256(json.dumps(body, cls=PlotlyJSONEncoder, sort_keys=True).encode()).hexdigest()
+    if digest == shown:
+        return dash.no_update, as_of, dash.no_update
+    return body, as_of, digest
+
+
 # ------------------------------------------------------------------------------------------ layout
 def _section(key: str, title: str, *extra: Any) -> html.Section:
     return html.Section(
@@ -101,6 +115,7 @@ def _section(key: str, title: str, *extra: Any) -> html.Section:
             html.Div([html.H2(title), html.Span("", id=f"{key}-asof", className="asof")], className="head"),
             *extra,
             html.Div(_empty("Loading…"), id=f"{key}-body"),
+            dcc.Store(id=f"{key}-digest"),
         ],
         id=f"section-{key}",
         className="card-section",
@@ -534,6 +549,7 @@ def _review_section() -> html.Section:
                 className="head",
             ),
             html.Div(_empty("Loading…"), id="reviews-body"),
+            dcc.Store(id="reviews-digest"),
             dcc.Store(id="case-id"),
             html.Div(id="case-body"),
             html.Div(
@@ -640,25 +656,31 @@ def _register(app: dash.Dash) -> None:
     ):
 
         def callback(
-            _n: int | None, build: Callable[[datetime], Any] = build, key: str = key
-        ) -> tuple[Any, str]:
-            return _safely(key, build)
+            _n: int | None, shown: str | None, build: Callable[[datetime], Any] = build, key: str = key
+        ) -> tuple[Any, str, Any]:
+            return _refreshed(key, build, shown)
 
         app.callback(
             Output(f"{key}-body", "children"),
             Output(f"{key}-asof", "children"),
+            Output(f"{key}-digest", "data"),
             Input("refresh", "n_intervals"),
+            State(f"{key}-digest", "data"),
         )(callback)
 
     @app.callback(
         Output("security-body", "children"),
         Output("security-asof", "children"),
+        Output("security-digest", "data"),
         Input("refresh", "n_intervals"),
         Input("severity-filter", "value"),
+        State("security-digest", "data"),
     )
-    def security_section(_n: int | None, severities: list[str] | None) -> tuple[Any, str]:
-        return _safely(
-            "security", lambda now: _security(now, [s for s in severities or [] if s in SEVERITIES])
+    def security_section(
+        _n: int | None, severities: list[str] | None, shown: str | None
+    ) -> tuple[Any, str, Any]:
+        return _refreshed(
+            "security", lambda now: _security(now, [s for s in severities or [] if s in SEVERITIES]), shown
         )
 
     @app.callback(
