@@ -66,6 +66,9 @@ class FeatureParams:
     )
     risk_windows: tuple[timedelta, ...] = (timedelta(days=1), timedelta(days=7), timedelta(days=30))
     risk_prior_weight: float = 20.0
+    # Reported fraud (`Family.risk`): known frauds among the entity's transactions in [t − w, t) with no
+    # maturity offset — an entity that has just turned bad, as soon as its first frauds are reported.
+    reported_windows: tuple[timedelta, ...] = (timedelta(days=7), timedelta(days=30))
 
     def __post_init__(self) -> None:
         if self.label_delay < timedelta(0):
@@ -78,9 +81,9 @@ class FeatureParams:
             raise ValueError(f"geo_distance_km must be > 0, got {self.geo_distance_km}")
         if not 0 < self.pagerank_damping < 1:
             raise ValueError(f"pagerank_damping must be in (0, 1), got {self.pagerank_damping}")
-        for name in ("windows", "risk_windows"):
+        for name in ("windows", "risk_windows", "reported_windows"):
             values = getattr(self, name)
-            if not values or any(w <= timedelta(0) for w in values):
+            if (not values and name != "reported_windows") or any(w <= timedelta(0) for w in values):
                 raise ValueError(f"{name} must be one or more positive durations, got {values}")
             labels = [window_label(w) for w in values]
             if len(set(labels)) != len(labels):
@@ -217,6 +220,11 @@ def family_aggregates(params: FeatureParams) -> tuple[Aggregate, ...]:
                 out.append(
                     Aggregate(f"{fam.key}_rf_{w}", match, "count", rows="known_fraud", **risk)  # type: ignore[arg-type]
                 )
+            # Reported fraud: windows ending at t, no maturity offset (labels known before t).
+            for window in params.reported_windows:
+                w = window_label(window)
+                out.append(Aggregate(f"{fam.key}_n_{w}", match, "count", window=window))
+                out.append(Aggregate(f"{fam.key}_kf_{w}", match, "count", rows="known_fraud", window=window))
     widest = {"window": max(params.risk_windows), "offset": params.label_delay}
     out.append(Aggregate("g_rn", (), "count", **widest))  # type: ignore[arg-type]
     out.append(Aggregate("g_rf", (), "count", rows="known_fraud", **widest))  # type: ignore[arg-type]
@@ -240,6 +248,9 @@ def family_feature_names(params: FeatureParams) -> tuple[str, ...]:
             for window in params.risk_windows:
                 w = window_label(window)
                 out += [f"{fam.name}_risk_{w}", f"{fam.name}_risk_n_{w}", f"{fam.name}_risk_fraud_{w}"]
+            for window in params.reported_windows:
+                w = window_label(window)
+                out += [f"{fam.name}_fraud_reported_{w}", f"{fam.name}_fraud_reported_share_{w}"]
     hand = set(HAND_FEATURE_NAMES)
     seen: set[str] = set()
     unique = []
@@ -557,6 +568,15 @@ class _RiskPlan:
     has: str  # the query field that says whether the transaction has the entity
 
 
+@dataclass(frozen=True)
+class _ReportedPlan:
+    kn: str  # the entity's transactions in [t − w, t)
+    kf: str  # the known frauds among them
+    count_feature: str
+    share_feature: str
+    has: str  # the query field that says whether the transaction has the entity
+
+
 _HAS_FIELD = {
     "wallet_address": "",
     "event_id": "",
@@ -570,9 +590,12 @@ _Z_CLIP = 50.0
 
 
 @lru_cache(maxsize=16)
-def _family_plan(params: FeatureParams) -> tuple[tuple[_WindowPlan, ...], tuple[_RiskPlan, ...]]:
+def _family_plan(
+    params: FeatureParams,
+) -> tuple[tuple[_WindowPlan, ...], tuple[_RiskPlan, ...], tuple[_ReportedPlan, ...]]:
     windows: list[_WindowPlan] = []
     risks: list[_RiskPlan] = []
+    reported: list[_ReportedPlan] = []
     for fam in FAMILIES:
         for window in params.windows:
             w = window_label(window)
@@ -605,7 +628,18 @@ def _family_plan(params: FeatureParams) -> tuple[tuple[_WindowPlan, ...], tuple[
                         _HAS_FIELD[fam.column],
                     )
                 )
-    return tuple(windows), tuple(risks)
+            for window in params.reported_windows:
+                w = window_label(window)
+                reported.append(
+                    _ReportedPlan(
+                        f"{fam.key}_n_{w}",
+                        f"{fam.key}_kf_{w}",
+                        f"{fam.name}_fraud_reported_{w}",
+                        f"{fam.name}_fraud_reported_share_{w}",
+                        _HAS_FIELD[fam.column],
+                    )
+                )
+    return tuple(windows), tuple(risks), tuple(reported)
 
 
 def _families(
@@ -617,7 +651,7 @@ def _families(
     """The families' features (`Family`), vectorised."""
     price = q["price_paid"]
     out["amount"] = price
-    windows, risks = _family_plan(params)
+    windows, risks, reported = _family_plan(params)
     for wp in windows:
         n = p[wp.n]
         if wp.count_feature is not None:
@@ -645,6 +679,12 @@ def _families(
         out[rp.rate_feature] = rate
         out[rp.n_feature] = p[rp.rn]
         out[rp.fraud_feature] = p[rp.rf]
+    for fp in reported:
+        share = _safe_div(p[fp.kf], p[fp.kn], 0.0)
+        if fp.has:
+            share = np.where(q[fp.has].astype(bool), share, MISSING)
+        out[fp.count_feature] = p[fp.kf]
+        out[fp.share_feature] = share
 
 
 def _families_one(
@@ -653,7 +693,7 @@ def _families_one(
     """`_families` for one transaction in plain floats (the same definitions line by line)."""
     price = q["price_paid"]
     out["amount"] = price
-    windows, risks = _family_plan(params)
+    windows, risks, reported = _family_plan(params)
     sqrt = math.sqrt
     for wp in windows:
         n = p[wp.n]
@@ -683,6 +723,12 @@ def _families_one(
         out[rp.rate_feature] = rate
         out[rp.n_feature] = p[rp.rn]
         out[rp.fraud_feature] = p[rp.rf]
+    for fp in reported:
+        share = _div(p[fp.kf], p[fp.kn], 0.0)
+        if fp.has and not q[fp.has]:
+            share = MISSING
+        out[fp.count_feature] = p[fp.kf]
+        out[fp.share_feature] = share
 
 
 def finish(

@@ -292,6 +292,9 @@ class FeatureState:
         self._risk_windows = tuple(
             (window_label(w), int(w.total_seconds() * US)) for w in params.risk_windows
         )
+        self._reported_windows = tuple(
+            (window_label(w), int(w.total_seconds() * US)) for w in params.reported_windows
+        )
         self._widest_risk = int(max(params.risk_windows).total_seconds() * US)
         self._us = {
             "hour": int(3600 * US),
@@ -464,6 +467,13 @@ class FeatureState:
                     out[f"{fam.key}_rn_{w}"] = float(_count(times, hi - width, hi, rows))
                     out[f"{fam.key}_rf_{w}"] = (
                         float(labels.known(hi - width, hi, t, known_by)) if labels is not None else 0.0
+                    )
+                for w, width in self._reported_windows:  # windows ending at t: no maturity offset
+                    n_key = f"{fam.key}_n_{w}"
+                    if n_key not in out:
+                        out[n_key] = float(_count(times, t - width, t, rows))
+                    out[f"{fam.key}_kf_{w}"] = (
+                        float(labels.known(t - width, t, t, known_by)) if labels is not None else 0.0
                     )
         hi = t - delay
         lo = hi - self._widest_risk
