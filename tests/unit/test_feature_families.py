@@ -4,6 +4,7 @@ shape (one declaration → primitives, features, windows from the parameters) an
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -130,15 +131,9 @@ def test_wallet_windows_count_sum_mean_std_max_and_z(features: pd.DataFrame) -> 
     assert d["amount_z_wallet_7d"] == pytest.approx((100 - 20) / std)
     # A wallet with no history: the "none" values, never NaN
     a = features.loc["A"]
-    assert (
-        a["wallet_amount_mean_7d"] == -1
-    )
-    assert (
-        a["wallet_amount_max_7d"] == -1
-    )
-    assert (
-        a["amount_z_wallet_7d"] == 0
-    )
+    assert a["wallet_amount_mean_7d"] == -1
+    assert a["wallet_amount_max_7d"] == -1
+    assert a["amount_z_wallet_7d"] == 0
 
 
 def test_delayed_label_risk_is_smoothed_toward_the_global_rate_and_point_in_time(
@@ -178,6 +173,55 @@ def test_a_label_not_yet_known_does_not_count() -> None:
     assert f.loc["G", "event_risk_fraud_2d"] == 0
 
 
+def _with_recent_fraud(labelled_at: datetime) -> History:
+    """The history plus F3: a fraud at E2 10 h before t, too recent for the risk window (delay 1 d)."""
+    history = _history()
+    tx = pd.concat(
+        [
+            history.transactions,
+            conform(
+                pd.DataFrame([_tx("F3", -10.0, W1, 45.0, event="E2", ip="6.6.6.6", pm="gift")]),
+                TRANSACTION_COLUMNS,
+            ),
+        ],
+        ignore_index=True,
+    )
+    label = pd.DataFrame(
+        [{"transaction_id": "F3", "is_fraud": True, "labelled_at": labelled_at, "pattern": None}]
+    )
+    labels = pd.concat([history.labels, conform(label, LABEL_COLUMNS)], ignore_index=True)
+    return History(history.events, conform(tx, TRANSACTION_COLUMNS), conform(labels, LABEL_COLUMNS))
+
+
+REPORTED = replace(PARAMS, reported_windows=(timedelta(days=3),))
+
+
+def test_reported_fraud_counts_labels_known_before_t_with_no_maturity_offset() -> None:
+    history = _with_recent_fraud(T0 - timedelta(hours=2))
+    f = build_features(history, REPORTED).set_index(history.transactions["transaction_id"])
+    g = f.loc["G"]
+    # E2's transactions in [t − 3 d, t): F1, F2, F3; known before t: F1 (at −40 h) and F3 (at −2 h).
+    assert g["event_fraud_reported_3d"] == 2
+    assert g["event_fraud_reported_share_3d"] == pytest.approx(2 / 3)
+    # The risk window [t − 3 d, t − 1 d) does not see F3: reported fraud reads what the risk cannot yet.
+    assert g["event_risk_fraud_2d"] == 1
+    assert g["ip_fraud_reported_3d"] == 2
+    assert g["payment_method_fraud_reported_share_3d"] == pytest.approx(2 / 3)
+    # W2 made F1 and F2 (F3 is W1's): one known.
+    assert g["wallet_fraud_reported_3d"] == 1
+    assert g["wallet_fraud_reported_share_3d"] == pytest.approx(1 / 2)
+    # A seller never seen: 0. No seller (a primary sale), no IP: −1, not 0.
+    assert g["seller_fraud_reported_share_3d"] == 0
+    assert f.loc["D", "seller_fraud_reported_share_3d"] == -1
+    assert f.loc["H", "ip_fraud_reported_share_3d"] == -1
+    assert f.loc["H", "ip_fraud_reported_3d"] == 0
+    # A label known after t does not count.
+    late = _with_recent_fraud(T0 + timedelta(hours=1))
+    f = build_features(late, REPORTED).set_index(late.transactions["transaction_id"])
+    assert f.loc["G", "event_fraud_reported_3d"] == 1
+    assert f.loc["G", "event_fraud_reported_share_3d"] == pytest.approx(1 / 3)
+
+
 def test_one_declaration_gives_primitives_and_features_for_any_windows() -> None:
     assert feature_names(FeatureParams())[: len(HAND_FEATURE_NAMES)] == HAND_FEATURE_NAMES
     assert feature_names(FeatureParams()) == FEATURE_NAMES
@@ -201,7 +245,20 @@ def test_one_declaration_gives_primitives_and_features_for_any_windows() -> None
     ):
         assert guide in names
     prims = {a.name for a in aggregates(PARAMS)}
-    assert {"w_n_7d", "w_sq_7d", "w_max_7d", "e_rn_2d", "pm_rf_2d", "g_rn", "g_rf"} <= prims
+    assert {
+        "w_n_7d",
+        "w_sq_7d",
+        "w_max_7d",
+        "e_rn_2d",
+        "pm_rf_2d",
+        "g_rn",
+        "g_rf",
+        "e_kf_7d",
+        "pm_n_30d",
+    } <= prims
+    assert "event_fraud_reported_30d" in names
+    assert "event_fraud_reported_3d" in feature_names(REPORTED)
+    assert "event_fraud_reported_30d" not in feature_names(replace(PARAMS, reported_windows=()))
     assert window_label(timedelta(hours=24)) == "24h"
     assert window_label(timedelta(days=30)) == "30d"
     with pytest.raises(ValueError, match="windows"):
