@@ -362,7 +362,10 @@ class Settings(BaseSettings):
         default=[0.99], description="Feature sets tried: the features carrying this share of the gain."
     )
     train_selection_tolerance: float = Field(
-        default=0.002, ge=0, le=1, description="A smaller feature set wins within this much mean score."
+        default=0.005,
+        ge=0,
+        le=1,
+        description="A simpler candidate (shallower, lower weight, fewer features) wins within this score.",
     )
     train_selection_alerts_per_day: int = Field(
         default=100,

@@ -33,6 +33,20 @@ def test_candidates_are_ranked_on_ap_and_wallet_precision_not_ap_alone() -> None
         best_candidate([])
 
 
+def test_a_simpler_candidate_within_the_tolerance_wins() -> None:
+    # The grid's order is simplest first (depth 3 before 6): a deeper model that wins by less than the
+    # tolerance — less than the folds' own noise — is not chosen.
+    shallow = _candidate("depth 3", [0.62, 0.66], [0.33, 0.23])
+    deep = _candidate("depth 6", [0.65, 0.64], [0.34, 0.22])
+    assert deep.score - shallow.score == pytest.approx(0.0025)
+    assert best_candidate([shallow, deep]) == 1
+    assert best_candidate([shallow, deep], tolerance=0.005) == 0
+    assert best_candidate([shallow, deep], tolerance=0.002) == 1
+    # Outside the tolerance the best still wins, wherever it is in the grid.
+    worse = _candidate("worse", [0.50, 0.50], [0.20, 0.20])
+    assert best_candidate([worse, shallow, deep], tolerance=0.005) == 1
+
+
 def _folds(k: int) -> tuple[list[FoldData], list]:
     rng = np.random.default_rng(3)
     start = datetime(2026, 1, 1, tzinfo=UTC)

@@ -165,10 +165,14 @@ class Family:
     share of the entity's transactions in [t − delay − w, t − delay) (labels known before t), smoothed
     toward the global share of the longest risk window: (fraud + m·global) / (n + m), m =
     `FeatureParams.risk_prior_weight` → ``{name}_risk_{w}``; n → ``{name}_risk_n_{w}`` and the known frauds
-    → ``{name}_risk_fraud_{w}`` (the tree sees the raw share too).
+    → ``{name}_risk_fraud_{w}`` (the tree sees the raw share too). And per window of
+    `FeatureParams.reported_windows`, the reported fraud: the known frauds among the entity's transactions
+    in [t − w, t) (no maturity offset; labels known before t) → ``{name}_fraud_reported_{w}``, and their
+    share of the entity's transactions there → ``{name}_fraud_reported_share_{w}`` (−1 without the entity).
 
-    Primitives are named ``{key}_n|spend|sq|max_{w}`` and ``{key}_rn|rf_{w}`` (with ``g_rn``/``g_rf``, the
-    global counts); every execution (offline arrays, SQL, the in-memory state) derives them from here.
+    Primitives are named ``{key}_n|spend|sq|max_{w}``, ``{key}_rn|rf_{w}`` and ``{key}_kf_{w}`` (with
+    ``g_rn``/``g_rf``, the global counts); every execution (offline arrays, SQL, the in-memory state)
+    derives them from here.
     """
 
     name: str

@@ -16,7 +16,8 @@ production). Candidates are ranked by the mean of that score over folds (AP alon
 carry no wallets/days):
 
 1. **Hyper-parameters**: each of `TRAIN_MAX_DEPTH_OPTIONS` × `TRAIN_SCALE_POS_WEIGHT_OPTIONS`, with early
-   stopping on the fold's validation AUC-PR, on every non-constant feature.
+   stopping on the fold's validation AUC-PR, on every non-constant feature; the first in the grid's order
+   (shallower, then lower weight) within `TRAIN_SELECTION_TOLERANCE` of the best mean score wins.
 2. **Feature set**, with the chosen parameters: all non-constant features against the features that carry
    the top gain share in the folds' models (`TRAIN_FEATURE_GAIN_SHARES`, e.g. the features covering 99 % of
    the total gain), and the compact sets of the `TRAIN_FEATURE_TOP_COUNTS` features of highest gain (e.g. 15
@@ -287,7 +288,7 @@ def select(
             shown = "" if wp is None else f" wallet P@k {wp:.4f}"
             tick(f"selection: {cand.name} fold {k + 1} AP {ap:.4f}{shown}")
         candidates.append(cand)
-    best_index = best_candidate(candidates)
+    best_index = best_candidate(candidates, tolerance)
     best_params = candidates[best_index]
     del full
     # 2. the feature set, with those parameters: the features carrying the top gain share
@@ -344,11 +345,15 @@ def select(
     return Selection(fold_info, candidates, chosen, kept, dropped)
 
 
-def best_candidate(candidates: Sequence[Candidate]) -> int:
-    """Index of the candidate with the highest mean score over folds (the first on a tie)."""
+def best_candidate(candidates: Sequence[Candidate], tolerance: float = 0.0) -> int:
+    """Index of the first candidate (the grid's order: shallower trees, then lower imbalance weight)
+    whose mean score over folds is within ``tolerance`` of the highest — with ``tolerance`` 0, the best
+    (the first on a tie). Fold scores differ by more than the tolerance from one block of days to the
+    next, so a deeper model that wins by less is not preferred over the simpler one."""
     if not candidates:
         raise ValueError("no candidate to choose from")
-    return max(range(len(candidates)), key=lambda j: (candidates[j].score, -j))
+    top = max(c.score for c in candidates)
+    return next(j for j, c in enumerate(candidates) if c.score >= top - tolerance)
 
 
 def _describe(params: dict[str, Any]) -> str:
