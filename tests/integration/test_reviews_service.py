@@ -438,6 +438,11 @@ def test_an_analyst_label_reaches_training_and_the_delayed_label_features(engine
         assert read_primitives(conn, later, params)["e_risk_fraud"] == 1
         before_label = TransactionFacts(**{**later.__dict__, "timestamp": decided_at - timedelta(seconds=1)})
         assert read_primitives(conn, before_label, params)["e_risk_fraud"] == 0  # not known yet then
+        # Reported fraud has no maturity offset: a minute after the decision the event shows it.
+        soon = TransactionFacts(**{**later.__dict__, "timestamp": decided_at + timedelta(minutes=1)})
+        assert read_primitives(conn, soon, params)["e_kf_7d"] == 1
+        assert read_primitives(conn, soon, params)["e_risk_fraud"] == 0  # the risk window waits 7 d
+        assert read_primitives(conn, before_label, params)["e_kf_7d"] == 0
         assert labels_fingerprint(conn) != fingerprint
         [known] = [label for label in read_labels(conn) if label.tid == "t1"]
         history = read_history(conn)
