@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import math
+from datetime import timedelta
 
 import pytest
 
+from ticketguard.features.specs import FEATURE_NAMES, FeatureParams, feature_names
 from ticketguard.scoring import domain
 from ticketguard.scoring.domain import ListStatus, Thresholds
 
@@ -86,6 +88,25 @@ def test_reasons_lead_with_lists_then_what_pushed_towards_the_decision() -> None
     assert len(reasons) == 2  # the risk-lowering one does not explain a block
     approved = domain.reasons_for("APPROVED", top, domain.NOT_LISTED)
     assert approved == ["wallet first seen 300 days ago (lowers risk, -0.40)"]
+
+
+def test_every_catalogue_feature_has_words_for_a_reviewer() -> None:
+    # Hand-written features have their phrase; the generated ones get one from the family declaration.
+    for name in FEATURE_NAMES + feature_names(FeatureParams(windows=(timedelta(minutes=90),))):
+        text = domain.reason(domain.Contribution(name, 0.5, 3.0))
+        assert not text.startswith(f"{name} ="), f"{name} has no words: {text}"
+        assert "{" not in text, text
+        assert "3" in text, text
+    reason = domain.reason(domain.Contribution("event_fraud_reported_7d", 0.8, 4.0))
+    assert reason == "4 frauds reported for this event in the last 7 days (raises risk, +0.80)"
+    assert domain.reason(domain.Contribution("ip_txn_24h", 0.2, 9.0)).startswith(
+        "9 purchases from this IP in the last 24 h"
+    )
+    assert domain.reason(domain.Contribution("amount_vs_wallet_mean_90m", 0.2, 2.5)).startswith(
+        "amount is 2.5× this wallet's average over the last 90 min"
+    )
+    # A name nothing generates keeps the plain form.
+    assert domain.reason(domain.Contribution("unknown_feature", 0.1, 1.0)).startswith("unknown_feature = 1")
 
 
 def test_fingerprint_is_canonical() -> None:

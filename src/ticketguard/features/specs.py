@@ -27,6 +27,7 @@ Pure: numpy only — no database, no clock.
 from __future__ import annotations
 
 import math
+import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -183,6 +184,8 @@ class Family:
     risk: bool = False
     count_name: str = "{name}_txn_{w}"
     spend_name: str = "{name}_spend_{w}"
+    noun: str = ""  # how a reason names the entity ("this wallet"); "this {name}" when empty
+    counted: str = "transactions"  # what its count counts ("sales by this seller")
 
 
 FAMILIES: tuple[Family, ...] = (
@@ -195,12 +198,93 @@ FAMILIES: tuple[Family, ...] = (
         risk=True,
         count_name="txn_velocity_{w}",
         spend_name="spend_{w}",
+        counted="purchases by",
     ),
-    Family("event", "e", "event_id", counts=True, risk=True),
-    Family("seller", "s", "seller_address", counts=True, risk=True),
-    Family("ip", "ip", "ip_address", counts=True, risk=True, count_name="ip_txn_{w}"),
-    Family("payment_method", "pm", "payment_method", risk=True),
+    Family("event", "e", "event_id", counts=True, risk=True, counted="purchases for"),
+    Family("seller", "s", "seller_address", counts=True, risk=True, counted="resales by"),
+    Family(
+        "ip",
+        "ip",
+        "ip_address",
+        counts=True,
+        risk=True,
+        count_name="ip_txn_{w}",
+        noun="this IP",
+        counted="purchases from",
+    ),
+    Family("payment_method", "pm", "payment_method", risk=True, noun="this payment method"),
 )
+
+
+def _window_words(label: str) -> str:
+    """``24h`` → ``24 h``, ``7d`` → ``7 days``, ``90m`` → ``90 min``."""
+    number, unit = label[:-1], label[-1]
+    return f"{number} " + {"h": "h", "d": "days" if number != "1" else "day", "m": "min"}[unit]
+
+
+@lru_cache(maxsize=1)
+def _family_phrase_patterns() -> tuple[tuple[re.Pattern[str], str], ...]:
+    """(pattern, phrase) per generated feature shape; a phrase has {v} (the value) and {w} (the window)."""
+    out: list[tuple[str, str]] = [(r"amount", "amount {v}")]
+    win = r"(?P<w>\d+[mhd])"
+    for fam in FAMILIES:
+        noun = fam.noun or f"this {fam.name.replace('_', ' ')}"
+        if fam.counts:
+            count = (
+                re.escape(fam.count_name)
+                .replace(re.escape("{name}"), fam.name)
+                .replace(re.escape("{w}"), win)
+            )
+            out.append((count, f"{{v}} {fam.counted} {noun} in the last {{w}}"))
+        if fam.amounts:
+            spend = (
+                re.escape(fam.spend_name)
+                .replace(re.escape("{name}"), fam.name)
+                .replace(re.escape("{w}"), win)
+            )
+            out += [
+                (spend, f"{{v}} spent by {noun} in the last {{w}}"),
+                (f"{fam.name}_amount_mean_{win}", f"{noun}'s average amount over the last {{w}}: {{v}}"),
+                (f"{fam.name}_amount_std_{win}", f"spread of {noun}'s amounts over the last {{w}}: {{v}}"),
+                (f"{fam.name}_amount_max_{win}", f"{noun}'s largest amount over the last {{w}}: {{v}}"),
+                (
+                    f"amount_vs_{fam.name}_mean_{win}",
+                    f"amount is {{v}}× {noun}'s average over the last {{w}}",
+                ),
+                (
+                    f"amount_z_{fam.name}_{win}",
+                    f"amount is {{v}} standard deviations from {noun}'s average over the last {{w}}",
+                ),
+            ]
+        if fam.risk:
+            out += [
+                (f"{fam.name}_risk_{win}", f"fraud rate of {noun} (matured labels, {{w}}): {{v}}"),
+                (
+                    f"{fam.name}_risk_n_{win}",
+                    f"{{v}} transactions of {noun} (matured-label window, {{w}})",
+                ),
+                (
+                    f"{fam.name}_risk_fraud_{win}",
+                    f"{{v}} confirmed frauds of {noun} (matured-label window, {{w}})",
+                ),
+                (f"{fam.name}_fraud_reported_{win}", f"{{v}} frauds reported for {noun} in the last {{w}}"),
+                (
+                    f"{fam.name}_fraud_reported_share_{win}",
+                    f"share of {noun}'s transactions in the last {{w}} reported as fraud: {{v}}",
+                ),
+            ]
+    return tuple((re.compile(pattern + "$"), phrase) for pattern, phrase in out)
+
+
+def family_phrase(feature: str) -> str | None:
+    """What a generated feature means in words a reviewer reads, with ``{v}`` for its value (the API's
+    reasons); None for a name the families do not generate."""
+    for pattern, phrase in _family_phrase_patterns():
+        found = pattern.match(feature)
+        if found:
+            window = found.groupdict().get("w")
+            return phrase.replace("{w}", _window_words(window)) if window else phrase
+    return None
 
 
 def family_aggregates(params: FeatureParams) -> tuple[Aggregate, ...]:

@@ -13,6 +13,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ticketguard.features.specs import family_phrase
+
 APPROVED = "APPROVED"
 REQUIRE_2FA = "REQUIRE_2FA"
 MANUAL_REVIEW = "MANUAL_REVIEW"
@@ -149,7 +151,8 @@ def _format(value: float) -> str:
 
 def reason(c: Contribution) -> str:
     """``'12 purchases by this wallet in the last hour (raises risk, +1.31)'``."""
-    phrase = _PHRASES.get(c.feature, c.feature + " = {v}").format(v=_format(c.value))
+    template = _PHRASES.get(c.feature) or family_phrase(c.feature) or c.feature + " = {v}"
+    phrase = template.format(v=_format(c.value))
     direction = "raises risk" if c.contribution > 0 else "lowers risk"
     return f"{phrase} ({direction}, {c.contribution:+.2f})"
 
