@@ -276,6 +276,7 @@ def _family_phrase_patterns() -> tuple[tuple[re.Pattern[str], str], ...]:
     return tuple((re.compile(pattern + "$"), phrase) for pattern, phrase in out)
 
 
+@lru_cache(maxsize=4096)
 def family_phrase(feature: str) -> str | None:
     """What a generated feature means in words a reviewer reads, with ``{v}`` for its value (the API's
     reasons); None for a name the families do not generate."""
