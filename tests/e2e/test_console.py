@@ -254,7 +254,20 @@ def _login(
 
 def _logged_in(page: Any, console: Console, username: str) -> None:
     _login(page, console, username)
-    page.wait_for_selector("#kpis-asof:has-text('as of')")
+    try:
+        page.wait_for_selector("#kpis-asof:has-text('as of')")
+    except Exception as exc:  # playwright's TimeoutError: say what the page showed instead
+        shown = page.inner_text("body")[:1500] if page.query_selector("body") else "(no body)"
+        with console.engine.connect() as conn:
+            events = conn.execute(
+                select(tables.security_events.c.event_type, tables.security_events.c.user_id)
+                .order_by(tables.security_events.c.id.desc())
+                .limit(5)
+            ).all()
+        raise AssertionError(
+            f"{username} not on the dashboard after logging in: url {page.url}; page shows:\n{shown}\n"
+            f"latest security events: {events}"
+        ) from exc
 
 
 def _apply(page: Any, kind_label: str, target: str, code: str) -> str:
