@@ -13,19 +13,16 @@ ANALYZEs, then times each read (median and p95 of --repeat runs after one warm-u
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
-import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-import psycopg
-from sqlalchemy import make_url, text
+from scratch_db import scratch_database, timed
+from sqlalchemy import text
 
 from ticketguard.config import Settings
 from ticketguard.dashboard import queries
-from ticketguard.kit import migrate
 from ticketguard.kit.db import make_engine
 from ticketguard.reviews.service import queue, queue_stats
 
@@ -81,17 +78,6 @@ SELECT 'v' || g, 'promote', 'bench', :now - g * interval '14 days' FROM generate
 """
 
 
-def _timed(fn: Callable[[], object], repeat: int) -> tuple[float, float]:
-    fn()  # warm the cache and the plan
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) * 1000)
-    times.sort()
-    return statistics.median(times), times[max(0, int(len(times) * 0.95) - 1)]
-
-
 def _plot(results: dict[str, tuple[float, float]], rows: int, path: Path) -> None:
     import matplotlib
 
@@ -123,62 +109,51 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="Keep the database (its name is printed).")
     args = parser.parse_args()
 
-    admin = make_url(args.admin_url)
-    name = f"tg_bench_console_{uuid.uuid4().hex[:8]}"
-    dsn = admin.set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = admin.set(database=name).render_as_string(hide_password=False)
-    engine = make_engine(url, statement_timeout_ms=600_000)
-    settings = Settings(database_url=url, _env_file=None)  # type: ignore[call-arg]
-    try:
-        migrate.upgrade(url)
-        start = time.perf_counter()
-        params = {"now": NOW, "rows": args.rows, "events": args.events, "span": args.days * 86_400}
-        with engine.begin() as conn:
-            for statement in FILL.strip().split(";\n"):
-                conn.execute(text(statement), params)
-        with engine.connect() as conn:
-            conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql("ANALYZE")
-        print(
-            f"filled {args.rows:,} scored transactions over {args.days:g} days "
-            f"in {time.perf_counter() - start:.1f} s"
-        )
-        with engine.connect() as conn:
-            reads: dict[str, Callable[[], object]] = {
-                "KPI cards": lambda: queries.kpis(conn, NOW, settings),
-                "real-time fraud": lambda: queries.fraud(conn, NOW),
-                "decision detail": lambda: queries.decision_detail(conn, "b-1"),
-                "traffic and rate limits": lambda: queries.traffic(conn, NOW, settings),
-                "model (live, realised 24 h / 7 d)": lambda: queries.model(conn, NOW),
-                "security events + responses": lambda: queries.security(conn, NOW),
-                "security events, critical only": lambda: queries.security(
-                    conn, NOW, severities=["critical"]
-                ),
-                "scheduler (last run per job)": lambda: queries.scheduler(conn),
-                "review queue (first page)": lambda: queue(conn, now=NOW, limit=25),
-                "review queue stats": lambda: queue_stats(conn, now=NOW),
-            }
-            results = {}
-            print(f"{'section query':36} {'median ms':>10} {'p95 ms':>10}")
-            for label, fn in reads.items():
-                results[label] = _timed(fn, args.repeat)
-                median, p95 = results[label]
-                flag = "" if p95 < BUDGET_MS else "  OVER BUDGET"
-                print(f"{label:36} {median:10.2f} {p95:10.2f}{flag}")
-        if args.plot is not None:
-            _plot(results, args.rows, args.plot)
-            print(f"chart: {args.plot}")
-        over = [k for k, (_, p95) in results.items() if p95 >= BUDGET_MS]
-        if over:
-            raise SystemExit(f"over the {BUDGET_MS:.0f} ms budget: {', '.join(over)}")
-    finally:
-        engine.dispose()
-        if args.keep:
-            print(f"kept database {name}")
-        else:
-            with psycopg.connect(dsn, autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with scratch_database(args.admin_url, "tg_bench_console", keep=args.keep) as url:
+        engine = make_engine(url, statement_timeout_ms=600_000)
+        settings = Settings(database_url=url, _env_file=None)  # type: ignore[call-arg]
+        try:
+            start = time.perf_counter()
+            params = {"now": NOW, "rows": args.rows, "events": args.events, "span": args.days * 86_400}
+            with engine.begin() as conn:
+                for statement in FILL.strip().split(";\n"):
+                    conn.execute(text(statement), params)
+            with engine.connect() as conn:
+                conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql("ANALYZE")
+            print(
+                f"filled {args.rows:,} scored transactions over {args.days:g} days "
+                f"in {time.perf_counter() - start:.1f} s"
+            )
+            with engine.connect() as conn:
+                reads: dict[str, Callable[[], object]] = {
+                    "KPI cards": lambda: queries.kpis(conn, NOW, settings),
+                    "real-time fraud": lambda: queries.fraud(conn, NOW),
+                    "decision detail": lambda: queries.decision_detail(conn, "b-1"),
+                    "traffic and rate limits": lambda: queries.traffic(conn, NOW, settings),
+                    "model (live, realised 24 h / 7 d)": lambda: queries.model(conn, NOW),
+                    "security events + responses": lambda: queries.security(conn, NOW),
+                    "security events, critical only": lambda: queries.security(
+                        conn, NOW, severities=["critical"]
+                    ),
+                    "scheduler (last run per job)": lambda: queries.scheduler(conn),
+                    "review queue (first page)": lambda: queue(conn, now=NOW, limit=25),
+                    "review queue stats": lambda: queue_stats(conn, now=NOW),
+                }
+                results = {}
+                print(f"{'section query':36} {'median ms':>10} {'p95 ms':>10}")
+                for label, fn in reads.items():
+                    results[label] = timed(fn, args.repeat)
+                    median, p95 = results[label]
+                    flag = "" if p95 < BUDGET_MS else "  OVER BUDGET"
+                    print(f"{label:36} {median:10.2f} {p95:10.2f}{flag}")
+            if args.plot is not None:
+                _plot(results, args.rows, args.plot)
+                print(f"chart: {args.plot}")
+            over = [k for k, (_, p95) in results.items() if p95 >= BUDGET_MS]
+            if over:
+                raise SystemExit(f"over the {BUDGET_MS:.0f} ms budget: {', '.join(over)}")
+        finally:
+            engine.dispose()
 
 
 if __name__ == "__main__":

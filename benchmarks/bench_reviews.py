@@ -12,16 +12,13 @@ with generate_series (seconds), ANALYZEs, then times each read (median and p95 o
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
-import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-import psycopg
-from sqlalchemy import make_url, text
+from scratch_db import scratch_database, timed
+from sqlalchemy import text
 
-from ticketguard.kit import migrate
 from ticketguard.kit.db import make_engine
 from ticketguard.reviews.service import DEFAULT_HORIZON, case_detail, get_case, queue, queue_stats
 
@@ -54,17 +51,6 @@ SELECT transaction_id, 'claimed', 'bench', :now, :now + interval '15 minutes', :
 """
 
 
-def _timed(fn: Callable[[], object], repeat: int) -> tuple[float, float]:
-    fn()  # warm the cache and the plan
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) * 1000)
-    times.sort()
-    return statistics.median(times), times[max(0, int(len(times) * 0.95) - 1)]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--admin-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -74,57 +60,47 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="Keep the database (its name is printed).")
     args = parser.parse_args()
 
-    admin = make_url(args.admin_url)
-    name = f"tg_bench_reviews_{uuid.uuid4().hex[:8]}"
-    dsn = admin.set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = admin.set(database=name).render_as_string(hide_password=False)
-    engine = make_engine(url, statement_timeout_ms=600_000)
-    try:
-        migrate.upgrade(url)
-        start = time.perf_counter()
-        with engine.begin() as conn:
-            for statement in FILL.strip().split(";\n"):
-                params = {"now": NOW, "rows": args.rows, "span": args.days * 86_400}
-                conn.execute(text(statement), params)
-        with engine.connect() as conn:
-            conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql("ANALYZE")
-        print(
-            f"filled {args.rows:,} scored transactions over {args.days:g} days "
-            f"in {time.perf_counter() - start:.1f} s"
-        )
-        with engine.connect() as conn:
-            stats = queue_stats(conn, now=NOW)
-            print(f"queue within {DEFAULT_HORIZON.days} days: {stats}")
-            oldest = queue(conn, now=NOW, limit=1)[0].transaction_id
-            reads: dict[str, Callable[[], object]] = {
-                "queue (first page of 50)": lambda: queue(conn, now=NOW),
-                "queue (page 20, offset 950)": lambda: queue(conn, now=NOW, offset=950),
-                "queue_stats": lambda: queue_stats(conn, now=NOW),
-                "get_case": lambda: get_case(conn, oldest, now=NOW),
-                "case_detail": lambda: case_detail(conn, oldest, now=NOW),
-            }
-            print(f"{'read':32} {'median ms':>10} {'p95 ms':>10}")
-            for label, fn in reads.items():
-                median, p95 = _timed(fn, args.repeat)
-                print(f"{label:32} {median:10.2f} {p95:10.2f}")
-            # psycopg prepares a statement after 5 runs and PostgreSQL may then switch to a generic plan:
-            # the timings above include those runs; this shows which plans they used.
-            prepared = conn.exec_driver_sql(
-                "SELECT left(regexp_replace(statement, '\\s+', ' ', 'g'), 60), generic_plans, custom_plans "
-                "FROM pg_prepared_statements ORDER BY generic_plans DESC"
-            ).all()
-            print("prepared statements (generic / custom plans):")
-            for statement, generic, custom in prepared:
-                print(f"    {generic:3} / {custom:3}  {statement}…")
-    finally:
-        engine.dispose()
-        if args.keep:
-            print(f"kept database {name}")
-        else:
-            with psycopg.connect(dsn, autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with scratch_database(args.admin_url, "tg_bench_reviews", keep=args.keep) as url:
+        engine = make_engine(url, statement_timeout_ms=600_000)
+        try:
+            start = time.perf_counter()
+            with engine.begin() as conn:
+                for statement in FILL.strip().split(";\n"):
+                    params = {"now": NOW, "rows": args.rows, "span": args.days * 86_400}
+                    conn.execute(text(statement), params)
+            with engine.connect() as conn:
+                conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql("ANALYZE")
+            print(
+                f"filled {args.rows:,} scored transactions over {args.days:g} days "
+                f"in {time.perf_counter() - start:.1f} s"
+            )
+            with engine.connect() as conn:
+                stats = queue_stats(conn, now=NOW)
+                print(f"queue within {DEFAULT_HORIZON.days} days: {stats}")
+                oldest = queue(conn, now=NOW, limit=1)[0].transaction_id
+                reads: dict[str, Callable[[], object]] = {
+                    "queue (first page of 50)": lambda: queue(conn, now=NOW),
+                    "queue (page 20, offset 950)": lambda: queue(conn, now=NOW, offset=950),
+                    "queue_stats": lambda: queue_stats(conn, now=NOW),
+                    "get_case": lambda: get_case(conn, oldest, now=NOW),
+                    "case_detail": lambda: case_detail(conn, oldest, now=NOW),
+                }
+                print(f"{'read':32} {'median ms':>10} {'p95 ms':>10}")
+                for label, fn in reads.items():
+                    median, p95 = timed(fn, args.repeat)
+                    print(f"{label:32} {median:10.2f} {p95:10.2f}")
+                # psycopg prepares a statement after 5 runs and PostgreSQL may then switch to a generic plan:
+                # the timings above include those runs; this shows which plans they used.
+                prepared = conn.exec_driver_sql(
+                    "SELECT left(regexp_replace(statement, '\\s+', ' ', 'g'), 60), "
+                    "generic_plans, custom_plans "
+                    "FROM pg_prepared_statements ORDER BY generic_plans DESC"
+                ).all()
+                print("prepared statements (generic / custom plans):")
+                for statement, generic, custom in prepared:
+                    print(f"    {generic:3} / {custom:3}  {statement}…")
+        finally:
+            engine.dispose()
 
 
 if __name__ == "__main__":
