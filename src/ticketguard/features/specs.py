@@ -229,21 +229,15 @@ def _family_phrase_patterns() -> tuple[tuple[re.Pattern[str], str], ...]:
     win = r"(?P<w>\d+[mhd])"
     for fam in FAMILIES:
         noun = fam.noun or f"this {fam.name.replace('_', ' ')}"
+
+        def named(template: str, fam: Family = fam) -> str:  # a `count_name`/`spend_name` as a pattern
+            return template.replace("{name}", fam.name).replace("{w}", win)
+
         if fam.counts:
-            count = (
-                re.escape(fam.count_name)
-                .replace(re.escape("{name}"), fam.name)
-                .replace(re.escape("{w}"), win)
-            )
-            out.append((count, f"{{v}} {fam.counted} {noun} in the last {{w}}"))
+            out.append((named(fam.count_name), f"{{v}} {fam.counted} {noun} in the last {{w}}"))
         if fam.amounts:
-            spend = (
-                re.escape(fam.spend_name)
-                .replace(re.escape("{name}"), fam.name)
-                .replace(re.escape("{w}"), win)
-            )
             out += [
-                (spend, f"{{v}} spent by {noun} in the last {{w}}"),
+                (named(fam.spend_name), f"{{v}} spent by {noun} in the last {{w}}"),
                 (f"{fam.name}_amount_mean_{win}", f"{noun}'s average amount over the last {{w}}: {{v}}"),
                 (f"{fam.name}_amount_std_{win}", f"spread of {noun}'s amounts over the last {{w}}: {{v}}"),
                 (f"{fam.name}_amount_max_{win}", f"{noun}'s largest amount over the last {{w}}: {{v}}"),
