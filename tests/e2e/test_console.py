@@ -33,6 +33,7 @@ from ticketguard.kit.db import make_engine
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "integration"))
 from scoring_fixtures import free_port, ladder_booster, make_settings, register_model, running_api
+from waiting import wait_until
 
 from ci_gate import unavailable
 from console_fixtures import ADMIN_MFA_SECRET, PASSWORD, console_settings
@@ -209,19 +210,18 @@ def console(console_db: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
             stderr=subprocess.STDOUT,
         )
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
+
+        def up() -> bool:
+            if server.poll() is not None:  # exited: its output says why (the pipe is at its end)
                 output = server.stdout.read().decode() if server.stdout else ""
-                server.kill()
                 pytest.fail(f"the console did not start:\n{output}")
-            time.sleep(0.2)
+            try:
+                return httpx.get(url + "/healthz", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
         try:
+            wait_until(up, timeout=60, interval=0.2, what="the console answering /healthz")
             yield Console(url, engine, accounts, env)
         finally:
             server.send_signal(signal.SIGQUIT)  # quick shutdown: nothing to drain in a test
