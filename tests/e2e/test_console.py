@@ -80,11 +80,17 @@ class Codes:
 
 
 class Console:
-    def __init__(self, url: str, engine: Engine, accounts: dict[str, Codes], env: dict[str, str]) -> None:
+    def __init__(
+        self, url: str, engine: Engine, accounts: dict[str, Codes], env: dict[str, str], log: Path
+    ) -> None:
         self.url = url
         self.engine = engine
         self.accounts = accounts
         self.env = env
+        self.log = log
+
+    def log_tail(self, lines: int = 30) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
 
     def audit(self, action: str) -> list[Any]:
         t = tables.admin_audit_log
@@ -195,6 +201,8 @@ def console(console_db: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
             "DASHBOARD_API_URL": api_base,
             "DASHBOARD_REFRESH_SECONDS": "2",
         }
+        log_path = data_dir / "console.log"
+        log = log_path.open("wb")
         server = subprocess.Popen(
             [
                 str(Path(sys.executable).parent / "ticketguard"),
@@ -206,15 +214,14 @@ def console(console_db: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
                 "2",
             ],
             env=env,
-            stdout=subprocess.PIPE,
+            stdout=log,  # a file, not a pipe nobody reads: a full pipe would block the console's logging
             stderr=subprocess.STDOUT,
         )
         url = f"http://127.0.0.1:{port}"
 
         def up() -> bool:
-            if server.poll() is not None:  # exited: its output says why (the pipe is at its end)
-                output = server.stdout.read().decode() if server.stdout else ""
-                pytest.fail(f"the console did not start:\n{output}")
+            if server.poll() is not None:  # exited: its output says why
+                pytest.fail(f"the console did not start:\n{log_path.read_text()}")
             try:
                 return httpx.get(url + "/healthz", timeout=1).status_code == 200
             except httpx.HTTPError:
@@ -222,7 +229,7 @@ def console(console_db: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
 
         try:
             wait_until(up, timeout=60, interval=0.2, what="the console answering /healthz")
-            yield Console(url, engine, accounts, env)
+            yield Console(url, engine, accounts, env, log_path)
         finally:
             server.send_signal(signal.SIGQUIT)  # quick shutdown: nothing to drain in a test
             try:
@@ -230,6 +237,7 @@ def console(console_db: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
             except subprocess.TimeoutExpired:
                 server.kill()
             engine.dispose()
+            log.close()
 
 
 @pytest.fixture
@@ -237,6 +245,17 @@ def page(browser: Any) -> Iterator[Any]:
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     pg = context.new_page()
     pg.set_default_timeout(30_000)  # generous: CI shares two cores with the rest of the suite
+    # What went wrong on the browser's side, for a failure's message (_on_dashboard): refused or failed
+    # requests and the page's console errors.
+    troubles: list[str] = []
+    pg.on(
+        "response",
+        lambda r: troubles.append(f"{r.status} {r.request.method} {r.url}") if r.status >= 400 else None,
+    )
+    pg.on("requestfailed", lambda r: troubles.append(f"failed {r.method} {r.url}: {r.failure}"))
+    pg.on("console", lambda m: troubles.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
+    pg.on("pageerror", lambda e: troubles.append(f"page error: {e}"))
+    pg.troubles = troubles
     yield pg
     context.close()
 
@@ -254,8 +273,14 @@ def _login(
 
 def _logged_in(page: Any, console: Console, username: str) -> None:
     _login(page, console, username)
+    _on_dashboard(page, console, username, "#kpis-asof:has-text('as of')")
+
+
+def _on_dashboard(page: Any, console: Console, username: str, selector: str, timeout: int = 30_000) -> None:
+    """Wait for ``selector`` on the dashboard; on a timeout, fail with what the page showed, what the
+    browser saw go wrong (requests refused or failed, console errors) and the latest security events."""
     try:
-        page.wait_for_selector("#kpis-asof:has-text('as of')")
+        page.wait_for_selector(selector, timeout=timeout)
     except Exception as exc:  # playwright's TimeoutError: say what the page showed instead
         shown = page.inner_text("body")[:1500] if page.query_selector("body") else "(no body)"
         with console.engine.connect() as conn:
@@ -264,19 +289,31 @@ def _logged_in(page: Any, console: Console, username: str) -> None:
                 .order_by(tables.security_events.c.id.desc())
                 .limit(5)
             ).all()
+        troubles = "\n".join(page.troubles[-20:]) or "(none)"
         raise AssertionError(
             f"{username} not on the dashboard after logging in: url {page.url}; page shows:\n{shown}\n"
-            f"latest security events: {events}"
+            f"the browser saw:\n{troubles}\nlatest security events: {events}\n"
+            f"the console's log ends with:\n{console.log_tail()}"
         ) from exc
 
 
 def _apply(page: Any, kind_label: str, target: str, code: str) -> str:
-    page.click("#action-kind")
-    page.click(f"text={kind_label}")
+    _choose(page, "#action-kind", kind_label)
     page.fill("#action-target", target)
     page.fill("#action-reason", "e2e")
     page.fill("#action-code", code)
     return _click_apply(page)
+
+
+def _choose(page: Any, dropdown: str, label: str) -> None:
+    """Pick ``label`` in a Dash dropdown as a keyboard user does: open it, type in its search box, Enter
+    (the first match). A click on the option itself missed when the menu opened partly below the window of
+    the page's last section, or moved as the sections above re-rendered."""
+    page.click(dropdown)
+    search = page.locator(".dash-dropdown-search")
+    search.fill(label)
+    search.press("Enter")
+    page.wait_for_selector(f"{dropdown}:has-text('{label}')")
 
 
 def _click_apply(page: Any) -> str:
@@ -315,7 +352,7 @@ def test_wrong_password_and_replayed_code_are_refused(page: Any, console: Consol
     assert "Invalid username, password or code." in page.inner_text("#login-error")
     code = console.accounts["alice1"].fresh()
     _login(page, console, "alice1", code=code)
-    page.wait_for_selector("#whoami", timeout=90_000)  # the module's first console page: cold caches
+    _on_dashboard(page, console, "alice1", "#whoami", timeout=90_000)  # the module's first page: cold caches
     page.context.clear_cookies()
     _login(page, console, "alice1", code=code)  # the same code again, within its 30 s
     assert "Invalid username, password or code." in page.inner_text("#login-error")

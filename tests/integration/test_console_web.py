@@ -5,6 +5,8 @@ rule, and role checks inside the callbacks. The browser runs the same paths in t
 from __future__ import annotations
 
 import re
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -333,3 +335,35 @@ def test_a_refresh_that_changes_nothing_does_not_resend_the_body(engine: Engine,
     again = refresh(digest)
     assert set(again) == {"kpis-asof"}
     assert "kpis-body" in refresh("a digest of something else")
+
+
+
+def test_a_new_worker_serves_the_page_scripts_asked_for_all_at_once(engine: Engine, settings) -> None:  # type: ignore[no-untyped-def]
+    """Under gunicorn each worker is an app of its own. The page a browser got from one worker asks for a
+    dozen scripts at once, and any of them may reach another worker that has served nothing yet. Dash
+    prepares an app at its first request and marks it prepared before it is; requests on the worker's other
+    threads meanwhile were refused (500: "the path requested is not valid") and the console stayed blank
+    (found by the browser test, tests/e2e/test_console.py). The console prepares each app before it serves:
+    a new app answers every script of the page, all asked for at the same moment, with 200."""
+    alice = make_account(engine, settings, "alice")
+    rendering = _client(settings, engine)  # the worker that served the page
+    assert _login(rendering, alice).status_code == 302
+    page = rendering.get("/").get_data(as_text=True)
+    scripts = re.findall(r'<script src="(/_dash-component-suites/[^"]+)"', page)
+    assert any("dash_core_components" in s for s in scripts), scripts
+    scripts += [f"/_dash-component-suites/dash/dcc/{c}.js" for c in ("async-dropdown", "async-graph")]
+    token = _cookie(rendering, "tg_console") or ""
+    for _ in range(3):  # three new workers: the refusal was a race, not every time
+        app = create_app(settings, engine).server
+        start = threading.Barrier(len(scripts))
+
+        def fetch(url: str, app: Any = app, start: threading.Barrier = start) -> tuple[str, int, str]:
+            client = app.test_client()  # one per thread (a client is not thread-safe), one app
+            client.set_cookie("tg_console", token)
+            start.wait()
+            answer = client.get(url)
+            return url, answer.status_code, answer.headers.get("Content-Type", "")
+
+        with ThreadPoolExecutor(len(scripts)) as pool:
+            answers = list(pool.map(fetch, scripts))
+        assert [a for a in answers if a[1] != 200 or "javascript" not in a[2]] == []

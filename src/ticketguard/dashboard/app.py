@@ -919,4 +919,15 @@ def create_app(settings: Settings, engine: Engine) -> dash.Dash:
     app.index_string = app.index_string.replace("{%css%}", "{%css%}<style>" + CSS + "</style>")
     app.layout = serve_layout
     _register(app)
+    _prepare(app)
     return app
+
+
+def _prepare(app: dash.Dash) -> None:
+    """Do now, once, what Dash does at an app's first request: register the page's scripts and gather the
+    callbacks. Dash marks the app prepared *before* it has done so, and under gunicorn's threads the other
+    requests of that first moment — a browser asks a new worker for a dozen scripts at once — were refused
+    ("the path requested is not valid", a blank console). There is no public call for it in Dash 4; the
+    private one is idempotent and its absence fails the console tests loudly (AttributeError)."""
+    with app.server.test_request_context("/"):
+        app._setup_server()  # private: see the docstring
