@@ -412,6 +412,9 @@ def test_every_section_renders_live_data(page: Any, console: Console) -> None:
     assert "new_ip_for_wallet" in page.inner_text("#detail-contributions")
     if shots:
         page.locator("#detail-view").screenshot(path=str(Path(shots) / "detail.png"))
+    # everything above ran under the console's strict script policy (no inline script but Dash's own, no
+    # eval): the browser refused nothing
+    assert [t for t in page.troubles if "Content Security Policy" in t] == []
 
 
 def test_step_up_action_and_its_refusals_reused_code_and_missing_csrf(page: Any, console: Console) -> None:

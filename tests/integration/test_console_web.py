@@ -4,6 +4,8 @@ rule, and role checks inside the callbacks. The browser runs the same paths in t
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -367,3 +369,28 @@ def test_a_new_worker_serves_the_page_scripts_asked_for_all_at_once(engine: Engi
         with ThreadPoolExecutor(len(scripts)) as pool:
             answers = list(pool.map(fetch, scripts))
         assert [a for a in answers if a[1] != 200 or "javascript" not in a[2]] == []
+
+
+def test_the_page_runs_only_its_own_scripts(engine: Engine, settings) -> None:  # type: ignore[no-untyped-def]
+    """The Content-Security-Policy of the console allows scripts from the console itself and the inline
+    scripts it wrote (by hash) — not 'unsafe-inline', not 'unsafe-eval' — so a script injected into a page
+    does not run. Every inline script the page does have is listed, or the console would not start in a
+    browser (tests/e2e/test_console.py checks that no script is refused there)."""
+    alice = make_account(engine, settings, "alice")
+    client = _client(settings, engine)
+    assert _login(client, alice).status_code == 302
+    answer = client.get("/")
+    policy = dict(
+        part.strip().split(" ", 1) for part in answer.headers["Content-Security-Policy"].split(";")
+    )
+    sources = policy["script-src"].split()
+    assert "'unsafe-inline'" not in sources and "'unsafe-eval'" not in sources
+    assert policy["object-src"] == "'none'" and policy["base-uri"] == "'none'"
+    page = re.sub(r"<!--.*?-->", "", answer.get_data(as_text=True), flags=re.S)  # (an IE-only comment)
+    inline = re.findall(r"<script(?![^>]*\bsrc=)([^>]*)>(.*?)</script>", page, flags=re.S)
+    executable = [body for attributes, body in inline if "application/json" not in attributes]
+    assert executable, "the page starts Dash's renderer with an inline script"
+    for body in executable:
+        digest = base64.b64encode(hashlib.sha256(body.encode()).digest()).decode()
+        assert f"'sha256-{digest}'" in sources, body[:80]
+    assert client.get("/login").headers["Content-Security-Policy"] == answer.headers["Content-Security-Policy"]

@@ -928,6 +928,8 @@ def _prepare(app: dash.Dash) -> None:
     callbacks. Dash marks the app prepared *before* it has done so, and under gunicorn's threads the other
     requests of that first moment — a browser asks a new worker for a dozen scripts at once — were refused
     ("the path requested is not valid", a blank console). There is no public call for it in Dash 4; the
-    private one is idempotent and its absence fails the console tests loudly (AttributeError)."""
+    private one is idempotent and its absence fails the console tests loudly (AttributeError). Then the
+    page's Content-Security-Policy gets the hashes of the inline scripts Dash now knows of (web.py)."""
     with app.server.test_request_context("/"):
         app._setup_server()  # private: see the docstring
+    web.config_of(app.server).csp = web.content_security_policy(app.csp_hashes())

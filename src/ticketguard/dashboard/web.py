@@ -19,6 +19,7 @@ import ipaddress
 import logging
 import secrets
 from datetime import UTC, datetime, timedelta
+from collections.abc import Sequence
 from typing import Any
 
 import flask
@@ -59,6 +60,7 @@ class ConsoleConfig:
         self.cookie = "__Host-tg_console" if self.secure else "tg_console"
         self.idle = timedelta(minutes=settings.admin_session_idle_minutes)
         self.max_age = timedelta(hours=settings.admin_session_max_hours)
+        self.csp = content_security_policy(())  # the Dash app adds its inline scripts' hashes (app.py)
         try:
             self.trusted: tuple[IPNetwork, ...] = parse_networks(settings.trusted_proxies)
             self.allowlist: tuple[IPNetwork, ...] = tuple(
@@ -73,7 +75,11 @@ def now_utc() -> datetime:
 
 
 def config() -> ConsoleConfig:
-    cfg: ConsoleConfig = flask.current_app.config["TG_CONSOLE"]
+    return config_of(flask.current_app)
+
+
+def config_of(server: flask.Flask) -> ConsoleConfig:
+    cfg: ConsoleConfig = server.config["TG_CONSOLE"]
     return cfg
 
 
@@ -137,16 +143,24 @@ def _guard() -> BaseResponse | None:
     return None
 
 
+def content_security_policy(script_hashes: Sequence[str]) -> str:
+    """The console's CSP. Scripts: its own files and the inline scripts whose hashes are listed (Dash's
+    renderer start-up: ``dash.Dash.csp_hashes``) — no other inline script and no eval, so an injected
+    ``<script>`` or ``javascript:`` does not run. Styles may be inline: plotly.js inserts its style rules at
+    run time (and the page's own CSS is inline)."""
+    scripts = " ".join(("'self'", *script_hashes))
+    return (
+        f"default-src 'self'; script-src {scripts}; "
+        "style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; object-src 'none'; "
+        "frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
+    )
+
+
 def _headers(response: BaseResponse) -> BaseResponse:
     response.headers.setdefault("X-Frame-Options", "DENY")
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("Referrer-Policy", "same-origin")
-    response.headers.setdefault(
-        "Content-Security-Policy",
-        "default-src 'self'; script-src 'self' 'unsafe-inline' 'unsafe-eval'; "
-        "style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; "
-        "frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
-    )
+    response.headers.setdefault("Content-Security-Policy", config().csp)
     if not flask.request.path.startswith("/_dash-component-suites"):
         response.headers["Cache-Control"] = "no-store"
     if config().secure:
