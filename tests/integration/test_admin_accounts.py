@@ -363,9 +363,7 @@ def test_every_account_change_ends_the_users_sessions_and_says_so_in_the_audit(
     user = _login(engine, settings, "alice", PASSWORD, account.code(NOW))
     now = datetime.now(UTC)
     with engine.begin() as conn:
-        sessions.create_session(
-            conn, user, now=now, ip=None, user_agent=None, max_age=timedelta(hours=1)
-        )
+        sessions.create_session(conn, user, now=now, ip=None, user_agent=None, max_age=timedelta(hours=1))
         if change == "disable":
             disable_user(conn, "alice", actor="t", now=now)
         elif change == "reset-mfa":

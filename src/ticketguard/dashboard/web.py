@@ -18,8 +18,8 @@ import html
 import ipaddress
 import logging
 import secrets
-from datetime import UTC, datetime, timedelta
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import flask
