@@ -330,7 +330,8 @@ def _clicks(page: Any) -> int:
 def _open(page: Any, row: str, view: str | None = None, *, until: str | None = None) -> Any:
     """Click a row of a list that re-renders every 2 s and wait for what it opens (the selector ``view``,
     or the JavaScript condition ``until``): a click on a row being replaced is lost, so it is retried (it
-    must still open in the end)."""
+    must still open in the end). ``until`` is a JavaScript *function*: Playwright evals a bare expression
+    in the page, which the console's CSP (no 'unsafe-eval') refuses."""
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
     def opened(**timeout: int) -> Any:
@@ -552,7 +553,7 @@ def test_brute_force_blocks_the_address_and_the_revert_button_lifts_it(page: Any
     shots = os.environ.get("TG_CONSOLE_SCREENSHOTS")
     if shots:
         page.locator("#section-security").screenshot(path=str(Path(shots) / "security.png"))
-    _open(page, "#responses button >> nth=0", until="document.querySelector('#action-target').value !== ''")
+    _open(page, "#responses button >> nth=0", until="() => document.querySelector('#action-target').value !== ''")
     page.fill("#action-code", console.accounts["alice5"].fresh())
     message = _click_apply(page)
     assert "reverted" in message, message
