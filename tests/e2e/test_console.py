@@ -553,7 +553,8 @@ def test_brute_force_blocks_the_address_and_the_revert_button_lifts_it(page: Any
     shots = os.environ.get("TG_CONSOLE_SCREENSHOTS")
     if shots:
         page.locator("#section-security").screenshot(path=str(Path(shots) / "security.png"))
-    _open(page, "#responses button >> nth=0", until="() => document.querySelector('#action-target').value !== ''")
+    filled = "() => document.querySelector('#action-target').value !== ''"
+    _open(page, "#responses button >> nth=0", until=filled)
     page.fill("#action-code", console.accounts["alice5"].fresh())
     message = _click_apply(page)
     assert "reverted" in message, message
