@@ -98,6 +98,15 @@ def test_parameters_and_features_are_chosen_by_prequential_folds(history, tmp_pa
     assert run.model.params["max_depth"] == best["params"]["max_depth"]
     assert run.model.params["scale_pos_weight"] == best["params"]["scale_pos_weight"]
     assert run.model.params["nthread"] == 2
+    # The final model has as many trees as the chosen candidate's folds needed to come within the tolerance
+    # of their best validation AUC-PR (the median over folds) — fewer than their best iterations here.
+    (chosen,) = [
+        c
+        for c in selection["candidates"]
+        if c["name"] == selection["chosen"] and c["n_features"] == len(run.card.feature_names)
+    ]
+    assert run.model.booster.num_boosted_rounds() == int(np.median(chosen["enough_iterations"])) + 1
+    assert np.median(chosen["enough_iterations"]) < np.median(chosen["best_iterations"])
     # Kept features are the model's; constant ones (the blacklist is empty here) are dropped with a reason.
     assert run.card.feature_names == selection["kept_features"]
     assert list(run.model.booster.feature_names) == run.card.feature_names

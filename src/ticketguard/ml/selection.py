@@ -107,6 +107,8 @@ class Candidate:
     fold_ap: list[float]
     best_iterations: list[int]
     fold_wallet_precision: list[float | None] = field(default_factory=list)
+    # per fold: the fewest trees whose validation AUC-PR is within the tolerance of that fold's best
+    enough_iterations: list[int] = field(default_factory=list)
 
     @property
     def mean_ap(self) -> float:
@@ -134,6 +136,7 @@ class Candidate:
             "fold_wallet_precision": [None if v is None else round(v, 6) for v in self.fold_wallet_precision],
             "score": round(self.score, 6),
             "best_iterations": self.best_iterations,
+            "enough_iterations": self.enough_iterations,
         }
 
 
@@ -192,18 +195,32 @@ def _fit_one(
     y_validation: np.ndarray,
     rounds: int,
     early: int,
-) -> tuple[float, int, xgb.Booster, np.ndarray]:
+    tolerance: float,
+) -> tuple[float, int, int, xgb.Booster, np.ndarray]:
+    """One fold's fit, early-stopped on the validation days: its AP, best iteration, the fewest iterations
+    within ``tolerance`` of the best validation AUC-PR (`enough_iteration`), the booster and its scores."""
+    curves: dict[str, dict[str, list[float]]] = {}
     booster = xgb.train(
         params,
         train,
         num_boost_round=rounds,
         evals=[(validation, "validation")],
         early_stopping_rounds=early,
+        evals_result=curves,
         verbose_eval=False,
     )
     best = int(booster.best_iteration)
     scores = booster.predict(validation, iteration_range=(0, best + 1))
-    return float(average_precision_score(y_validation, scores)), best, booster, scores
+    enough = enough_iteration(curves["validation"]["aucpr"][: best + 1], tolerance)
+    return float(average_precision_score(y_validation, scores)), best, enough, booster, scores
+
+
+def enough_iteration(curve: Sequence[float], tolerance: float) -> int:
+    """The first iteration whose validation score is within ``tolerance`` of the curve's best: the trees
+    after it bought less than the tolerance on the fold, and the final model does without them (the rule
+    of `best_candidate`, applied to the number of trees)."""
+    values = np.asarray(curve, dtype=np.float64)
+    return int(np.flatnonzero(values >= values.max() - tolerance)[0])
 
 
 def select(
@@ -279,11 +296,14 @@ def select(
         cand = Candidate(_describe(params), dict(params), "all non-constant", len(usable), [], [])
         gains[i] = []
         for k, (train, validation, y) in enumerate(full):
-            ap, best, booster, scores = _fit_one(params, train, validation, y, rounds, early_stopping_rounds)
+            ap, best, enough, booster, scores = _fit_one(
+                params, train, validation, y, rounds, early_stopping_rounds, tolerance
+            )
             wp = _wallet_precision(folds[k], scores, alerts_per_day)
             cand.fold_ap.append(ap)
             cand.fold_wallet_precision.append(wp)
             cand.best_iterations.append(best)
+            cand.enough_iterations.append(enough)
             gains[i].append(booster.get_score(importance_type="total_gain"))
             shown = "" if wp is None else f" wallet P@k {wp:.4f}"
             tick(f"selection: {cand.name} fold {k + 1} AP {ap:.4f}{shown}")
@@ -318,13 +338,14 @@ def select(
             continue
         cand = Candidate(best_params.name, dict(best_params.params), label, len(columns), [], [])
         for k, (train, validation, y) in enumerate(matrices(columns)):
-            ap, best, _booster, scores = _fit_one(
-                best_params.params, train, validation, y, rounds, early_stopping_rounds
+            ap, best, enough, _booster, scores = _fit_one(
+                best_params.params, train, validation, y, rounds, early_stopping_rounds, tolerance
             )
             wp = _wallet_precision(folds[k], scores, alerts_per_day)
             cand.fold_ap.append(ap)
             cand.fold_wallet_precision.append(wp)
             cand.best_iterations.append(best)
+            cand.enough_iterations.append(enough)
             tick(f"selection: {label} ({len(columns)} features) fold {k + 1} AP {ap:.4f}")
         candidates.append(cand)
         sets.append((label, columns, cand))

@@ -176,16 +176,17 @@ def train_model(
     del fold_data
     kept = chosen.kept
     columns = [names.index(n) for n in kept]
-    # The final model: the chosen parameters (same learning rate), for the median of the
-    # chosen candidate's best iterations over the folds — not early-stopped on the validation days alone,
-    # whose one block of days can end the fit after a handful of trees (seen: a merchant breach that
-    # started in those days stopped it at a near-constant model).
+    # The final model: the chosen parameters (same learning rate), for the median over the folds of the
+    # chosen candidate's "enough" iterations (the fewest trees within the tolerance of the fold's best
+    # validation AUC-PR: trees that bought less than that on a fold cost variance on new days) — not
+    # early-stopped on the validation days alone, whose one block of days can end the fit after a handful
+    # of trees (seen: a merchant breach that started in those days stopped it at a near-constant model).
     final = replace(
         config,
         max_depth=int(chosen.chosen.params["max_depth"]),
         scale_pos_weight_options=(float(chosen.chosen.params["scale_pos_weight"]),),
     )
-    final_rounds = int(np.median(chosen.chosen.best_iterations)) + 1
+    final_rounds = int(np.median(chosen.chosen.enough_iterations)) + 1
     model = fit(
         x_train_source[parts.train][:, columns],
         parts.y_train,
