@@ -384,16 +384,24 @@ def _selection_markdown(selection: Mapping[str, Any] | None) -> list[str]:
         "",
         "Ranked by the score: per fold the mean of AP and wallet precision@k per day (AP alone without k).",
         "",
-        "| candidate | features | AP per fold | wallet P@k per fold | mean AP | score |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "Trees per fold: the early-stopped best / the fewest within the tolerance of it (the final model "
+        "takes the median of the chosen candidate's second figures).",
+        "",
+        "| candidate | features | AP per fold | wallet P@k per fold | trees per fold (best / enough) | mean AP "
+        "| score |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for c in selection.get("candidates", []):
         folds = ", ".join(f"{v:.4f}" for v in c["fold_ap"])
         wallets = ", ".join("–" if v is None else f"{v:.4f}" for v in c.get("fold_wallet_precision", []))
+        trees = ", ".join(
+            f"{b + 1} / {e + 1}"
+            for b, e in zip(c.get("best_iterations", []), c.get("enough_iterations", []), strict=False)
+        )
         score = c.get("score", c["mean_ap"])
         lines.append(
             f"| {c['name']} | {c['features']} ({c['n_features']}) | {folds} | {wallets or '–'} | "
-            f"{c['mean_ap']:.4f} | {score:.4f} |"
+            f"{trees or '–'} | {c['mean_ap']:.4f} | {score:.4f} |"
         )
     kept = selection.get("kept_features", [])
     dropped = selection.get("dropped_features", {})
