@@ -122,9 +122,8 @@ def test_parameters_and_features_are_chosen_by_prequential_folds(history, tmp_pa
     assert "## Model selection" in report
     assert f"Chosen: **{selection['chosen']}**, {len(run.card.feature_names)} features kept" in report
     assert report.count("| max_depth=") >= 4
-    trees = ", ".join(
-        f"{b + 1} / {e + 1}" for b, e in zip(chosen["best_iterations"], chosen["enough_iterations"], strict=True)
-    )
+    per_fold = zip(chosen["best_iterations"], chosen["enough_iterations"], strict=True)
+    trees = ", ".join(f"{b + 1} / {e + 1}" for b, e in per_fold)
     assert f"| {trees} |" in report
     assert "`counterparty_blacklisted` (constant over the training period)" in report
 

@@ -387,8 +387,8 @@ def _selection_markdown(selection: Mapping[str, Any] | None) -> list[str]:
         "Trees per fold: the early-stopped best / the fewest within the tolerance of it (the final model "
         "takes the median of the chosen candidate's second figures).",
         "",
-        "| candidate | features | AP per fold | wallet P@k per fold | trees per fold (best / enough) | mean AP "
-        "| score |",
+        "| candidate | features | AP per fold | wallet P@k per fold | trees per fold (best / enough) "
+        "| mean AP | score |",
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for c in selection.get("candidates", []):
