@@ -365,7 +365,10 @@ class Settings(BaseSettings):
         default=0.005,
         ge=0,
         le=1,
-        description="A simpler candidate (shallower, lower weight, fewer features) wins within this score.",
+        description=(
+            "A simpler candidate (shallower, lower weight, fewer features) wins within this score; the final"
+            " model stops at the fewest trees within this validation AUC-PR of each fold's best."
+        ),
     )
     train_selection_alerts_per_day: int = Field(
         default=100,
