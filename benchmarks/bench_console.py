@@ -13,13 +13,11 @@ ANALYZEs, then times each read (median and p95 of --repeat runs after one warm-u
 from __future__ import annotations
 
 import argparse
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from scratch_db import scratch_database, timed
-from sqlalchemy import text
+from scratch_db import fill, scratch_database, timed
 
 from ticketguard.config import Settings
 from ticketguard.dashboard import queries
@@ -113,17 +111,8 @@ def main() -> None:
         engine = make_engine(url, statement_timeout_ms=600_000)
         settings = Settings(database_url=url, _env_file=None)  # type: ignore[call-arg]
         try:
-            start = time.perf_counter()
             params = {"now": NOW, "rows": args.rows, "events": args.events, "span": args.days * 86_400}
-            with engine.begin() as conn:
-                for statement in FILL.strip().split(";\n"):
-                    conn.execute(text(statement), params)
-            with engine.connect() as conn:
-                conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql("ANALYZE")
-            print(
-                f"filled {args.rows:,} scored transactions over {args.days:g} days "
-                f"in {time.perf_counter() - start:.1f} s"
-            )
+            fill(engine, FILL, params, args.rows, args.days)
             with engine.connect() as conn:
                 reads: dict[str, Callable[[], object]] = {
                     "KPI cards": lambda: queries.kpis(conn, NOW, settings),

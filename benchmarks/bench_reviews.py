@@ -12,12 +12,10 @@ with generate_series (seconds), ANALYZEs, then times each read (median and p95 o
 from __future__ import annotations
 
 import argparse
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from scratch_db import scratch_database, timed
-from sqlalchemy import text
+from scratch_db import fill, scratch_database, timed
 
 from ticketguard.kit.db import make_engine
 from ticketguard.reviews.service import DEFAULT_HORIZON, case_detail, get_case, queue, queue_stats
@@ -63,17 +61,8 @@ def main() -> None:
     with scratch_database(args.admin_url, "tg_bench_reviews", keep=args.keep) as url:
         engine = make_engine(url, statement_timeout_ms=600_000)
         try:
-            start = time.perf_counter()
-            with engine.begin() as conn:
-                for statement in FILL.strip().split(";\n"):
-                    params = {"now": NOW, "rows": args.rows, "span": args.days * 86_400}
-                    conn.execute(text(statement), params)
-            with engine.connect() as conn:
-                conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql("ANALYZE")
-            print(
-                f"filled {args.rows:,} scored transactions over {args.days:g} days "
-                f"in {time.perf_counter() - start:.1f} s"
-            )
+            params = {"now": NOW, "rows": args.rows, "span": args.days * 86_400}
+            fill(engine, FILL, params, args.rows, args.days)
             with engine.connect() as conn:
                 stats = queue_stats(conn, now=NOW)
                 print(f"queue within {DEFAULT_HORIZON.days} days: {stats}")

@@ -1,5 +1,5 @@
 """What the PostgreSQL query benchmarks share: a migrated database of their own, dropped afterwards unless
-kept, and median/p95 timings of a query."""
+kept, filled by their SQL, and median/p95 timings of a query."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import psycopg
-from sqlalchemy import make_url
+from sqlalchemy import Engine, make_url, text
 
 from ticketguard.kit import migrate
 
@@ -46,3 +46,15 @@ def timed(fn: Callable[[], object], repeat: int) -> tuple[float, float]:
         times.append((time.perf_counter() - start) * 1000)
     times.sort()
     return statistics.median(times), times[max(0, int(len(times) * 0.95) - 1)]
+
+
+def fill(engine: Engine, sql: str, params: dict[str, object], rows: int, days: float) -> None:
+    """Run the benchmark's fill statements (``;``-newline separated) in one transaction, ANALYZE, and say
+    how long it took."""
+    start = time.perf_counter()
+    with engine.begin() as conn:
+        for statement in sql.strip().split(";\n"):
+            conn.execute(text(statement), params)
+    with engine.connect() as conn:
+        conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql("ANALYZE")
+    print(f"filled {rows:,} scored transactions over {days:g} days in {time.perf_counter() - start:.1f} s")
